@@ -1,0 +1,92 @@
+"""The SSM layer and the residual block around it (models.md, section 5).
+
+Layer:  (B, H, L) -> zero padded positions -> y = K * u + D u -> GELU -> Dropout -> Linear(H, 2H) -> GLU
+Block:  z = Norm(x) if prenorm else x;  x = x + Dropout(Layer(z));  x = Norm(x) if postnorm
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.ssm import ConvSSM
+
+
+class TiedDropout(nn.Module):
+    """Dropout with one mask per (batch, feature), shared along time when `tie` is set."""
+
+    def __init__(self, p: float, tie: bool = True):
+        super().__init__()
+        self.p, self.tie = p, tie
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, L)
+        if not self.training or self.p == 0:
+            return x
+        shape = x.shape[:2] + (1,) if self.tie else x.shape
+        mask = torch.rand(shape, device=x.device) >= self.p
+        return x * mask / (1 - self.p)
+
+
+def length_mask(lengths: torch.Tensor | None, L: int, device: torch.device) -> torch.Tensor | None:
+    """(B,) valid lengths -> (B, 1, L) float mask, or None when every position is valid."""
+    if lengths is None:
+        return None
+    return (torch.arange(L, device=device)[None, :] < lengths[:, None]).unsqueeze(1).float()
+
+
+class SSMLayer(nn.Module):
+    def __init__(self, ssm: ConvSSM, dropout: float = 0.0, tie_dropout: bool = True):
+        super().__init__()
+        H = ssm.H
+        self.ssm = ssm
+        self.dropout = TiedDropout(dropout, tie_dropout)
+        self.output = nn.Conv1d(H, 2 * H, kernel_size=1)  # Linear(H, 2H) along features
+
+    def forward(self, u: torch.Tensor, mask: torch.Tensor | None = None, rate: float = 1.0) -> torch.Tensor:
+        """u (B, H, L) -> (B, H, L)."""
+        if mask is not None:
+            u = u * mask
+        y = self.ssm(u, rate)
+        y = self.dropout(F.gelu(y))
+        return F.glu(self.output(y), dim=1)
+
+    def setup_step(self, rate: float = 1.0) -> None:
+        self.ssm.setup_step(rate)
+
+    def step(self, u_t: torch.Tensor, state):
+        """u_t (B, H) -> (y_t (B, H), state); the recurrent twin of `forward` (eval mode)."""
+        y, state = self.ssm.step(u_t, state)
+        y = self.dropout(F.gelu(y).unsqueeze(-1))
+        return F.glu(self.output(y), dim=1).squeeze(-1), state
+
+
+class Norm(nn.Module):
+    """BatchNorm1d or LayerNorm over the feature axis of a (B, H, L) tensor."""
+
+    def __init__(self, H: int, kind: str):
+        super().__init__()
+        if kind not in ("batch", "layer"):
+            raise ValueError(f"unknown norm {kind!r}; expected 'batch' or 'layer'")
+        self.kind = kind
+        self.norm = nn.BatchNorm1d(H) if kind == "batch" else nn.LayerNorm(H)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "batch":
+            return self.norm(x)
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, layer: SSMLayer, norm: str = "batch", prenorm: bool = True, dropout: float = 0.0,
+                 tie_dropout: bool = True):
+        super().__init__()
+        self.layer = layer
+        self.norm = Norm(layer.ssm.H, norm)
+        self.prenorm = prenorm
+        self.dropout = TiedDropout(dropout, tie_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, rate: float = 1.0) -> torch.Tensor:
+        z = self.norm(x) if self.prenorm else x
+        x = x + self.dropout(self.layer(z, mask, rate))
+        return x if self.prenorm else self.norm(x)

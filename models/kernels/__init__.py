@@ -1,0 +1,1 @@
+"""Fast numerical kernels, each with a plain reference twin used by the tests."""

@@ -1,0 +1,62 @@
+"""The full network: encoder -> n_layers residual SSM blocks -> (final norm) -> decoder."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from models.block import Norm, ResidualBlock, SSMLayer, length_mask
+from models.heads import HEADS
+from models.ssm import ConvSSM
+
+
+class SequenceModel(nn.Module):
+    """Sequence classifier or regressor.
+
+    encoder "embedding": x (B, L) integer tokens, d_input = vocabulary size.
+    encoder "linear":    x (B, L, d_input) real features.
+    Returns (B, d_output).
+    """
+
+    def __init__(
+        self,
+        make_ssm: Callable[[int], ConvSSM],
+        d_input: int,
+        d_output: int,
+        encoder: str = "embedding",
+        d_model: int = 128,
+        n_layers: int = 4,
+        dropout: float = 0.0,
+        tie_dropout: bool = True,
+        prenorm: bool = True,
+        norm: str = "batch",
+        decoder: str = "pool",
+        rate: float = 1.0,
+    ):
+        super().__init__()
+        if encoder == "embedding":
+            self.encoder = nn.Embedding(d_input, d_model)
+        elif encoder == "linear":
+            self.encoder = nn.Linear(d_input, d_model)
+        else:
+            raise ValueError(f"unknown encoder {encoder!r}; expected 'embedding' or 'linear'")
+        if decoder not in HEADS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {sorted(HEADS)}")
+        self.blocks = nn.ModuleList(
+            ResidualBlock(SSMLayer(make_ssm(d_model), dropout, tie_dropout), norm, prenorm, dropout, tie_dropout)
+            for _ in range(n_layers)
+        )
+        self.final_norm = Norm(d_model, norm) if prenorm else nn.Identity()
+        self.decoder = HEADS[decoder](d_model, d_output)
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, rate: float | None = None):
+        rate = self.rate if rate is None else rate
+        h = self.encoder(x).transpose(1, 2)  # (B, H, L)
+        mask = length_mask(lengths, h.shape[-1], h.device)
+        for block in self.blocks:
+            h = block(h, mask, rate)
+        h = self.final_norm(h)
+        return self.decoder(h, lengths)

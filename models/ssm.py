@@ -1,0 +1,52 @@
+"""What every SSM in the registry shares: y = K * u + D u, bidirectionality, SSM parameter roles.
+
+A subclass supplies `kernel(L, rate) -> (channels, H, L)` and, for the recurrent mode,
+`setup_step(rate)`, `default_state(batch)` and `step(u_t, state)`.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+from models.kernels.fftconv import fft_conv, two_sided
+
+
+class ConvSSM(nn.Module, abc.ABC):
+    """Base class: convolution mode of an SSM with kernel channels for each direction.
+
+    `ssm_roles` maps a parameter name to its role ("dt", "A" or "B"): the optimiser gives these
+    their own learning rate and no weight decay (models.md, section 4).
+    """
+
+    ssm_roles: dict[str, str] = {}
+
+    def __init__(self, d_model: int, bidirectional: bool = False):
+        super().__init__()
+        self.H = d_model
+        self.bidirectional = bidirectional
+        self.channels = 2 if bidirectional else 1
+        self.D = nn.Parameter(torch.randn(d_model))  # (H,) skip connection
+
+    @abc.abstractmethod
+    def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:
+        """The convolution kernel (channels, H, L) at step size rate * dt."""
+
+    def param_roles(self):
+        """Yield (role, parameter) for the SSM parameters of this module."""
+        for name, p in self.named_parameters(recurse=False):
+            if name in self.ssm_roles:
+                yield self.ssm_roles[name], p
+
+    def forward(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
+        """u (B, H, L) -> y (B, H, L)."""
+        L = u.shape[-1]
+        k = self.kernel(L, rate)  # (channels, H, L)
+        k = two_sided(k[0], k[1]) if self.bidirectional else k[0]  # (H, L) or (H, 2L)
+        return fft_conv(u, k) + self.D[:, None] * u
+
+    def _check_step(self) -> None:
+        if self.bidirectional:
+            raise RuntimeError("a bidirectional SSM has no recurrent mode: it looks at future inputs")

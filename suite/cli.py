@@ -1,0 +1,232 @@
+"""The `suite` command: one table from verb to function, heavy imports deferred to the verb.
+
+Errors a user can act on (bad config, unknown name, missing data, unreachable store) are printed as
+one paragraph with the fix and a distinct exit code; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from suite import __version__
+
+EPILOG = """\
+examples:
+  suite list
+  suite run --task listops --model s4d --preset smoke
+  suite run --task listops --model s4d --set model.d_state=32 --set optim.lr=0.002 --print-config
+  suite data generate listops --set data.generator.n_train=2000
+  suite ui
+
+Runs are tracked in MLflow: by default the SQLite store results/mlflow.db of this checkout
+(override with --tracking-uri or MLFLOW_TRACKING_URI). Data lives under data/ of this checkout
+(override with --data-dir or SUITE_DATA).
+"""
+
+
+# ------------------------------------------------------------------------------------------------
+# verbs
+# ------------------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from suite import registry
+    from suite.config import preset_names, recipe_path
+
+    print("tasks:")
+    for name, e in registry.TASKS.items():
+        presets = ", ".join(preset_names(name)) if recipe_path(name).is_file() else "-"
+        status = "" if e.target else "  [not implemented yet]"
+        print(f"  {name:<12} {e.description}  (family {e.family}; presets: {presets}){status}")
+    print("models:")
+    for name, e in registry.MODELS.items():
+        status = "" if e.target else "  [not implemented yet]"
+        print(f"  {name:<12} {e.description}{status}")
+    return 0
+
+
+def _resolve_config(args: argparse.Namespace):
+    from suite import registry
+    from suite.config import resolve
+
+    task = registry.task(args.task)
+    model = registry.model(args.model)
+    registry.require_implemented(task, "task", registry.TASKS)
+    registry.require_implemented(model, "model", registry.MODELS)
+    flags = {
+        "seed": args.seed,
+        "data": {"root": args.data_dir},
+        "tracking": {"uri": args.tracking_uri, "experiment": args.experiment, "run_name": args.run_name},
+        "trainer": {
+            "accelerator": args.accelerator,
+            "devices": args.devices,
+            "precision": args.precision,
+            "max_epochs": args.max_epochs,
+            "max_steps": args.max_steps,
+        },
+    }
+    flags = _drop_none(flags)
+    return resolve(args.task, args.model, args.preset, args.config, args.set, flags)
+
+
+def _drop_none(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = _drop_none(v)
+            if v:
+                out[k] = v
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from suite.config import dump
+
+    cfg = _resolve_config(args)
+    if args.print_config:
+        print(dump(cfg), end="")
+        return 0
+    from suite.run import train
+
+    train(cfg)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from suite import tracking
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.exists():
+        print(f"note: {db} does not exist yet; the UI starts empty until a run is logged", file=sys.stderr)
+        tracking.ensure_experiment(uri, "Default")
+    cmd = tracking.ui_command(uri, args.host, args.port)
+    print(f"MLflow UI for {tracking.mask(uri)} at http://{args.host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    if mlflow_bin.exists():
+        cmd[0] = str(mlflow_bin)
+    os.execvp(cmd[0], cmd)
+    return 0  # not reached
+
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from suite.config import resolve
+    from suite.run import data_root
+
+    if args.task != "listops":
+        from suite.errors import NotImplementedYet
+
+        raise NotImplementedYet(f"no generator for '{args.task}' yet.", hint="generators: listops")
+    flags = {"data": {"root": args.data_dir}} if args.data_dir else {}
+    cfg = resolve(args.task, "s4d", args.preset, args.config, args.set, flags)
+    from tasks import listops
+
+    folder = listops.generated_dir(data_root(cfg), cfg.data.generator)
+    if (folder / "GENERATED.json").is_file():
+        print(f"already there: {folder}")
+        return 0
+    listops.generator.write_dataset(folder, listops.generator_params(cfg.data.generator))
+    print(f"wrote {folder}")
+    print("train on it with: suite run --task listops --model s4d --set data.source=generated "
+          + " ".join(f"--set {s}" for s in args.set or []))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# parser
+# ------------------------------------------------------------------------------------------------
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="paper",
+                   help="recipe preset: 'paper' (the paper's hyperparameters) or 'smoke' (tiny, for a quick check)")
+    p.add_argument("--config", action="append", type=Path, metavar="FILE",
+                   help="YAML file overlaid on the preset (repeatable; later files win)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one field, e.g. --set model.d_state=32 (repeatable; value parsed as YAML)")
+    p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="suite",
+        description="Benchmark suite for long-range sequence models: S4, S4D and Liquid-S4 on LRA, "
+                    "sequential CIFAR, Speech Commands and BIDMC, tracked in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"suite {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-paragraph errors")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("list", help="registered tasks, models and presets, one line each")
+    p.set_defaults(func=cmd_list)
+
+    p = verbs.add_parser(
+        "run", help="train one task x model, tracked in MLflow",
+        description="Train one model on one task and log the run to MLflow. Configuration is resolved as: "
+                    "defaults < task recipe < --preset < --config files < --set overrides < flags.",
+    )
+    p.add_argument("--task", required=True, help="task name (see `suite list`)")
+    p.add_argument("--model", required=True, help="model name: s4, s4d, liquid_s4_kb, liquid_s4_pb")
+    _config_args(p)
+    p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment (default: the task's family: lra, scifar, speech, bidmc)")
+    p.add_argument("--run-name", help="MLflow run name (default: task-model-preset-seed)")
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--devices", type=_int_or_str, help="number of devices, or 'auto'")
+    p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("ui", help="MLflow UI on the store the runs went to")
+    p.add_argument("--tracking-uri", help="store to show (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
+
+    p = verbs.add_parser("data", help="data commands")
+    data_verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    g = data_verbs.add_parser(
+        "generate", help="generate a task's data procedurally (ListOps)",
+        description="Write generated data in the release's on-disk format under "
+                    "<data root>/generated/<task>/<parameters>/. Generator parameters are the "
+                    "data.generator.* fields of the preset, changeable with --set.",
+    )
+    g.add_argument("task", help="listops")
+    _config_args(g)
+    g.set_defaults(func=cmd_data_generate)
+    return parser
+
+
+def _int_or_str(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from suite.errors import USER_ERRORS
+
+        if args.debug or not isinstance(exc, USER_ERRORS):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Errors a user can act on.
+
+Every failure the suite anticipates is a `SuiteError`: a one-paragraph message that names the
+problem, a hint that names the fix, and a distinct exit code. The CLI prints it without a
+traceback (unless `--debug`).
+"""
+
+from __future__ import annotations
+
+from tasks.errors import DataError  # raised by the data code, which cannot import suite
+
+
+class SuiteError(Exception):
+    """Base class: `message` says what is wrong, `hint` says how to fix it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class ConfigError(SuiteError):
+    """A malformed config file, an unknown or mistyped key, a bad --set."""
+
+    exit_code = 2
+
+
+class UnknownNameError(SuiteError):
+    """A task, model or preset name that is not registered."""
+
+    exit_code = 2
+
+
+class NotImplementedYet(SuiteError):
+    """A registered task or model whose implementation has not landed yet."""
+
+    exit_code = 3
+
+
+class TrackingError(SuiteError):
+    """The MLflow store cannot be reached or created."""
+
+    exit_code = 5
+
+
+# Everything the CLI reports without a traceback.
+USER_ERRORS = (SuiteError, DataError)
+
+# Exit codes in one table, for README and tests.
+EXIT_CODES = {
+    cls.__name__: cls.exit_code
+    for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError)
+}

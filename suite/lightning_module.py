@@ -1,0 +1,71 @@
+"""The LightningModule: one loss, per-split metrics, and the optimiser of `suite.optim`.
+
+Validation runs over every evaluation split (val, test, ...) each epoch; metrics are logged as
+`<split>/loss` and `<split>/accuracy` (classification) or `<split>/rmse` (regression).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+from suite.optim import make_optimizer
+
+
+def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
+    if problem == "classification":
+        return torchmetrics.classification.MulticlassAccuracy(num_classes=n_classes, average="micro")
+    return torchmetrics.MeanSquaredError(squared=False)
+
+
+class SequenceModule(L.LightningModule):
+    def __init__(self, model: nn.Module, problem: str, d_output: int, optim_cfg, eval_splits: list[str],
+                 config: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.problem = problem
+        self.metric_name = "accuracy" if problem == "classification" else "rmse"
+        self.optim_cfg = optim_cfg
+        self.eval_splits = list(eval_splits)
+        self.config = config or {}
+        # keys get a trailing '_': 'train' would shadow nn.Module.train
+        self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
+
+    def forward(self, x, lengths=None, rate=None):
+        return self.model(x, lengths, rate)
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.problem == "classification":
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out.squeeze(-1), y.float())
+
+    def _shared_step(self, batch, split: str) -> torch.Tensor:
+        x, y, lengths = batch
+        out = self(x, lengths)
+        loss = self._loss(out, y)
+        preds = out if self.problem == "classification" else out.squeeze(-1)
+        self.metrics[f"{split}_"].update(preds, y if self.problem == "classification" else y.float())
+        n = len(y)
+        if split == "train":
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=n,
+                 add_dataloader_idx=False, sync_dist=True)
+        self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,
+                 prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._shared_step(batch, self.eval_splits[dataloader_idx])
+
+    def configure_optimizers(self):
+        opt, sched = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["suite_config"] = self.config

@@ -1,0 +1,61 @@
+"""AdamW with SSM parameter groups, and the warm-up + cosine schedule (models.md, sections 4 and 6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.ssm import ConvSSM
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, dt_lr: float | None, ssm_lr: float | None):
+    """Three groups: everything else (lr, weight_decay); log dt (dt_lr, no decay); A and B (ssm_lr, no decay).
+
+    C and D, as in the reference, take the global learning rate and weight decay.
+    """
+    roles: dict[int, str] = {}
+    for module in model.modules():
+        if isinstance(module, ConvSSM):
+            for role, p in module.param_roles():
+                roles[id(p)] = role
+    groups = {
+        "default": {"params": [], "lr": lr, "weight_decay": weight_decay},
+        "dt": {"params": [], "lr": lr if dt_lr is None else dt_lr, "weight_decay": 0.0},
+        "ssm": {"params": [], "lr": lr if ssm_lr is None else ssm_lr, "weight_decay": 0.0},
+    }
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        role = roles.get(id(p))
+        groups["default" if role is None else "dt" if role == "dt" else "ssm"]["params"].append(p)
+    return [dict(g, name=name) for name, g in groups.items() if g["params"]]
+
+
+def cosine_factor(step: int, warmup: int, horizon: int, clamp: bool = False) -> float:
+    """Linear warm-up over `warmup` steps, then half a cosine period down to 0 at `horizon`.
+
+    Unclamped (the reference's `get_cosine_schedule_with_warmup`), the factor rises again past the
+    horizon, with period 2 x (horizon - warmup); clamped, it stays at 0.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, horizon - warmup)
+    if clamp:
+        progress = min(progress, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg, total_steps: int):
+    """AdamW + LambdaLR (stepped every optimisation step) from an OptimConfig."""
+    opt = torch.optim.AdamW(
+        param_groups(model, cfg.lr, cfg.weight_decay, cfg.dt_lr, cfg.ssm_lr), lr=cfg.lr, betas=tuple(cfg.betas)
+    )
+    if cfg.scheduler == "constant":
+        factor = lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0  # noqa: E731
+    else:
+        horizon = cfg.schedule_steps or total_steps
+        warmup = min(cfg.warmup_steps, max(horizon - 1, 0))
+        factor = lambda step: cosine_factor(step, warmup, horizon, cfg.clamp_schedule)  # noqa: E731
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

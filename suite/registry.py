@@ -1,0 +1,89 @@
+"""The task and model registries: plain tables from a short name to where its code lives.
+
+Adding a task or a model is one module plus one line here. Targets are import paths, resolved
+only when used, so `suite list` stays instant. A target of None means registered but not
+implemented yet: `suite run` says so instead of failing with a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from suite.errors import NotImplementedYet, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    description: str
+    target: str | None  # "package.module" or "package.module:attribute"; None = not implemented yet
+    family: str = ""  # tasks only: the benchmark family, used as the default MLflow experiment
+    metric: str = "accuracy"  # tasks only: the headline metric (accuracy, higher is better; rmse, lower)
+
+
+def _table(*entries: Entry) -> dict[str, Entry]:
+    return {e.name: e for e in entries}
+
+
+TASKS = _table(
+    Entry("listops", "LRA ListOps: value of a nested MIN/MAX/MED/SM expression, 10 classes, <= 2048 tokens",
+          "tasks.listops", "lra"),
+    Entry("text", "LRA Text: IMDB sentiment from characters, 2 classes, <= 4096 characters", None, "lra"),
+    Entry("retrieval", "LRA Retrieval: do two AAN papers cite each other, 2 x 4000 characters", None, "lra"),
+    Entry("image", "LRA Image: CIFAR-10 as 1024 grayscale pixels, 10 classes", None, "lra"),
+    Entry("pathfinder", "LRA Pathfinder: are two dots connected, 32x32 = 1024 pixels", None, "lra"),
+    Entry("pathx", "LRA Path-X: Pathfinder at 128x128 = 16384 pixels", None, "lra"),
+    Entry("scifar", "Sequential CIFAR-10: 1024 RGB pixels, 10 classes", None, "scifar"),
+    Entry("speech", "Speech Commands v0.02: 35 words from raw 16 kHz audio, 16000 samples", None, "speech"),
+    Entry("speech8k", "Speech Commands zero-shot at 8 kHz: a 16 kHz model tested on 8000 samples", None, "speech"),
+    Entry("bidmc_hr", "BIDMC heart rate from PPG + ECG, 2 x 4000 samples, RMSE", None, "bidmc", "rmse"),
+    Entry("bidmc_rr", "BIDMC respiratory rate from PPG + ECG, 2 x 4000 samples, RMSE", None, "bidmc", "rmse"),
+    Entry("bidmc_spo2", "BIDMC blood oxygen (SpO2) from PPG + ECG, 2 x 4000 samples, RMSE", None, "bidmc", "rmse"),
+)
+
+MODELS = _table(
+    Entry("s4", "S4: diagonal-plus-low-rank SSM, HiPPO-LegS init, Cauchy kernel with Woodbury correction", None),
+    Entry("s4d", "S4D: diagonal SSM, Vandermonde kernel, LegS/Inv/Lin init, ZOH or bilinear", "models.s4d:S4D"),
+    Entry("liquid_s4_kb", "Liquid-S4, KB liquid kernel: S4 kernel times powers of B for input correlations", None),
+    Entry("liquid_s4_pb", "Liquid-S4, PB liquid kernel: powers of B only, no extra convolution", None),
+)
+
+
+def _lookup(table: dict[str, Entry], kind: str, name: str) -> Entry:
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, list(table), n=1)
+    raise UnknownNameError(
+        f"unknown {kind} '{name}'." + (f" Did you mean '{close[0]}'?" if close else ""),
+        hint=f"{kind}s: {', '.join(table)} (see `suite list`)",
+    )
+
+
+def task(name: str) -> Entry:
+    return _lookup(TASKS, "task", name)
+
+
+def model(name: str) -> Entry:
+    return _lookup(MODELS, "model", name)
+
+
+def implemented(table: dict[str, Entry]) -> list[str]:
+    return [n for n, e in table.items() if e.target is not None]
+
+
+def require_implemented(entry: Entry, kind: str, table: dict[str, Entry]) -> None:
+    if entry.target is None:
+        raise NotImplementedYet(
+            f"{kind} '{entry.name}' is registered but not implemented yet.",
+            hint=f"implemented {kind}s: {', '.join(implemented(table))}",
+        )
+
+
+def resolve(entry: Entry) -> Any:
+    """Import the entry's target: a module, or an attribute of one."""
+    module, _, attr = entry.target.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj

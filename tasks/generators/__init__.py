@@ -1,0 +1,1 @@
+"""Procedural generators for the tasks whose data can be made instead of downloaded."""

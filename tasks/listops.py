@@ -1,0 +1,148 @@
+"""LRA ListOps: evaluate a nested list expression (10 classes), up to 2,000 tokens.
+
+Files: the release's `lra_release/listops-1000/basic_{train,val,test}.tsv` (columns Source, Target),
+or the same files made by the generator under `generated/listops/<parameters>/`.
+Tokenizer as in the reference (models.md, section 7): ']' -> 'X', '(' and ')' dropped, whitespace
+split; vocabulary from the training split with <pad>=0, <unk>=1, <eos>=2; truncated to l_max - 1
+tokens plus <eos>.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tasks import cache
+from tasks.base import TaskData, pad_tokens
+from tasks.errors import DataError
+from tasks.generators import listops as generator
+
+RELEASE_DIR = Path("lra_release") / "listops-1000"
+RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+SPLITS = ("train", "val", "test")
+SPECIALS = ("<pad>", "<unk>", "<eos>")
+N_CLASSES = 10
+
+
+def tokenize(source: str) -> list[str]:
+    return source.replace("]", "X").replace("(", "").replace(")", "").split()
+
+
+def read_tsv(path: Path) -> list[tuple[str, int]]:
+    """Rows (Source, Target) of a release TSV; any malformed row is a ValueError naming the line."""
+    csv.field_size_limit(sys.maxsize)
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        header = next(reader, None)
+        if header != ["Source", "Target"]:
+            raise ValueError(f"{path}: expected the header 'Source<TAB>Target', found {header!r}")
+        for i, row in enumerate(reader, start=2):
+            if len(row) != 2 or not row[1].strip().isdigit():
+                raise ValueError(f"{path}, line {i}: expected '<expression><TAB><label 0-9>', found {row!r}")
+            rows.append((row[0], int(row[1])))
+    return rows
+
+
+def generated_dir(root: Path, gen) -> Path:
+    name = (
+        f"n{gen.n_train}-{gen.n_val}-{gen.n_test}_len{gen.min_length}-{gen.max_length}"
+        f"_depth{gen.max_depth}_args{gen.max_args}_seed{gen.seed}"
+    )
+    return root / "generated" / "listops" / name
+
+
+def generator_params(gen) -> dict:
+    keys = ("n_train", "n_val", "n_test", "min_length", "max_length", "max_depth", "max_args", "seed")
+    return {k: getattr(gen, k) for k in keys}
+
+
+def files_dir(root: Path, cfg) -> Path:
+    return generated_dir(root, cfg.generator) if cfg.source == "generated" else root / RELEASE_DIR
+
+
+def _missing_files_error(folder: Path, missing: list[str]) -> DataError:
+    return DataError(
+        f"ListOps data not found: {folder} lacks {', '.join(missing)}.",
+        hint=(
+            f"download {RELEASE_URL}, unpack it so that {folder}/basic_train.tsv exists (or point --data-dir "
+            "at the folder holding lra_release/), or train on generated data: "
+            "`suite data generate listops` then `--set data.source=generated`"
+        ),
+    )
+
+
+def prepare(root: Path, cfg, progress: bool = True) -> Path:
+    """Make sure the TSVs exist (generating them when data.source = generated) and the cache is built."""
+    folder = files_dir(root, cfg)
+    if cfg.source == "generated":
+        with cache.file_lock(folder.with_name(folder.name + ".lock")):
+            if not (folder / "GENERATED.json").is_file():
+                print(f"generating ListOps into {folder}", file=sys.stderr)
+                generator.write_dataset(folder, generator_params(cfg.generator), progress=progress)
+    missing = [f"basic_{s}.tsv" for s in SPLITS if not (folder / f"basic_{s}.tsv").is_file()]
+    if missing:
+        raise _missing_files_error(folder, missing)
+    tsvs = [folder / f"basic_{s}.tsv" for s in SPLITS]
+    key = cache.fingerprint(tsvs, l_max=cfg.l_max, tokenizer=1)
+    entry = root / "cache" / "listops" / key
+
+    def make() -> dict[str, np.ndarray]:
+        try:
+            rows = {s: read_tsv(folder / f"basic_{s}.tsv") for s in SPLITS}
+        except ValueError as exc:
+            raise DataError(f"ListOps file is corrupt: {exc}", hint="re-download or re-generate the files") from None
+        train_tokens = sorted({tok for src, _ in rows["train"] for tok in tokenize(src)})
+        vocab = list(SPECIALS) + train_tokens
+        index = {tok: i for i, tok in enumerate(vocab)}
+        arrays = {"vocab": np.array(vocab)}
+        for s in SPLITS:
+            ids, offsets = [], [0]
+            for src, _ in rows[s]:
+                seq = [index.get(t, 1) for t in tokenize(src)][: cfg.l_max - 1] + [2]
+                ids.extend(seq)
+                offsets.append(len(ids))
+            arrays[f"{s}_tokens"] = np.array(ids, dtype=np.uint8 if len(vocab) < 256 else np.int32)
+            arrays[f"{s}_offsets"] = np.array(offsets, dtype=np.int64)
+            arrays[f"{s}_labels"] = np.array([label for _, label in rows[s]], dtype=np.int64)
+        return arrays
+
+    if cache.ensure(entry, key, make, extra={"source": str(folder)}):
+        print(f"cached ListOps tokens in {entry}", file=sys.stderr)
+    return entry
+
+
+class TokenDataset(Dataset):
+    """Variable-length token sequences stored flat: tokens[offsets[i]:offsets[i+1]]."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
+        self.tokens, self.offsets, self.labels = tokens, offsets, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        seq = torch.from_numpy(np.asarray(self.tokens[self.offsets[i] : self.offsets[i + 1]], dtype=np.int64))
+        return seq, int(self.labels[i])
+
+
+def load(root: Path, cfg) -> TaskData:
+    entry = prepare(root, cfg, progress=False)
+    names = ["vocab"] + [f"{s}_{part}" for s in SPLITS for part in ("tokens", "offsets", "labels")]
+    a = cache.load(entry, names)
+    splits = {s: TokenDataset(a[f"{s}_tokens"], a[f"{s}_offsets"], a[f"{s}_labels"]) for s in SPLITS}
+    return TaskData(
+        **splits,
+        collate=pad_tokens,
+        encoder="embedding",
+        d_input=len(a["vocab"]),
+        d_output=N_CLASSES,
+        problem="classification",
+        source=cfg.source,
+        l_max=cfg.l_max,
+    )
