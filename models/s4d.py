@@ -94,7 +94,8 @@ class S4D(ConvSSM):
             self._C_step = torch.view_as_complex(self.C)[0].clone()  # (H, N2)
 
     def default_state(self, batch: int) -> torch.Tensor:
-        return torch.zeros(batch, self.H, self.N2, dtype=torch.complex64, device=self.C.device)
+        dtype = torch.complex128 if self.C.dtype == torch.float64 else torch.complex64
+        return torch.zeros(batch, self.H, self.N2, dtype=dtype, device=self.C.device)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """u_t (B, H), state (B, H, N2) -> y_t (B, H), next state."""

@@ -25,12 +25,13 @@ def two_sided(k_fwd: torch.Tensor, k_bwd: torch.Tensor) -> torch.Tensor:
 
 
 def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """u (B, H, L) convolved with k (H, Lk), Lk <= 2L, -> (B, H, L) float32."""
+    """u (B, H, L) convolved with k (H, Lk), Lk <= 2L, -> (B, H, L) in float32 (float64 for float64 input)."""
     L = u.shape[-1]
     n = 2 * L
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=u.device.type, enabled=False):
-        u_f = torch.fft.rfft(u.float(), n=n)  # (B, H, L+1)
-        k_f = torch.fft.rfft(k.float(), n=n)  # (H, L+1)
+        u_f = torch.fft.rfft(u.to(dtype), n=n)  # (B, H, L+1)
+        k_f = torch.fft.rfft(k.to(dtype), n=n)  # (H, L+1)
         return torch.fft.irfft(u_f * k_f, n=n)[..., :L]
 
 

@@ -1,0 +1,47 @@
+"""The MLflow store: created once under a lock, URIs resolved and masked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from suite import tracking
+from tests.conftest import ROOT
+
+
+def test_concurrent_first_start_does_not_race(tmp_path):
+    """Several processes creating the same fresh SQLite store at once all succeed (pitfall P2)."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    code = f"from suite import tracking; print(tracking.ensure_experiment({uri!r}, 'lra'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # one experiment, same id everywhere
+
+
+def test_uri_resolution(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert tracking.resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert tracking.resolve_uri("x/store.db") == f"sqlite:///{tmp_path / 'x' / 'store.db'}"
+    assert tracking.resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert tracking.artifact_root(f"sqlite:///{tmp_path / 'a.db'}") == (tmp_path / "mlruns").as_uri()
+
+
+def test_default_store_is_fixed_under_results(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert tracking.resolve_uri(None) == f"sqlite:///{ROOT / 'results' / 'mlflow.db'}"
+
+
+def test_passwords_are_masked():
+    assert tracking.mask("postgresql://user:s3cret@db:5432/x") == "postgresql://user:***@db:5432/x"
+    assert tracking.mask("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_unreachable_store_is_a_tracking_error(tmp_path):
+    import pytest
+
+    from suite.errors import TrackingError
+
+    with pytest.raises(TrackingError, match="cannot use the MLflow store"):
+        tracking.ensure_experiment("http://127.0.0.1:9/", "lra")
