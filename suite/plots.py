@@ -12,6 +12,7 @@ def learning_curves(histories: dict[str, list[tuple[int, float]]], epochs: dict[
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, quantity in zip(axes, ("loss", metric)):
@@ -20,6 +21,7 @@ def learning_curves(histories: dict[str, list[tuple[int, float]]], epochs: dict[
             if points:
                 xs = [epochs.get(step, step) + 1 for step, _ in points]
                 ax.plot(xs, [v for _, v in points], style, marker="o", ms=3, label=split)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(quantity)
         ax.grid(alpha=0.3)

@@ -70,9 +70,30 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail within seconds on a tracking server that does not answer (MLflow itself retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout)
+    except urllib.error.HTTPError:
+        return  # it answered; MLflow reports anything else
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"the MLflow tracking server at {mask(uri)} does not answer ({reason}).",
+            hint="start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`), or fix --tracking-uri / "
+                 "MLFLOW_TRACKING_URI; leave both unset for the local store results/mlflow.db",
+        ) from None
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store (once) and the experiment if missing; return the experiment id."""
     db = sqlite_path(uri)
+    check_reachable(uri)
     try:
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
