@@ -46,6 +46,10 @@ class ModelConfig:
     dt_min: float = 0.001
     dt_max: float = 0.1
     rate: float = 1.0  # step-size multiplier: Delta <- rate * Delta (e.g. 2 for 8 kHz input)
+    # Liquid-S4 options (models liquid_s4_kb / liquid_s4_pb)
+    liquid_kernel: Literal["kb", "pb", "none"] | None = None  # None = the model's own (kb or pb)
+    liquid_degree: int = 2  # P: correlation terms of degrees 2..P
+    liquid_mode: Literal["paper", "reference"] = "paper"  # reference = the public code's behaviour
 
 
 @dataclass
@@ -360,6 +364,8 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"config: need 0 < model.dt_min <= model.dt_max, got {m.dt_min} and {m.dt_max}.")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"config: model.dropout = {m.dropout} must lie in [0, 1).")
+    if m.liquid_degree < 2:
+        raise ConfigError(f"config: model.liquid_degree = {m.liquid_degree} must be at least 2.")
     if m.rate <= 0:
         raise ConfigError(f"config: model.rate = {m.rate} must be positive.")
     if cfg.optim.lr <= 0:

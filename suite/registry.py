@@ -45,10 +45,13 @@ TASKS = _table(
 )
 
 MODELS = _table(
-    Entry("s4", "S4: diagonal-plus-low-rank SSM, HiPPO-LegS init, Cauchy kernel with Woodbury correction", None),
+    Entry("s4", "S4: diagonal-plus-low-rank SSM, HiPPO-LegS init, Cauchy kernel with Woodbury correction",
+          "models.s4:S4"),
     Entry("s4d", "S4D: diagonal SSM, Vandermonde kernel, LegS/Inv/Lin init, ZOH or bilinear", "models.s4d:S4D"),
-    Entry("liquid_s4_kb", "Liquid-S4, KB liquid kernel: S4 kernel times powers of B for input correlations", None),
-    Entry("liquid_s4_pb", "Liquid-S4, PB liquid kernel: powers of B only, no extra convolution", None),
+    Entry("liquid_s4_kb", "Liquid-S4, KB liquid kernel: full liquid kernels C A^l B^p for input correlations",
+          "models.liquid:LiquidS4KB"),
+    Entry("liquid_s4_pb", "Liquid-S4, PB liquid kernel: zero-lag coefficients C B^p, pointwise, no extra FFT",
+          "models.liquid:LiquidS4PB"),
 )
 
 

@@ -45,6 +45,10 @@ def build_model(cfg: RunConfig, data):
         "disc": m.disc,
         "dt_min": m.dt_min,
         "dt_max": m.dt_max,
+        "l_max": cfg.data.l_max,
+        "liquid_kernel": m.liquid_kernel,
+        "liquid_degree": m.liquid_degree,
+        "liquid_mode": m.liquid_mode,
     }
     accepted = inspect.signature(ssm_cls).parameters
     kwargs = {k: v for k, v in options.items() if k in accepted}
