@@ -108,7 +108,7 @@ class S4(ConvSSM):
                 factor = factor @ (eye + torch.linalg.matrix_power(A_bar, length))
                 length *= 2
         Cf = torch.einsum("chn,hnm->chm", _full_space(C), factor)[..., : self.N2]
-        self.C.copy_(torch.view_as_real(Cf.to(torch.complex64)))
+        self.C.copy_(torch.view_as_real(Cf.to(torch.view_as_complex(self.C).dtype)))
         self.L.fill_(length)
 
     def recover_C(self) -> torch.Tensor:

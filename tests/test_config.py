@@ -59,6 +59,13 @@ def test_booleans_are_not_numbers():
         from_dict(RunConfig, {"model": {"d_model": True}})
 
 
+def test_liquid_options_are_config_values():
+    cfg = resolve("listops", "liquid_s4_kb", overrides=["model.liquid_kernel=none", "model.liquid_degree=3"])
+    assert (cfg.model.liquid_kernel, cfg.model.liquid_degree, cfg.model.liquid_mode) == ("none", 3, "paper")
+    with pytest.raises(ConfigError, match="liquid_degree = 1 must be at least 2"):
+        resolve("listops", "liquid_s4_kb", overrides=["model.liquid_degree=1"])
+
+
 def test_cross_field_checks():
     with pytest.raises(ConfigError, match="n_ssm = 3 must divide"):
         resolve("listops", "s4d", overrides=["model.n_ssm=3"])
@@ -94,11 +101,11 @@ def test_cli_config_error_exit_code_2_without_traceback():
     assert "did you mean 'model.d_state'" in r.stderr.lower() and "Traceback" not in r.stderr
 
 
-def test_cli_unknown_task_and_unimplemented_model():
+def test_cli_unknown_names_and_unimplemented_task():
     r = run_suite("run", "--task", "listop", "--model", "s4d")
     assert r.returncode == 2 and "Did you mean 'listops'" in r.stderr and "Traceback" not in r.stderr
-    r = run_suite("run", "--task", "listops", "--model", "liquid_s4_pb")
-    assert r.returncode == 3 and "not implemented yet" in r.stderr and "Traceback" not in r.stderr
+    r = run_suite("run", "--task", "listops", "--model", "liquid_s4")
+    assert r.returncode == 2 and "unknown model 'liquid_s4'" in r.stderr and "Traceback" not in r.stderr
     r = run_suite("run", "--task", "speech", "--model", "s4d")
     assert r.returncode == 3 and "task 'speech' is registered but not implemented yet" in r.stderr
 
