@@ -100,3 +100,15 @@ def test_missing_release_data_is_a_clean_error(tmp_path):
                   "--data-dir", str(tmp_path / "empty"))
     assert r.returncode == 4 and "ListOps data not found" in r.stderr and "Traceback" not in r.stderr
     assert "suite data generate listops" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["s4", "liquid_s4_kb", "liquid_s4_pb"])
+def test_every_model_trains_through_the_cli(model, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = run_suite("run", "--task", "listops", "--model", model, "--preset", "smoke", "--max-epochs", "1",
+                  "--tracking-uri", uri)
+    assert r.returncode == 0, r.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("lra").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["suite.model"] == model
+    assert "best/test/accuracy" in run.data.metrics
