@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUITE  := $(BIN)/suite
 
-.PHONY: install test demo ui list clean-results help
+.PHONY: install test demo ui list bench clean-results help
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -27,6 +27,9 @@ demo: $(STAMP)  ## the main job: S4D on generated ListOps (smoke preset), logged
 
 ui: $(STAMP)  ## MLflow UI on results/mlflow.db at http://127.0.0.1:5000
 	$(SUITE) ui
+
+bench: $(STAMP)  ## layer benchmark of the four models (needs a GPU for meaningful numbers)
+	$(SUITE) bench
 
 list: $(STAMP)  ## registered tasks, models and presets
 	$(SUITE) list

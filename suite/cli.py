@@ -137,6 +137,14 @@ def cmd_data_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shape] if args.shape else None
+    bench.run(args.model, shapes, args.device, args.repeats, track=not args.no_track, tracking_uri=args.tracking_uri)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------
 # parser
 # ------------------------------------------------------------------------------------------------
@@ -192,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
+
+    p = verbs.add_parser(
+        "bench", help="time each model's SSM layer (forward, forward+backward, peak memory)",
+        description="Layer benchmark at B x H x L = 50x128x2048, 50x512x1024, 16x256x4096, 8x256x16384, d_state 64, "
+                    "fp32; CUDA-event medians on a GPU. Prints a table and logs it to MLflow (experiment 'bench').",
+    )
+    p.add_argument("--model", action="append", help="model to time (repeatable; default all four)")
+    p.add_argument("--shape", action="append", metavar="BxHxL", help="shape to time (repeatable), e.g. 8x64x1024")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--tracking-uri")
+    p.add_argument("--no-track", action="store_true", help="print only, do not log to MLflow")
+    p.set_defaults(func=cmd_bench)
 
     p = verbs.add_parser("data", help="data commands")
     data_verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)

@@ -112,3 +112,14 @@ def test_every_model_trains_through_the_cli(model, tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("lra").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["suite.model"] == model
     assert "best/test/accuracy" in run.data.metrics
+
+
+def test_bench_prints_a_table_and_logs_it(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = run_suite("bench", "--device", "cpu", "--shape", "1x4x32", "--repeats", "1", "--model", "s4d", "--model",
+                  "liquid_s4_kb", "--tracking-uri", uri)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| s4d " in r.stdout and "| liquid_s4_kb " in r.stdout and "fwd_bwd_ms" in r.stdout
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+    assert run.data.metrics["s4d/1x4x32/fwd_bwd_ms"] > 0

@@ -1,0 +1,117 @@
+"""Layer benchmark: forward and forward+backward time and peak memory of each model's SSM layer.
+
+The layer is the one the network uses (SSM, GELU, GLU output projection) at B x H x L with
+d_state 64, timed with CUDA events (median of `repeats` after `warmup`), as in models.md section 10.
+On a CPU it times with perf_counter, for a smoke check only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+SHAPES = [(50, 128, 2048), (50, 512, 1024), (16, 256, 4096), (8, 256, 16384)]
+MODELS = ["s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"]
+
+
+def _timer(device):
+    import torch
+
+    if device.type == "cuda":
+        def measure(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+    else:
+        def measure(fn):
+            t0 = time.perf_counter()
+            fn()
+            return 1000 * (time.perf_counter() - t0)
+    return measure
+
+
+def bench_layer(model: str, B: int, H: int, L: int, device, warmup: int = 5, repeats: int = 20,
+                d_state: int = 64) -> dict:
+    import torch
+
+    from models.block import SSMLayer
+    from suite import registry
+
+    ssm_cls = registry.resolve(registry.model(model))
+    kwargs = {"d_state": d_state}
+    if model != "s4d":
+        kwargs["l_max"] = L
+    layer = SSMLayer(ssm_cls(H, **kwargs)).to(device)
+    u = torch.randn(B, H, L, device=device, requires_grad=True)
+    measure = _timer(device)
+
+    def forward():
+        with torch.no_grad():
+            layer(u)
+
+    def forward_backward():
+        layer(u).sum().backward()
+
+    out = {"model": model, "B": B, "H": H, "L": L}
+    for name, fn in (("fwd_ms", forward), ("fwd_bwd_ms", forward_backward)):
+        for _ in range(warmup):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        out[name] = statistics.median(measure(fn) for _ in range(repeats))
+        if device.type == "cuda":
+            out[name.replace("_ms", "_peak_gib")] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def run(models=None, shapes=None, device_name: str | None = None, repeats: int = 20, track: bool = True,
+        tracking_uri: str | None = None) -> list[dict]:
+    import torch
+    from tabulate import tabulate
+
+    device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = []
+    for model in models or MODELS:
+        for B, H, L in shapes or SHAPES:
+            try:
+                rows.append(bench_layer(model, B, H, L, device, repeats=repeats))
+            except torch.OutOfMemoryError:
+                rows.append({"model": model, "B": B, "H": H, "L": L, "fwd_ms": float("nan"), "fwd_bwd_ms": float("nan")})
+                torch.cuda.empty_cache()
+            print(tabulate([rows[-1]], headers="keys", floatfmt=".2f", tablefmt="plain"), file=sys.stderr)
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    print(f"\nlayer benchmark on {name}, torch {torch.__version__}, fp32, d_state 64, median of {repeats}")
+    print(tabulate(rows, headers="keys", floatfmt=".2f", tablefmt="github"))
+    if track:
+        _log(rows, name, tracking_uri)
+    return rows
+
+
+def _log(rows: list[dict], device: str, tracking_uri: str | None) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from suite import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    exp = tracking.ensure_experiment(uri, "bench")
+    run_id = tracking.start_run(uri, exp, f"layer-bench-{device}", {"suite.device": device, "suite.kind": "bench"})
+    metrics = {}
+    for r in rows:
+        key = f"{r['model']}/{r['B']}x{r['H']}x{r['L']}"
+        for q in ("fwd_ms", "fwd_bwd_ms", "fwd_bwd_peak_gib"):
+            if q in r:
+                metrics[f"{key}/{q}"] = r[q]
+    tracking.log_metrics(uri, run_id, metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.json"
+        path.write_text(json.dumps(rows, indent=2))
+        tracking.log_artifact(uri, run_id, path)
+    tracking.set_terminated(uri, run_id, "FINISHED")
+    print(f"logged to MLflow run {run_id} (experiment 'bench')", file=sys.stderr)
