@@ -7,21 +7,11 @@ traceback (unless `--debug`).
 
 from __future__ import annotations
 
-from tasks.errors import DataError  # raised by the data code, which cannot import suite
+from tasks.errors import DataError, HintedError  # the data code cannot import suite
 
 
-class SuiteError(Exception):
-    """Base class: `message` says what is wrong, `hint` says how to fix it."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+class SuiteError(HintedError):
+    """Base class of the errors raised by the suite itself."""
 
 
 class ConfigError(SuiteError):
@@ -49,7 +39,7 @@ class TrackingError(SuiteError):
 
 
 # Everything the CLI reports without a traceback.
-USER_ERRORS = (SuiteError, DataError)
+USER_ERRORS = (HintedError,)
 
 # Exit codes in one table, for README and tests.
 EXIT_CODES = {

@@ -9,17 +9,16 @@ concurrent first starts do not race on the schema migration (ecosystem.md, pitfa
 
 from __future__ import annotations
 
-import fcntl
 import socket
 import subprocess
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from suite.errors import TrackingError
 from suite.paths import PROJECT_ROOT, default_tracking_uri
+from tasks.cache import file_lock
 
 warnings.filterwarnings("ignore", message=".*noload loader strategy.*")
 
@@ -51,17 +50,6 @@ def mask(uri: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return uri
-
-
-@contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def client(uri: str):
@@ -97,7 +85,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     try:
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-            with _lock(db.with_name(db.name + ".lock")):
+            with file_lock(db.with_name(db.name + ".lock")):
                 return _get_or_create(uri, name)
         return _get_or_create(uri, name)
     except TrackingError:

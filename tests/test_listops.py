@@ -109,9 +109,10 @@ def release_root(tmp_path):
 
 def test_loader_reads_release_files(release_root):
     root, splits = release_root
+    entry = listops.prepare(root, DataConfig(l_max=32))
     data = listops.load(root, DataConfig(l_max=32))
     assert (len(data.train), len(data.val), len(data.test)) == (40, 8, 8)
-    vocab = list(np.load(next((root / "cache" / "listops").iterdir()) / "vocab.npy"))
+    vocab = list(np.load(entry / "vocab.npy"))
     assert vocab[:3] == ["<pad>", "<unk>", "<eos>"]
     for i in range(len(data.train)):
         tokens, label = data.train[i]
