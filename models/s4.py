@@ -51,14 +51,9 @@ class S4(ConvSSM):
         l_max: int = 1024,
     ):
         super().__init__(d_model, bidirectional)
-        H, N2 = d_model, d_state // 2
-        n_ssm = n_ssm or H
-        if H % n_ssm:
-            raise ValueError(f"n_ssm = {n_ssm} must divide d_model = {H}")
-        self.N2, self.n_ssm = N2, n_ssm
+        self._init_diagonal(d_state, n_ssm, dt_min, dt_max)
+        H, N2, n_ssm = d_model, self.N2, self.n_ssm
         Lambda, P, B, _ = nplr_legs(d_state)  # (N2,) complex128 each
-        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        self.log_dt = nn.Parameter(log_dt)  # (H,)
         self.A_log_re = nn.Parameter(torch.log(-Lambda.real.clamp(max=-1e-3)).float().repeat(n_ssm, 1))
         self.A_im = nn.Parameter(Lambda.imag.float().repeat(n_ssm, 1))  # (n_ssm, N2)
         self.P = nn.Parameter(torch.view_as_real(P.to(torch.complex64)).repeat(n_ssm, 1, 1))  # (n_ssm, N2, 2)
@@ -70,12 +65,9 @@ class S4(ConvSSM):
 
     # Parameters in complex form --------------------------------------------------------------
 
-    def _per_feature(self, x: torch.Tensor) -> torch.Tensor:
-        return x.repeat(self.H // self.n_ssm, *([1] * (x.dim() - 1)))
-
     def system(self, rate: float = 1.0):
         """dt (H,), Lambda (H, N2), P (H, N2), B (H, N2), C~ (channels, H, N2)."""
-        Lambda = self._per_feature(torch.complex(-torch.exp(self.A_log_re), self.A_im))
+        Lambda = self.diagonal_A()
         P = self._per_feature(torch.view_as_complex(self.P))
         B = self._per_feature(torch.view_as_complex(self.B))
         dt = torch.exp(self.log_dt) * rate

@@ -15,7 +15,6 @@ Per feature h and mode n (N // 2 complex modes, conjugates implied):
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -42,15 +41,10 @@ class S4D(ConvSSM):
         super().__init__(d_model, bidirectional)
         if disc not in ("zoh", "bilinear"):
             raise ValueError(f"unknown discretisation {disc!r}; expected 'zoh' or 'bilinear'")
-        H, N2 = d_model, d_state // 2
-        n_ssm = n_ssm or H
-        if H % n_ssm:
-            raise ValueError(f"n_ssm = {n_ssm} must divide d_model = {H}")
-        self.N2, self.n_ssm, self.disc = N2, n_ssm, disc
+        self._init_diagonal(d_state, n_ssm, dt_min, dt_max)
+        H, N2, n_ssm, self.disc = d_model, self.N2, self.n_ssm, disc
 
         A, B = s4d_init(d_state, init)  # (N2,) complex128
-        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        self.log_dt = nn.Parameter(log_dt)  # (H,)
         self.A_log_re = nn.Parameter(torch.log(-A.real).float().repeat(n_ssm, 1))  # (n_ssm, N2): Re A = -exp
         self.A_im = nn.Parameter(A.imag.float().repeat(n_ssm, 1))  # (n_ssm, N2)
         self.B = nn.Parameter(torch.view_as_real(B.to(torch.complex64)).repeat(n_ssm, 1, 1))  # (n_ssm, N2, 2)
@@ -59,9 +53,8 @@ class S4D(ConvSSM):
 
     def discretize(self, rate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """A_bar, B_bar, each (H, N2) complex."""
-        reps = self.H // self.n_ssm
-        A = torch.complex(-torch.exp(self.A_log_re), self.A_im).repeat(reps, 1)  # (H, N2)
-        B = torch.view_as_complex(self.B).repeat(reps, 1)  # (H, N2)
+        A = self.diagonal_A()  # (H, N2)
+        B = self._per_feature(torch.view_as_complex(self.B))  # (H, N2)
         dt = (torch.exp(self.log_dt) * rate)[:, None]  # (H, 1)
         dtA = dt * A
         if self.disc == "zoh":
@@ -74,9 +67,7 @@ class S4D(ConvSSM):
 
     def log_A_bar(self, A_bar: torch.Tensor, rate: float) -> torch.Tensor:
         if self.disc == "zoh":  # exact: log exp(dt A) = dt A, no branch cut
-            reps = self.H // self.n_ssm
-            A = torch.complex(-torch.exp(self.A_log_re), self.A_im).repeat(reps, 1)
-            return (torch.exp(self.log_dt) * rate)[:, None] * A
+            return (torch.exp(self.log_dt) * rate)[:, None] * self.diagonal_A()
         return torch.log(A_bar)
 
     def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:

@@ -7,6 +7,7 @@ A subclass supplies `kernel(L, rate) -> (channels, H, L)` and, for the recurrent
 from __future__ import annotations
 
 import abc
+import math
 
 import torch
 from torch import nn
@@ -29,6 +30,23 @@ class ConvSSM(nn.Module, abc.ABC):
         self.bidirectional = bidirectional
         self.channels = 2 if bidirectional else 1
         self.D = nn.Parameter(torch.randn(d_model))  # (H,) skip connection
+
+    def _init_diagonal(self, d_state: int, n_ssm: int | None, dt_min: float, dt_max: float) -> None:
+        """N2 = d_state // 2 modes, n_ssm (A, B) copies (None = one per feature), log dt ~ U[log dt_min, log dt_max]."""
+        n_ssm = n_ssm or self.H
+        if self.H % n_ssm:
+            raise ValueError(f"n_ssm = {n_ssm} must divide d_model = {self.H}")
+        self.N2, self.n_ssm = d_state // 2, n_ssm
+        log_dt = torch.rand(self.H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)  # (H,)
+
+    def _per_feature(self, x: torch.Tensor) -> torch.Tensor:
+        """(n_ssm, ...) -> (H, ...): feature h uses copy h % n_ssm."""
+        return x.repeat(self.H // self.n_ssm, *([1] * (x.dim() - 1)))
+
+    def diagonal_A(self) -> torch.Tensor:
+        """The diagonal of A per feature, (H, N2): -exp(A_log_re) + i A_im."""
+        return self._per_feature(torch.complex(-torch.exp(self.A_log_re), self.A_im))
 
     @abc.abstractmethod
     def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:
