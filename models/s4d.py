@@ -15,7 +15,6 @@ Per feature h and mode n (N // 2 complex modes, conjugates implied):
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
