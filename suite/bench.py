@@ -115,3 +115,83 @@ def _log(rows: list[dict], device: str, tracking_uri: str | None) -> None:
         tracking.log_artifact(uri, run_id, path)
     tracking.set_terminated(uri, run_id, "FINISHED")
     print(f"logged to MLflow run {run_id} (experiment 'bench')", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole training steps of the ListOps paper network (`suite bench --train`, models.md section 10.1)
+# ------------------------------------------------------------------------------------------------
+
+# The public code's ListOps training throughput on one H100 (models.md 10.1), samples/s.
+PUBLIC_TRAIN = {"s4": 256.0, "liquid_s4_pb": 188.0, "liquid_s4_kb": 176.0}
+LISTOPS_VOCAB = 18  # 15 ListOps symbols + <pad>, <unk>, <eos>, as in the release vocabulary
+LISTOPS_CLASSES = 10
+
+
+def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup: int = 10, rounds: int = 5,
+                steps: int = 20, overrides: list[str] | None = None) -> dict:
+    """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
+    ListOps `paper` network built by `suite.run.build_model`, on random tokens of full length.
+
+    Median over `rounds` rounds of `steps` steps each, after `warmup` steps.
+    """
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    from suite import config
+    from suite.optim import make_optimizer
+    from suite.run import build_model
+
+    cfg = config.resolve("listops", model, "paper", overrides=overrides)
+    shapes = types.SimpleNamespace(d_input=LISTOPS_VOCAB, d_output=LISTOPS_CLASSES, encoder="embedding")
+    torch.manual_seed(0)
+    net = build_model(cfg, shapes).to(device).train()
+    opt, sched, _ = make_optimizer(net, cfg.optim, total_steps=10**6)
+    x = torch.randint(3, LISTOPS_VOCAB, (batch, length), device=device)  # (B, L) tokens
+    y = torch.randint(0, LISTOPS_CLASSES, (batch,), device=device)
+    lengths = torch.full((batch,), length, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x, lengths), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        times.append((time.perf_counter() - t0) / steps)
+    step_s = statistics.median(times)
+    out = {"model": model, "batch": batch, "L": length, "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
+           "n_params": sum(p.numel() for p in net.parameters())}
+    if device.type == "cuda":
+        out["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if model in PUBLIC_TRAIN:
+        out["public_samples_per_s"] = PUBLIC_TRAIN[model]
+        out["speedup"] = out["samples_per_s"] / PUBLIC_TRAIN[model]
+    return out
+
+
+def run_train(models=None, device_name: str | None = None, batch: int = 12, length: int = 2048, steps: int = 20,
+              rounds: int = 5, warmup: int = 10) -> list[dict]:
+    import torch
+    from tabulate import tabulate
+
+    device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rows = [bench_train(m, device, batch, length, warmup, rounds, steps) for m in models or MODELS]
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    print(f"\ntraining-step benchmark on {name}, torch {torch.__version__}: ListOps paper network, "
+          f"batch {batch} x length {length}, median of {rounds} x {steps} steps after {warmup} warm-up")
+    print(tabulate(rows, headers="keys", floatfmt=".2f", tablefmt="github"))
+    return rows

@@ -18,7 +18,10 @@ examples:
   suite list
   suite run --task listops --model s4d --preset smoke
   suite run --task listops --model s4d --set model.d_state=32 --set optim.lr=0.002 --print-config
+  suite data status
   suite data generate listops --set data.generator.n_train=2000
+  suite sweep sweeps/smoke.yaml --workers 2
+  suite table lra --format latex --out results/tables/lra.tex
   suite ui
 
 Runs are tracked in MLflow: by default the SQLite store results/mlflow.db of this checkout
@@ -63,6 +66,8 @@ def _resolve_config(args: argparse.Namespace):
         "trainer": {
             "accelerator": args.accelerator,
             "devices": args.devices,
+            "num_nodes": args.num_nodes,
+            "strategy": args.strategy,
             "precision": args.precision,
             "max_epochs": args.max_epochs,
             "max_steps": args.max_steps,
@@ -87,9 +92,24 @@ def _drop_none(d: dict) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.config import dump
 
+    if args.resume:
+        from suite.run import resume
+
+        resume(args.resume, args)
+        return 0
+    if not args.task or not args.model:
+        from suite.errors import ConfigError
+
+        raise ConfigError("suite run needs --task and --model (or --resume RUN_ID).",
+                          hint="e.g. suite run --task listops --model s4d --preset smoke; `suite list` shows the names")
     cfg = _resolve_config(args)
     if args.print_config:
         print(dump(cfg), end="")
+        return 0
+    if args.from_run:
+        from suite.evaluate import evaluate_from_run
+
+        evaluate_from_run(cfg, args.from_run)
         return 0
     from suite.run import train
 
@@ -114,32 +134,42 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def cmd_data_generate(args: argparse.Namespace) -> int:
-    from suite.config import resolve
-    from suite.run import data_root
+def cmd_data(args: argparse.Namespace) -> int:
+    from suite import data
 
-    if args.task != "listops":
-        from suite.errors import NotImplementedYet
+    if args.data_verb == "status":
+        return data.status(args.tasks, args.preset, args.config, args.set, args.data_dir)
+    if args.data_verb == "fetch":
+        return data.fetch(args.tasks, args.data_dir)
+    if args.data_verb == "prepare":
+        return data.prepare(args.tasks, args.preset, args.config, args.set, args.data_dir)
+    return data.generate(args.task, args.preset, args.config, args.set, args.data_dir)
 
-        raise NotImplementedYet(f"no generator for '{args.task}' yet.", hint="generators: listops")
-    flags = {"data": {"root": args.data_dir}} if args.data_dir else {}
-    cfg = resolve(args.task, "s4d", args.preset, args.config, args.set, flags)
-    from tasks import listops
 
-    folder = listops.generated_dir(data_root(cfg), cfg.data.generator)
-    if (folder / "GENERATED.json").is_file():
-        print(f"already there: {folder}")
-        return 0
-    listops.generator.write_dataset(folder, listops.generator_params(cfg.data.generator))
-    print(f"wrote {folder}")
-    print("train on it with: suite run --task listops --model s4d --set data.source=generated "
-          + " ".join(f"--set {s}" for s in args.set or []))
-    return 0
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from suite import sweep
+
+    return sweep.main(args)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from suite import tables
+
+    return tables.main(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from suite import report
+
+    return report.main(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite import bench
 
+    if args.train:
+        bench.run_train(args.model, args.device)
+        return 0
     shapes = [tuple(int(x) for x in s.lower().split("x")) for s in args.shape] if args.shape else None
     bench.run(args.model, shapes, args.device, args.repeats, track=not args.no_track, tracking_uri=args.tracking_uri)
     return 0
@@ -180,19 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one model on one task and log the run to MLflow. Configuration is resolved as: "
                     "defaults < task recipe < --preset < --config files < --set overrides < flags.",
     )
-    p.add_argument("--task", required=True, help="task name (see `suite list`)")
-    p.add_argument("--model", required=True, help="model name: s4, s4d, liquid_s4_kb, liquid_s4_pb")
+    p.add_argument("--task", help="task name (see `suite list`)")
+    p.add_argument("--model", help="model name: s4, s4d, liquid_s4_kb, liquid_s4_pb")
     _config_args(p)
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the task's family: lra, scifar, speech, bidmc)")
     p.add_argument("--run-name", help="MLflow run name (default: task-model-preset-seed)")
     p.add_argument("--accelerator", help="cpu, gpu or auto")
-    p.add_argument("--devices", type=_int_or_str, help="number of devices, or 'auto'")
+    p.add_argument("--devices", type=_int_or_str, help="number of devices per node, or 'auto' (2+ = DDP)")
+    p.add_argument("--num-nodes", type=int, help="machines taking part (multi-node DDP; default 1)")
+    p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="continue an interrupted run from its last checkpoint, into the same MLflow run")
+    p.add_argument("--from-run", metavar="RUN_ID",
+                   help="speech8k: evaluate an existing speech run's best checkpoint at 8 kHz instead of training")
     p.set_defaults(func=cmd_run)
 
     p = verbs.add_parser("ui", help="MLflow UI on the store the runs went to")
@@ -212,19 +248,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--tracking-uri")
     p.add_argument("--no-track", action="store_true", help="print only, do not log to MLflow")
+    p.add_argument("--train", action="store_true",
+                   help="time whole training steps of the ListOps paper network instead (batch 12 x length 2048, "
+                        "samples/s beside the public code's figures)")
     p.set_defaults(func=cmd_bench)
 
-    p = verbs.add_parser("data", help="data commands")
+    p = verbs.add_parser(
+        "data", help="see, download, prepare or generate the datasets",
+        description="Data lives under the data root (--data-dir, SUITE_DATA, or data/ of this checkout), raw files "
+                    "in the layout their sources unpack to, caches under <root>/cache/.",
+    )
     data_verbs = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    d = data_verbs.add_parser("status", help="per task: where its data should be, present, cache verified, size")
+    d.add_argument("tasks", nargs="*", metavar="TASK", help="tasks to show (default: all)")
+    _config_args(d)
+    d.set_defaults(func=cmd_data)
+    d = data_verbs.add_parser(
+        "fetch", help="download tasks' raw files from their real sources (resumable, checksummed)",
+        description="Download from the real source (LRA release archive, Hugging Face Parquet files, the Speech "
+                    "Commands archive, Zenodo). Interrupted downloads resume. Offline, it says which URL to fetch "
+                    "by hand and where to put the file.",
+    )
+    d.add_argument("tasks", nargs="+", metavar="TASK")
+    d.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
+    d.set_defaults(func=cmd_data)
+    d = data_verbs.add_parser(
+        "prepare", help="convert raw files once into the fast cache training reads (idempotent)",
+        description="Decode and preprocess the raw files into checksummed arrays under <root>/cache/<task>/. "
+                    "A partial or corrupt cache is detected and rebuilt.",
+    )
+    d.add_argument("tasks", nargs="+", metavar="TASK")
+    _config_args(d)
+    d.set_defaults(func=cmd_data)
     g = data_verbs.add_parser(
-        "generate", help="generate a task's data procedurally (ListOps)",
+        "generate", help="generate a task's data procedurally (listops, pathfinder, pathx)",
         description="Write generated data in the release's on-disk format under "
                     "<data root>/generated/<task>/<parameters>/. Generator parameters are the "
-                    "data.generator.* fields of the preset, changeable with --set.",
+                    "data.generator.* (ListOps) or data.pathfinder.* fields of the preset, changeable with --set.",
     )
-    g.add_argument("task", help="listops")
+    g.add_argument("task", help="listops, pathfinder or pathx")
     _config_args(g)
-    g.set_defaults(func=cmd_data_generate)
+    g.set_defaults(func=cmd_data)
+
+    p = verbs.add_parser(
+        "sweep", help="run an Optuna study (trials are MLflow child runs of the study's run)",
+        description="Run the study described by a sweeps/*.yaml file. Re-running the same command resumes the "
+                    "study; several processes or machines with the same --storage and --tracking-uri share it.",
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="study description, e.g. sweeps/smoke.yaml")
+    p.add_argument("--trials", type=int, help="trials to run in this invocation (default: the file's budget)")
+    p.add_argument("--storage", help="Optuna storage URL (default: SQLite next to the MLflow store)")
+    p.add_argument("--study", help="study name (default: the file's)")
+    p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = verbs.add_parser(
+        "table", help="paper-style results table from the MLflow runs (markdown, latex, csv)",
+        description="Group runs by model and task, mean +- std over seeds, beside the published numbers "
+                    "(results/paper.yaml).",
+    )
+    p.add_argument("family", choices=["lra", "scifar", "speech", "bidmc"], help="which table")
+    p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
+    p.add_argument("--out", type=Path, help="write to this file instead of standard output")
+    p.add_argument("--experiment", help="MLflow experiment to read (default: the family's)")
+    p.add_argument("--filter", help="MLflow search filter, e.g. \"tags.suite.preset = 'paper'\"")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.set_defaults(func=cmd_table)
+
+    p = verbs.add_parser("report", help="one page with every table and the learning curves (Markdown or HTML)")
+    p.add_argument("--format", choices=["markdown", "html"], default="markdown")
+    p.add_argument("--out", type=Path, help="output file (default: results/report/report.md or .html)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -61,11 +61,13 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     dt_lr: float | None = None  # learning rate of log(dt); None = lr. Weight decay 0.
     ssm_lr: float | None = 0.001  # learning rate of A and B; None = lr. Weight decay 0.
-    scheduler: Literal["cosine", "constant"] = "cosine"
+    scheduler: Literal["cosine", "constant", "step"] = "cosine"  # step: x step_gamma every step_epochs epochs
     warmup_steps: int = 1000
     schedule_steps: int | None = None  # cosine horizon; None = the whole run
     clamp_schedule: bool = False  # False: the factor rises again past the horizon, as in the reference
     grad_clip: float = 0.0  # 0 = off
+    step_epochs: int = 100  # scheduler 'step' (BIDMC: MultiStep x0.5 at epochs 100, 200, ...)
+    step_gamma: float = 0.5
 
 
 @dataclass
@@ -81,6 +83,8 @@ class TrainerConfig:
     limit_train_batches: float | int = 1.0
     limit_val_batches: float | int = 1.0
     log_every_n_steps: int = 50
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto, ddp, ddp_spawn, ... (Lightning strategies)
     progress_bar: bool = True
     deterministic: bool | Literal["warn"] = False
 
@@ -104,11 +108,40 @@ class GeneratorConfig:
 
 
 @dataclass
+class PathfinderConfig:
+    """Pathfinder / Path-X: which difficulty to read, and the generator used when data.source = generated
+    (generators.md, section 2; the resolution comes from the task: 32 for pathfinder, 128 for pathx)."""
+
+    difficulty: Literal["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"] = "curv_contour_length_14"
+    split_seed: int = 42  # the reference's random 80/10/10 split
+    n_images: int = 200_000  # generated images (the release has 200k per difficulty)
+    seed: int = 0  # generator seed
+
+
+@dataclass
+class SpeechConfig:
+    """Speech Commands: how the 8 kHz zero-shot input is made from the 16 kHz clips."""
+
+    resample: Literal["decimate", "torchaudio"] = "decimate"  # decimate = x[::2] as the reference; torchaudio = filtered
+
+
+@dataclass
+class BidmcConfig:
+    """BIDMC: the reference pools train+test and reshuffles 70/15/15; `official` keeps the Monash split."""
+
+    split: Literal["reference", "official"] = "reference"
+    split_seed: int = 0
+
+
+@dataclass
 class DataConfig:
     root: str | None = None  # None = SUITE_DATA or <checkout>/data
     source: Literal["release", "generated"] = "release"
     l_max: int = 2048
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # ListOps generator
+    pathfinder: PathfinderConfig = field(default_factory=PathfinderConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    bidmc: BidmcConfig = field(default_factory=BidmcConfig)
 
 
 @dataclass

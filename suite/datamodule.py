@@ -23,15 +23,15 @@ class TaskDataModule(L.LightningDataModule):
 
     @property
     def eval_splits(self) -> list[str]:
-        return ["val", "test"]
+        return self.data.eval_splits
 
-    def _loader(self, dataset, batch_size: int, train: bool) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, train: bool, collate=None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
             drop_last=train and len(dataset) > batch_size,
-            collate_fn=self.data.collate,
+            collate_fn=collate or self.data.collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
@@ -41,4 +41,7 @@ class TaskDataModule(L.LightningDataModule):
         return self._loader(self.data.train, self.batch_size, train=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(getattr(self.data, s), self.eval_batch_size, train=False) for s in self.eval_splits]
+        return [
+            self._loader(self.data.split(s), self.eval_batch_size, train=False, collate=self.data.collate_eval.get(s))
+            for s in self.eval_splits
+        ]

@@ -23,7 +23,7 @@ def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
 
 class SequenceModule(L.LightningModule):
     def __init__(self, model: nn.Module, problem: str, d_output: int, optim_cfg, eval_splits: list[str],
-                 config: dict | None = None):
+                 config: dict | None = None, eval_rate: dict[str, float] | None = None):
         super().__init__()
         self.model = model
         self.problem = problem
@@ -31,6 +31,7 @@ class SequenceModule(L.LightningModule):
         self.optim_cfg = optim_cfg
         self.eval_splits = list(eval_splits)
         self.config = config or {}
+        self.eval_rate = dict(eval_rate or {})  # split -> SSM step-size multiplier (e.g. test8k: 2.0)
         # keys get a trailing '_': 'train' would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
 
@@ -44,7 +45,7 @@ class SequenceModule(L.LightningModule):
 
     def _shared_step(self, batch, split: str) -> torch.Tensor:
         x, y, lengths = batch
-        out = self(x, lengths)
+        out = self(x, lengths, self.eval_rate.get(split))
         loss = self._loss(out, y)
         preds = out if self.problem == "classification" else out.squeeze(-1)
         self.metrics[f"{split}_"].update(preds, y if self.problem == "classification" else y.float())
@@ -64,8 +65,8 @@ class SequenceModule(L.LightningModule):
         self._shared_step(batch, self.eval_splits[dataloader_idx])
 
     def configure_optimizers(self):
-        opt, sched = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        opt, sched, interval = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["suite_config"] = self.config

@@ -48,14 +48,20 @@ def cosine_factor(step: int, warmup: int, horizon: int, clamp: bool = False) -> 
 
 
 def make_optimizer(model: nn.Module, cfg, total_steps: int):
-    """AdamW + LambdaLR (stepped every optimisation step) from an OptimConfig."""
+    """AdamW and its schedule from an OptimConfig: (optimizer, scheduler, interval).
+
+    cosine and constant are LambdaLR factors stepped every optimisation step; `step` halves (x step_gamma)
+    the learning rate every `step_epochs` epochs, the reference's MultiStep schedule for BIDMC.
+    """
     opt = torch.optim.AdamW(
         param_groups(model, cfg.lr, cfg.weight_decay, cfg.dt_lr, cfg.ssm_lr), lr=cfg.lr, betas=tuple(cfg.betas)
     )
+    if cfg.scheduler == "step":
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma), "epoch"
     if cfg.scheduler == "constant":
         factor = lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0  # noqa: E731
     else:
         horizon = cfg.schedule_steps or total_steps
         warmup = min(cfg.warmup_steps, max(horizon - 1, 0))
         factor = lambda step: cosine_factor(step, warmup, horizon, cfg.clamp_schedule)  # noqa: E731
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor), "step"

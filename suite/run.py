@@ -80,7 +80,8 @@ def load_task(cfg: RunConfig):
     return task_module.load(root, cfg.data)
 
 
-def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool) -> dict[str, float]:
+def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool,
+                       splits: tuple[str, ...] = ("val", "test")) -> dict[str, float]:
     """Validation-selected results: every eval metric at the step where val/<metric> was best."""
     val = histories.get(f"val/{metric}")
     if not val:
@@ -88,7 +89,7 @@ def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool) -> 
     pick = max if higher_is_better else min
     best_step, _ = pick(val, key=lambda sv: sv[1])
     out = {}
-    for split in ("val", "test"):
+    for split in splits:
         for q in ("loss", metric):
             values = dict(histories.get(f"{split}/{q}", []))
             if best_step in values:
@@ -99,8 +100,14 @@ def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool) -> 
     return out
 
 
-def train(cfg: RunConfig) -> str:
-    """Train and evaluate one configuration; return the MLflow run id."""
+def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | None = None,
+          extra_tags: dict[str, str] | None = None) -> str:
+    """Train and evaluate one configuration; return the MLflow run id.
+
+    `callbacks` are added to the Lightning trainer (e.g. a sweep's pruning callback); `parent_run_id`
+    makes the run a child (tag `mlflow.parentRunId`, e.g. a sweep trial under its study); `extra_tags`
+    are set on the run at creation.
+    """
     _quiet()
     import lightning.pytorch as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -129,7 +136,10 @@ def train(cfg: RunConfig) -> str:
         "suite.git_commit": tracking.git_commit(),
         "suite.version": __version__,
         "suite.device": tracking.device_name(cfg.trainer.accelerator),
+        **(extra_tags or {}),
     }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
     run_name = cfg.tracking.run_name or f"{cfg.task}-{cfg.model.name}-{cfg.preset}-s{cfg.seed}"
     run_id = tracking.start_run(uri, experiment_id, run_name, tags)
     tracking.log_params(uri, run_id, {**flatten(to_dict(cfg)), "n_params": n_params})
@@ -143,16 +153,20 @@ def train(cfg: RunConfig) -> str:
                                      mode="max" if higher else "min", save_last=True)
         datamodule = TaskDataModule(data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size,
                                     cfg.trainer.num_workers, pin_memory=cfg.trainer.accelerator in ("gpu", "cuda"))
-        module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits, to_dict(cfg))
+        eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
+        module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits, to_dict(cfg),
+                                eval_rate)
         t = cfg.trainer
         trainer = L.Trainer(
             max_epochs=t.max_epochs,
             max_steps=t.max_steps,
             accelerator=t.accelerator,
             devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
             precision=t.precision,
             logger=tracking.lightning_logger(uri, run_id),
-            callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch")],
+            callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *(callbacks or [])],
             gradient_clip_val=cfg.optim.grad_clip or None,
             limit_train_batches=t.limit_train_batches,
             limit_val_batches=t.limit_val_batches,
@@ -166,7 +180,7 @@ def train(cfg: RunConfig) -> str:
         trainer.fit(module, datamodule=datamodule)
 
         histories = tracking.metric_histories(uri, run_id)
-        best = best_epoch_metrics(histories, metric, higher)
+        best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
         tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
         with tempfile.TemporaryDirectory() as tmp:
             cfg_file = Path(tmp) / "config.yaml"

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tasks import cache
-from tasks.base import TaskData, pad_tokens
+from tasks import cache, lra_release
+from tasks.base import DataStatus, TaskData, disk_size, pad_tokens
 from tasks.errors import DataError
 from tasks.generators import listops as generator
 
 RELEASE_DIR = Path("lra_release") / "listops-1000"
-RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
+RELEASE_URL = lra_release.URL
 SPLITS = ("train", "val", "test")
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 N_CLASSES = 10
@@ -70,27 +70,56 @@ def _missing_files_error(folder: Path, missing: list[str]) -> DataError:
     return DataError(
         f"ListOps data not found: {folder} lacks {', '.join(missing)}.",
         hint=(
-            f"download {RELEASE_URL}, unpack it so that {folder}/basic_train.tsv exists (or point --data-dir "
-            "at the folder holding lra_release/), or train on generated data: "
+            f"`suite data fetch listops` (downloads {RELEASE_URL}), or unpack that archive yourself so that "
+            f"{folder}/basic_train.tsv exists (or point --data-dir at the folder holding lra_release/), or train on "
+            "generated data: "
             "`suite data generate listops` then `--set data.source=generated`"
         ),
     )
 
 
+def generate(root: Path, cfg, progress: bool = True) -> Path:
+    """Write generated TSVs (release format) for cfg.generator, once; return their folder."""
+    folder = generated_dir(root, cfg.generator)
+    with cache.file_lock(folder.with_name(folder.name + ".lock")):
+        if not (folder / "GENERATED.json").is_file():
+            print(f"generating ListOps into {folder}", file=sys.stderr)
+            generator.write_dataset(folder, generator_params(cfg.generator), progress=progress)
+    return folder
+
+
+def fetch(root: Path, cfg, progress: bool = True) -> None:
+    """Download the LRA release archive and unpack listops-1000/ from it."""
+    lra_release.fetch(root, RELEASE_DIR.name, progress)
+
+
+def _missing(folder: Path) -> list[str]:
+    return [f"basic_{s}.tsv" for s in SPLITS if not (folder / f"basic_{s}.tsv").is_file()]
+
+
+def _cache_entry(root: Path, folder: Path, cfg) -> tuple[Path, str]:
+    key = cache.fingerprint([folder / f"basic_{s}.tsv" for s in SPLITS], l_max=cfg.l_max, tokenizer=1)
+    return root / "cache" / "listops" / key, key
+
+
+def status(root: Path, cfg) -> DataStatus:
+    folder = files_dir(root, cfg)
+    missing = _missing(folder)
+    verified = None
+    if not missing:
+        entry, key = _cache_entry(root, folder, cfg)
+        verified = cache.is_valid(entry, key) if entry.exists() else None
+    return DataStatus(folder, not missing, verified, disk_size(folder),
+                      "missing " + ", ".join(missing) if missing else cfg.source)
+
+
 def prepare(root: Path, cfg, progress: bool = True) -> Path:
     """Make sure the TSVs exist (generating them when data.source = generated) and the cache is built."""
-    folder = files_dir(root, cfg)
-    if cfg.source == "generated":
-        with cache.file_lock(folder.with_name(folder.name + ".lock")):
-            if not (folder / "GENERATED.json").is_file():
-                print(f"generating ListOps into {folder}", file=sys.stderr)
-                generator.write_dataset(folder, generator_params(cfg.generator), progress=progress)
-    missing = [f"basic_{s}.tsv" for s in SPLITS if not (folder / f"basic_{s}.tsv").is_file()]
+    folder = generate(root, cfg, progress) if cfg.source == "generated" else files_dir(root, cfg)
+    missing = _missing(folder)
     if missing:
         raise _missing_files_error(folder, missing)
-    tsvs = [folder / f"basic_{s}.tsv" for s in SPLITS]
-    key = cache.fingerprint(tsvs, l_max=cfg.l_max, tokenizer=1)
-    entry = root / "cache" / "listops" / key
+    entry, key = _cache_entry(root, folder, cfg)
 
     def make() -> dict[str, np.ndarray]:
         try:

@@ -49,7 +49,8 @@ def test_cosine_with_warmup():
 
 def test_scheduler_scales_every_group():
     model = small_model()
-    opt, sched = make_optimizer(model, OptimConfig(lr=0.01, ssm_lr=0.001, warmup_steps=2, schedule_steps=10), 100)
+    opt, sched, interval = make_optimizer(model, OptimConfig(lr=0.01, ssm_lr=0.001, warmup_steps=2, schedule_steps=10), 100)
+    assert interval == "step"
     base = [g["initial_lr"] for g in opt.param_groups]
     for _ in range(6):
         opt.step()

@@ -1,0 +1,96 @@
+"""`suite data status|fetch|prepare|generate`: the registry's tasks, each through its task module.
+
+Every task module offers status / fetch / prepare (and generate where a generator exists); this
+module only loops over the tasks the user named, with each task's resolved DataConfig.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from suite import registry
+from suite.errors import NotImplementedYet
+
+
+def _config(task: str, preset: str, config_files, overrides, data_dir: str | None):
+    from suite.config import resolve
+
+    return resolve(task, "s4d", preset, config_files, overrides, {"data": {"root": data_dir}} if data_dir else {})
+
+
+def _module(task: str):
+    entry = registry.task(task)
+    registry.require_implemented(entry, "task", registry.TASKS)
+    return registry.resolve(entry)
+
+
+def _root(cfg) -> Path:
+    from suite.run import data_root
+
+    return data_root(cfg)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _preset_for(task: str, preset: str) -> str:
+    from suite.config import preset_names
+
+    return preset if preset in preset_names(task) else "paper"
+
+
+def status(tasks: list[str], preset: str, config_files, overrides, data_dir: str | None) -> int:
+    """One line per task: where its data should be, present or not, cache verified or not, size."""
+    from tabulate import tabulate
+
+    rows = []
+    for name in tasks or list(registry.TASKS):
+        entry = registry.task(name)
+        if entry.target is None:
+            rows.append([name, "-", "-", "-", "-", "not implemented yet"])
+            continue
+        cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
+        st = _module(name).status(_root(cfg), cfg.data)
+        verified = {True: "yes", False: "CORRUPT (rebuilt on next use)", None: "not prepared"}[st.verified]
+        rows.append([name, str(st.where), "yes" if st.present else "no", verified, _size(st.size_bytes), st.note])
+    print(tabulate(rows, headers=["task", "where", "present", "cache verified", "size", "note"]))
+    return 0
+
+
+def fetch(tasks: list[str], data_dir: str | None) -> int:
+    """Download each task's raw files from its real source."""
+    for name in tasks:
+        cfg = _config(name, "paper", None, None, data_dir)
+        print(f"fetching {name} into {_root(cfg)}", file=sys.stderr)
+        _module(name).fetch(_root(cfg), cfg.data, progress=True)
+        print(f"{name}: raw files in place; next: suite data prepare {name}", file=sys.stderr)
+    return 0
+
+
+def prepare(tasks: list[str], preset: str, config_files, overrides, data_dir: str | None) -> int:
+    """Convert each task's raw files into its cache (idempotent; a corrupt cache is rebuilt)."""
+    for name in tasks:
+        cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
+        entry = _module(name).prepare(_root(cfg), cfg.data, progress=True)
+        print(f"{name}: prepared ({entry})")
+    return 0
+
+
+def generate(task: str, preset: str, config_files, overrides, data_dir: str | None) -> int:
+    """Write a task's procedurally generated data in the release's on-disk format."""
+    module = _module(task)
+    if not hasattr(module, "generate"):
+        generators = [n for n, e in registry.TASKS.items() if e.target and hasattr(registry.resolve(e), "generate")]
+        raise NotImplementedYet(f"task '{task}' has no generator.", hint=f"generators: {', '.join(generators)}")
+    cfg = _config(task, preset, config_files, overrides, data_dir)
+    folder = module.generate(_root(cfg), cfg.data, progress=True)
+    print(f"wrote {folder}")
+    sets = " ".join(f"--set {s}" for s in overrides or [])
+    print(f"train on it with: suite run --task {task} --model s4d --set data.source=generated {sets}".rstrip())
+    return 0
