@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUITE  := $(BIN)/suite
 
-.PHONY: install test demo ui list bench clean-results help
+# Knobs of the benchmark targets: make lra MODELS="s4d liquid_s4_pb" PRESET=smoke SEEDS="1 2 3"
+MODELS ?= s4 s4d liquid_s4_kb liquid_s4_pb
+PRESET ?= paper
+SEEDS  ?=
+BATCH   = $(SUITE) batch --preset $(PRESET) --models "$(MODELS)" $(if $(SEEDS),--seeds $(SEEDS))
+
+.PHONY: install test demo ui list bench clean-results help lra scifar speech bidmc tables report
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -15,7 +21,7 @@ install: $(STAMP)  ## create .venv and install the suite with its pinned depende
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,keops]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,keops,postgres]'
 	@touch $@
 	@echo "installed: $(SUITE)  (activate with: source $(BIN)/activate)"
 
@@ -30,6 +36,33 @@ ui: $(STAMP)  ## MLflow UI on results/mlflow.db at http://127.0.0.1:5000
 
 bench: $(STAMP)  ## layer benchmark of the four models (needs a GPU for meaningful numbers)
 	$(SUITE) bench
+
+lra: $(STAMP)  ## the six LRA tasks x MODELS (PRESET, SEEDS), then the LRA table
+	-$(BATCH) lra
+	$(SUITE) table lra
+
+scifar: $(STAMP)  ## sequential CIFAR x MODELS, then its table
+	-$(BATCH) scifar
+	$(SUITE) table scifar
+
+speech: $(STAMP)  ## Speech Commands (16 kHz, with the 8 kHz zero-shot test) x MODELS, then its table
+	-$(BATCH) speech
+	$(SUITE) table speech
+
+bidmc: $(STAMP)  ## BIDMC HR, RR, SpO2 x MODELS, then the table
+	-$(BATCH) bidmc
+	$(SUITE) table bidmc
+
+tables: $(STAMP)  ## every table as Markdown, LaTeX and CSV into results/tables/
+	@mkdir -p results/tables
+	@for f in lra scifar speech bidmc; do \
+	  $(SUITE) table $$f --format markdown --out results/tables/$$f.md && \
+	  $(SUITE) table $$f --format latex --out results/tables/$$f.tex && \
+	  $(SUITE) table $$f --format csv --out results/tables/$$f.csv || exit 1; \
+	done; echo "wrote results/tables/{lra,scifar,speech,bidmc}.{md,tex,csv}"
+
+report: $(STAMP)  ## one page with every table and the learning curves: results/report/
+	$(SUITE) report
 
 list: $(STAMP)  ## registered tasks, models and presets
 	$(SUITE) list

@@ -158,6 +158,17 @@ def cmd_table(args: argparse.Namespace) -> int:
     return tables.main(args)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from suite import batch
+
+    models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or list(_MODEL_NAMES)
+    return batch.run(args.family, models, args.preset, args.seeds or [], args.data_dir, args.tracking_uri,
+                     [x for s in args.set or [] for x in ("--set", s)])
+
+
+_MODEL_NAMES = ("s4", "s4d", "liquid_s4_kb", "liquid_s4_pb")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from suite import report
 
@@ -316,6 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", help="MLflow search filter, e.g. \"tags.suite.preset = 'paper'\"")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
     p.set_defaults(func=cmd_table)
+
+    p = verbs.add_parser(
+        "batch", help="every task of a family x models x seeds, one `suite run` each (behind make lra, ...)",
+        description="Run each task of the family (lra, scifar, speech, bidmc) for each model and seed as its own "
+                    "`suite run` process. Tasks without data on disk are skipped with the reason; a failed run does "
+                    "not stop the others. Build the table afterwards with `suite table FAMILY`.",
+    )
+    p.add_argument("family", choices=["lra", "scifar", "speech", "bidmc"])
+    p.add_argument("--models", action="append", metavar="M[,M...]", help="models (default: all four)")
+    p.add_argument("--preset", default="paper", help="paper (default) or smoke")
+    p.add_argument("--seeds", type=int, nargs="*", metavar="SEED", help="seeds (default: each recipe's own)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override passed to every run")
+    p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.set_defaults(func=cmd_batch)
 
     p = verbs.add_parser("report", help="one page with every table and the learning curves (Markdown or HTML)")
     p.add_argument("--format", choices=["markdown", "html"], default="markdown")
