@@ -51,9 +51,16 @@ class SequenceModel(nn.Module):
         self.final_norm = Norm(d_model, norm) if prenorm else nn.Identity()
         self.decoder = HEADS[decoder](d_model, d_output)
         self.rate = rate
+        # decoder "retrieval": inputs are document pairs, x (B, 2, L[, C]) with lengths (B, 2)
+        self.pairs = decoder == "retrieval"
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, rate: float | None = None):
         rate = self.rate if rate is None else rate
+        if self.pairs:  # both documents through the shared backbone: first documents, then second ones
+            if x.dim() < 3 or x.shape[1] != 2:
+                raise ValueError(f"decoder 'retrieval' takes document pairs x (B, 2, L), got {tuple(x.shape)}")
+            x = torch.cat([x[:, 0], x[:, 1]])  # (2B, L[, C])
+            lengths = None if lengths is None else torch.cat([lengths[:, 0], lengths[:, 1]])  # (2B,)
         h = self.encoder(x).transpose(1, 2)  # (B, H, L)
         mask = length_mask(lengths, h.shape[-1], h.device)
         for block in self.blocks:
