@@ -29,7 +29,7 @@ from collections import defaultdict
 
 import torch
 
-from models.kernels.fftconv import fft_conv
+from models.kernels.fftconv import fft_conv, fft_conv_mix
 from models.kernels.vandermonde import vandermonde
 from models.s4 import S4
 
@@ -69,6 +69,46 @@ def _shift(x: torch.Tensor, s: int) -> torch.Tensor:
     return x if s == 0 else torch.nn.functional.pad(x, (s, 0))[..., : x.shape[-1]]
 
 
+def prefix_sum(x: torch.Tensor) -> torch.Tensor:
+    """S_k = sum_{i<=k} x_i along the last axis, accumulated in float64 and centred (minus its mean
+    over k), returned in x's dtype. Only differences S_k - S_i enter the liquid term, so the centring
+    changes nothing exactly; it shrinks the magnitudes that fp32 products would cancel. Float64
+    accumulation keeps S_k - S_i accurate at long L (an fp32 running sum loses ~eps * L in it)."""
+    s = torch.cumsum(x.to(torch.float64), dim=-1)
+    return (s - s.mean(-1, keepdim=True)).to(x.dtype)
+
+
+def conv_and_kb2(u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+    """k * u + y^(2) for u (B, H, L), k (H, L), K2 (H, L): the linear convolution and the degree-2 KB
+    term with shared spectra (`fft_conv_mix`: 3 forward and 2 inverse FFTs of (B, H, 2L) signals, and
+    as many backward, instead of 3 + 3 separate convolutions and their autograd copies).
+
+    y^(2)_t = sum_i K2'[t-i] u_i (S_t - S_i), K2'[j] = K2[j-1] (K2 delayed one step; window_esp(1):
+    e_1 = S_t - S_i). Split u = mu + v with mu the mean of u over time (per sequence and feature) and
+    V = prefix_sum(v): S_t - S_i = mu (t - i) + V_t - V_i, so
+
+        y^(2) = mu (K2l * u) + V (K2' * u) - K2' * (u V),      K2l[j] = j K2'[j].
+
+    Exact for any mu; with mu the mean, V is a zero-drift random walk, so the two products that cancel
+    stay small even when the input has a mean (the plain form S (K2' * u) - K2' * (u S) loses ~1e-5
+    relative accuracy in fp32 at L = 16384 for inputs of mean 1; this form keeps ~1e-7).
+    """
+    L = u.shape[-1]
+    n = 2 * L
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        u = u.to(dtype)
+        mu = u.mean(-1, keepdim=True)  # (B, H, 1)
+        V = prefix_sum(u - mu)  # (B, H, L)
+        K2 = K2.to(dtype)
+        K2d = torch.nn.functional.pad(K2[..., :-1], (1, 0))  # (H, L): K2' (tap L never reaches t < L)
+        lag = torch.arange(L, device=u.device, dtype=dtype)
+        # y0 = k*u - K2'*(uV) + K2l*(mu u),  y1 = K2'*u;  kernels: 0 k, 1 -K2', 2 K2l, 3 K2'
+        y0, y1 = fft_conv_mix([u, u * V, mu * u], [k.to(dtype), -K2d, lag * K2d, K2d],
+                              [(0, 0, 0), (0, 1, 1), (0, 2, 2), (1, 0, 3)])
+        return torch.addcmul(y0, V, y1)
+
+
 def liquid_kb(u: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
     """sum_{p=2..P} y^(p) for u (B, H, L) and kernels[p-2] = K_p (H, L). Causal, exact per degree."""
     y = torch.zeros_like(u)
@@ -77,9 +117,7 @@ def liquid_kb(u: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
     for p, K in enumerate(kernels, start=2):
         m = p - 1
         terms = window_esp(m)
-        powers = [torch.cumsum(uu ** (j + 1), dim=-1) for j in range(m)]  # S^(j)_k, (B, H, L)
-        # Centre the prefix sums: S_k - S_i is unchanged, and the magnitudes (and fp32 cancellation) shrink.
-        powers = [s - s.mean(-1, keepdim=True) for s in powers]
+        powers = [prefix_sum(uu ** (j + 1)) for j in range(m)]  # S^(j)_k, (B, H, L)
         by_b: dict[tuple[int, ...], list] = defaultdict(list)
         for (a, b), c in terms.items():
             by_b[b].append((a, c))
@@ -105,11 +143,11 @@ def liquid_kb(u: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
 
 def liquid_pb(u: torch.Tensor, coeffs: list[torch.Tensor]) -> torch.Tensor:
     """sum_p c_p u_{k-p+1} ... u_k for u (B, H, L), coeffs[p-2] = c_p (H,)."""
-    y = torch.zeros_like(u)
-    prod = u
+    y, prod = None, u
     for p, c in enumerate(coeffs, start=2):
-        prod = prod * _shift(u, p - 1)
-        y = y + c[:, None] * prod
+        prod = prod * _shift(u, p - 1)  # u_{k-p+1} ... u_k
+        term = c[:, None] * prod
+        y = term if y is None else y + term
     return y
 
 
@@ -173,7 +211,7 @@ class LiquidS4(S4):
             self.register_buffer("_ref_C", torch.view_as_complex(self._C_init).clone(), persistent=False)
 
     def _grow(self, L: int) -> None:
-        if int(self.L) == 0:
+        if self._length == 0:
             self._C_init = self.C.detach().clone()  # the raw C, before it becomes C~
         super()._grow(L)
 
@@ -186,7 +224,7 @@ class LiquidS4(S4):
         dt = dt[:, None]
         A_bar = (1 + dt * Lambda / 2) / (1 - dt * Lambda / 2)
         B_bar = dt * B / (1 - dt * Lambda / 2)
-        C = Ct / (1 - A_bar ** round(int(self.L) / rate))
+        C = Ct / (1 - A_bar ** round(self._length / rate))
         return A_bar, B_bar, C
 
     def liquid_term(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
@@ -196,18 +234,22 @@ class LiquidS4(S4):
             return self._reference_term(u)
         A_bar, B_bar, C = self.diagonal(rate)
         degrees = range(2, self.liquid_degree + 1)
-        out = torch.zeros_like(u)
+        out = None
         for c, direction in enumerate((1, -1) if self.bidirectional else (1,)):
             x = u if direction == 1 else u.flip(-1)
             if self.liquid_kernel == "pb":
                 coeffs = [2 * (C[c] * B_bar**p).sum(-1).real for p in degrees]
                 y = liquid_pb(x, coeffs)
             else:
-                L = u.shape[-1]
-                kernels = [vandermonde((C[c] * B_bar**p).unsqueeze(0), torch.log(A_bar), L)[0] for p in degrees]
-                y = liquid_kb(x, kernels)
-            out = out + (y if direction == 1 else y.flip(-1))
+                y = liquid_kb(x, list(self.liquid_kernels(u.shape[-1], rate, A_bar, B_bar, C[c])))
+            y = y if direction == 1 else y.flip(-1)
+            out = y if out is None else out + y
         return out
+
+    def liquid_kernels(self, L: int, rate: float, A_bar, B_bar, C_c) -> torch.Tensor:
+        """K_p[l] = 2 Re sum_n C_n A_bar_n^l B_bar_n^p for p = 2 .. P: (P - 1, H, L), one Vandermonde call."""
+        p = torch.arange(2, self.liquid_degree + 1, device=B_bar.device).view(-1, 1, 1)  # (P-1, 1, 1)
+        return vandermonde(C_c * B_bar**p, torch.log(A_bar), L)
 
     def _reference_term(self, u: torch.Tensor) -> torch.Tensor:
         """The public code's liquid term (models.md 1.3-1.4): frozen coefficients, last-n_p combination
@@ -234,6 +276,13 @@ class LiquidS4(S4):
         return out
 
     def forward(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
+        """u (B, H, L) -> K * u + D u + liquid term."""
+        if self.fused and (self.liquid_kernel, self.liquid_degree, self.liquid_mode, self.bidirectional) == (
+                "kb", 2, "paper", False):
+            L = u.shape[-1]
+            A_bar, B_bar, C = self.diagonal(rate)
+            K2 = self.liquid_kernels(L, rate, A_bar, B_bar, C[0])[0]  # (H, L)
+            return conv_and_kb2(u, self.with_skip(self.kernel(L, rate)[0]), K2)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 
     # Exact recurrence of the diagonal system --------------------------------------------------

@@ -60,6 +60,8 @@ class S4(ConvSSM):
         self.B = nn.Parameter(torch.view_as_real(B.to(torch.complex64)).repeat(n_ssm, 1, 1))  # (n_ssm, N2, 2)
         C = torch.randn(self.channels, H, N2, dtype=torch.complex64)
         self.register_buffer("L", torch.tensor(0), persistent=True)  # length C~ currently refers to
+        self._length = 0  # the same as a Python int: reading the buffer on a GPU would synchronise
+        self._nodes: dict = {}  # (Lk, device, dtype) -> rFFT nodes w and t = 1 + w, (K,) each
         self.C = nn.Parameter(torch.view_as_real(C))  # (channels, H, N2, 2): C until first use, then C~
         self._grow(l_max)
 
@@ -90,7 +92,7 @@ class S4(ConvSSM):
         A_bar, _ = self.dense_discrete()
         eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype)
         C = torch.view_as_complex(self.C).to(torch.complex128)  # (channels, H, N2)
-        length = int(self.L)
+        length = self._length
         if length == 0:  # C -> C (I - A_bar^L)
             length = L
             factor = eye - torch.linalg.matrix_power(A_bar, length)
@@ -102,13 +104,18 @@ class S4(ConvSSM):
         Cf = torch.einsum("chn,hnm->chm", _full_space(C), factor)[..., : self.N2]
         self.C.copy_(torch.view_as_real(Cf.to(torch.view_as_complex(self.C).dtype)))
         self.L.fill_(length)
+        self._length = length
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._length = int(self.L)  # a checkpoint's C~ refers to its own length
 
     def recover_C(self) -> torch.Tensor:
         """C (channels, H, 2N2) of the full system from C~: C = C~ (I - A_bar^L)^{-1}, float64."""
         A_bar, _ = self.dense_discrete()
         eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype)
         Ct = _full_space(torch.view_as_complex(self.C.detach()).to(torch.complex128))
-        M = eye - torch.linalg.matrix_power(A_bar, int(self.L))  # (H, N, N)
+        M = eye - torch.linalg.matrix_power(A_bar, self._length)  # (H, N, N)
         # C M = C~  <=>  M^T C^T = C~^T
         return torch.linalg.solve(M.transpose(-1, -2).unsqueeze(0), Ct.unsqueeze(-1)).squeeze(-1)
 
@@ -118,13 +125,11 @@ class S4(ConvSSM):
         """K (channels, H, L) for an input of length L at step rate * dt."""
         # The generating function is evaluated at the stored length; at rate r the same C~ serves a
         # length L / r (A_bar at r dt is close to A_bar^r at dt), as in the reference.
-        while round(int(self.L) / rate) < L:
-            self._grow(2 * int(self.L))
-        Lk = round(int(self.L) / rate)
+        while round(self._length / rate) < L:
+            self._grow(2 * self._length)
+        Lk = round(self._length / rate)
         dt, Lambda, P, B, Ct = self.system(rate)
-        k = torch.arange(Lk // 2 + 1, device=dt.device, dtype=dt.dtype)
-        w = torch.polar(torch.ones_like(k), -2 * math.pi * k / Lk)  # (K,) rFFT nodes
-        t = 1 + w
+        w, t = self.nodes(Lk, dt)  # (K,) each, K = Lk // 2 + 1
         alpha = (2 / dt).unsqueeze(-1) * (1 - w)  # (H, K)
         left = torch.cat([Ct, P.conj().unsqueeze(0)], dim=0)  # (channels + 1, H, N2): C~ and Q
         right = torch.stack([B, P], dim=0)  # (2, H, N2)
@@ -133,6 +138,15 @@ class S4(ConvSSM):
         K_hat = s_CB - t * s_CP * s_QB / (2 + t * s_QP)  # (channels, H, K)
         K = torch.fft.irfft(K_hat, n=Lk)  # (channels, H, Lk)
         return K[..., :L]
+
+    def nodes(self, Lk: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rFFT nodes w_k = exp(-2 pi i k / Lk), k = 0 .. Lk // 2, and t = 1 + w; cached per length."""
+        key = (Lk, like.device, like.dtype)
+        if key not in self._nodes:
+            k = torch.arange(Lk // 2 + 1, device=like.device, dtype=like.dtype)
+            w = torch.polar(torch.ones_like(k), -2 * math.pi * k / Lk)
+            self._nodes[key] = (w, 1 + w)
+        return self._nodes[key]
 
     # Recurrent mode (dense: O(N^2) per step) ----------------------------------------------------
 

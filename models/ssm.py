@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from models.kernels.fftconv import fft_conv, two_sided
+from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 
 
 class ConvSSM(nn.Module, abc.ABC):
@@ -23,6 +23,9 @@ class ConvSSM(nn.Module, abc.ABC):
     """
 
     ssm_roles: dict[str, str] = {}
+    # False selects the plain twins of the fused fast paths (autograd FFT convolution, skip term added
+    # separately, liquid terms one by one): the baseline the fast paths are tested against.
+    fused: bool = True
 
     def __init__(self, d_model: int, bidirectional: bool = False):
         super().__init__()
@@ -42,6 +45,8 @@ class ConvSSM(nn.Module, abc.ABC):
 
     def _per_feature(self, x: torch.Tensor) -> torch.Tensor:
         """(n_ssm, ...) -> (H, ...): feature h uses copy h % n_ssm."""
+        if self.n_ssm == self.H:
+            return x
         return x.repeat(self.H // self.n_ssm, *([1] * (x.dim() - 1)))
 
     def diagonal_A(self) -> torch.Tensor:
@@ -63,7 +68,14 @@ class ConvSSM(nn.Module, abc.ABC):
         L = u.shape[-1]
         k = self.kernel(L, rate)  # (channels, H, L)
         k = two_sided(k[0], k[1]) if self.bidirectional else k[0]  # (H, L) or (H, 2L)
-        return fft_conv(u, k) + self.D[:, None] * u
+        if not self.fused:
+            return fft_conv_autograd(u, k.to(u.dtype)) + self.D[:, None] * u
+        return fft_conv(u, self.with_skip(k))
+
+    def with_skip(self, k: torch.Tensor) -> torch.Tensor:
+        """k (H, Lk) -> k + D delta: the skip term D u is the lag-0 tap of the convolution, so
+        y = K * u + D u costs one FFT convolution and no extra pass over (B, H, L)."""
+        return torch.cat([k[..., :1] + self.D[:, None].to(k.dtype), k[..., 1:]], dim=-1)
 
     def _check_step(self) -> None:
         if self.bidirectional:

@@ -56,8 +56,13 @@ def bench_layer(model: str, B: int, H: int, L: int, device, warmup: int = 5, rep
     def forward_backward():
         layer(u).sum().backward()
 
+    runs = [("fwd_ms", forward), ("fwd_bwd_ms", forward_backward)]
+    if device.type == "cuda":  # the same layer's forward and backward as CUDA graphs (no launch overhead)
+        graph_layer = torch.cuda.make_graphed_callables(layer, (u,))
+        runs.append(("graph_fwd_bwd_ms", lambda: graph_layer(u).sum().backward()))
+
     out = {"model": model, "B": B, "H": H, "L": L}
-    for name, fn in (("fwd_ms", forward), ("fwd_bwd_ms", forward_backward)):
+    for name, fn in runs:
         for _ in range(warmup):
             fn()
         if device.type == "cuda":
@@ -85,7 +90,8 @@ def run(models=None, shapes=None, device_name: str | None = None, repeats: int =
                 torch.cuda.empty_cache()
             print(tabulate([rows[-1]], headers="keys", floatfmt=".2f", tablefmt="plain"), file=sys.stderr)
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
-    print(f"\nlayer benchmark on {name}, torch {torch.__version__}, fp32, d_state 64, median of {repeats}")
+    print(f"\nlayer benchmark on {name}, torch {torch.__version__}, fp32, d_state 64, median of {repeats}"
+          + ("; graph_*: forward and backward replayed as CUDA graphs" if device.type == "cuda" else ""))
     print(tabulate(rows, headers="keys", floatfmt=".2f", tablefmt="github"))
     if track:
         _log(rows, name, tracking_uri)
@@ -105,7 +111,7 @@ def _log(rows: list[dict], device: str, tracking_uri: str | None) -> None:
     metrics = {}
     for r in rows:
         key = f"{r['model']}/{r['B']}x{r['H']}x{r['L']}"
-        for q in ("fwd_ms", "fwd_bwd_ms", "fwd_bwd_peak_gib"):
+        for q in ("fwd_ms", "fwd_bwd_ms", "fwd_bwd_peak_gib", "graph_fwd_bwd_ms"):
             if q in r:
                 metrics[f"{key}/{q}"] = r[q]
     tracking.log_metrics(uri, run_id, metrics)
@@ -127,34 +133,53 @@ LISTOPS_VOCAB = 18  # 15 ListOps symbols + <pad>, <unk>, <eos>, as in the releas
 LISTOPS_CLASSES = 10
 
 
-def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup: int = 10, rounds: int = 5,
-                steps: int = 20, overrides: list[str] | None = None) -> dict:
-    """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
-    ListOps `paper` network built by `suite.run.build_model`, on random tokens of full length.
-
-    Median over `rounds` rounds of `steps` steps each, after `warmup` steps.
-    """
+def listops_network(model: str, device, overrides: list[str] | None = None):
+    """(network, resolved config) of the ListOps `paper` recipe, built by `suite.run.build_model`."""
     import types
 
     import torch
-    import torch.nn.functional as F
 
     from suite import config
-    from suite.optim import make_optimizer
     from suite.run import build_model
 
     cfg = config.resolve("listops", model, "paper", overrides=overrides)
     shapes = types.SimpleNamespace(d_input=LISTOPS_VOCAB, d_output=LISTOPS_CLASSES, encoder="embedding")
     torch.manual_seed(0)
-    net = build_model(cfg, shapes).to(device).train()
+    return build_model(cfg, shapes).to(device).train(), cfg
+
+
+def graphed(net, x, lengths):
+    """The network's forward and backward captured as CUDA graphs (torch.cuda.make_graphed_callables):
+    one graph launch replaces the per-operation launches, which dominate at ListOps sizes. Shapes are
+    fixed to those of (x, lengths); parameters are updated in place by the optimiser as usual."""
+    import torch
+
+    return torch.cuda.make_graphed_callables(net, (x, lengths))
+
+
+def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup: int = 10, rounds: int = 5,
+                steps: int = 20, overrides: list[str] | None = None, cuda_graph: bool = False) -> dict:
+    """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
+    ListOps `paper` network built by `suite.run.build_model`, on random tokens of full length.
+
+    Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the
+    network's forward and backward as CUDA graphs (`graphed`); the loss and AdamW stay eager.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from suite.optim import make_optimizer
+
+    net, cfg = listops_network(model, device, overrides)
     opt, sched, _ = make_optimizer(net, cfg.optim, total_steps=10**6)
     x = torch.randint(3, LISTOPS_VOCAB, (batch, length), device=device)  # (B, L) tokens
     y = torch.randint(0, LISTOPS_CLASSES, (batch,), device=device)
     lengths = torch.full((batch,), length, device=device)
+    forward = graphed(net, x, lengths) if cuda_graph else net
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x, lengths), y)
+        loss = F.cross_entropy(forward(x, lengths), y)
         loss.backward()
         opt.step()
         sched.step()
@@ -173,7 +198,8 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
         sync()
         times.append((time.perf_counter() - t0) / steps)
     step_s = statistics.median(times)
-    out = {"model": model, "batch": batch, "L": length, "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
+    out = {"model": model, "mode": "cuda graph" if cuda_graph else "eager", "batch": batch, "L": length,
+           "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
            "n_params": sum(p.numel() for p in net.parameters())}
     if device.type == "cuda":
         out["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -189,7 +215,14 @@ def run_train(models=None, device_name: str | None = None, batch: int = 12, leng
     from tabulate import tabulate
 
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    rows = [bench_train(m, device, batch, length, warmup, rounds, steps) for m in models or MODELS]
+    rows = []
+    for m in models or MODELS:
+        for cuda_graph in (False, True) if device.type == "cuda" else (False,):
+            try:
+                rows.append(bench_train(m, device, batch, length, warmup, rounds, steps, cuda_graph=cuda_graph))
+            except RuntimeError as exc:  # e.g. an operation that cannot be captured: report, keep going
+                rows.append({"model": m, "mode": "cuda graph" if cuda_graph else "eager", "error": str(exc)[:80]})
+            print(tabulate([rows[-1]], headers="keys", floatfmt=".2f", tablefmt="plain"), file=sys.stderr)
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
     print(f"\ntraining-step benchmark on {name}, torch {torch.__version__}: ListOps paper network, "
           f"batch {batch} x length {length}, median of {rounds} x {steps} steps after {warmup} warm-up")

@@ -3,7 +3,7 @@
     s[a, r, h, k] = sum_n  2 a_n b_n / (alpha_hk - t_k lambda_hn)  +  2 conj(a_n b_n) / (alpha_hk - t_k conj(lambda_hn))
 
 with a = left[a, h, :], b = right[r, h, :]. The fast path walks the frequency nodes in chunks, so it
-holds (H, N, chunk) at a time and never the (H, N, L) tensor; `cauchy_pairs_reference` is its plain
+holds (H, 2N, chunk) at a time and never more than a fixed budget; `cauchy_pairs_reference` is its plain
 twin. (pykeops, where it works, would avoid even the chunk; it crashed compiling the S4 Cauchy
 formula on an H100 with pykeops 2.3, so it is not used.)
 """
@@ -14,16 +14,26 @@ import torch
 
 
 def cauchy_pairs(left: torch.Tensor, right: torch.Tensor, lam: torch.Tensor, alpha: torch.Tensor, t: torch.Tensor,
-                 chunk: int = 1024) -> torch.Tensor:
-    """left (A, H, N), right (R, H, N), lam (H, N), alpha (H, K), t (K,) -> (A, R, H, K) complex."""
+                 chunk: int | None = None, max_elements: int = 2**25) -> torch.Tensor:
+    """left (A, H, N), right (R, H, N), lam (H, N), alpha (H, K), t (K,) -> (A, R, H, K) complex.
+
+    Both members of each conjugate pair enter as 2N modes, and the sum over modes is one batched
+    matrix product (H, A R, 2N) @ (H, 2N, k) per chunk of k = `chunk` nodes; by default chunks are
+    sized so that the (H, 2N, k) reciprocal holds at most `max_elements` numbers (one chunk up to
+    H 2N K = 2^25).
+    """
+    A, R, H, N = left.shape[0], right.shape[0], lam.shape[0], lam.shape[-1]
+    K = alpha.shape[-1]
     v = 2 * left.unsqueeze(1) * right.unsqueeze(0)  # (A, R, H, N)
+    v = torch.cat([v, v.conj()], dim=-1).reshape(A * R, H, 2 * N).transpose(0, 1)  # (H, A R, 2N)
+    lam2 = torch.cat([lam, lam.conj()], dim=-1).unsqueeze(-1)  # (H, 2N, 1)
+    chunk = chunk or max(1, max_elements // (H * 2 * N))
     out = []
-    for start in range(0, alpha.shape[-1], chunk):
-        a_k, t_k = alpha[:, start : start + chunk], t[start : start + chunk]
-        den = a_k.unsqueeze(1) - t_k * lam.unsqueeze(-1)  # (H, N, k)
-        den_c = a_k.unsqueeze(1) - t_k * lam.conj().unsqueeze(-1)
-        out.append(torch.einsum("arhn,hnk->arhk", v, 1 / den) + torch.einsum("arhn,hnk->arhk", v.conj(), 1 / den_c))
-    return torch.cat(out, dim=-1)
+    for start in range(0, K, chunk):
+        den = alpha[:, None, start : start + chunk] - t[start : start + chunk] * lam2  # (H, 2N, k)
+        out.append(torch.bmm(v, den.reciprocal()))  # (H, A R, k)
+    s = out[0] if len(out) == 1 else torch.cat(out, dim=-1)
+    return s.transpose(0, 1).reshape(A, R, H, K)
 
 
 def cauchy_pairs_reference(left, right, lam, alpha, t):
