@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ class ModelConfig:
     prenorm: bool = True
     norm: Literal["batch", "layer"] = "batch"
     bidirectional: bool = False
-    decoder: Literal["pool", "last"] = "pool"
+    decoder: Literal["pool", "last", "retrieval"] = "pool"  # retrieval: document pairs (AAN)
     # Kernel options
     init: Literal["legs", "inv", "lin"] = "legs"  # S4D: S4D-LegS / S4D-Inv / S4D-Lin
     disc: Literal["zoh", "bilinear"] = "zoh"  # S4D discretisation (S4 and Liquid-S4 are bilinear)
@@ -87,6 +89,10 @@ class TrainerConfig:
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ... (Lightning strategies)
     progress_bar: bool = True
     deterministic: bool | Literal["warn"] = False
+    # last.ckpt (what `suite run --resume` continues from) is also written mid-epoch: every N optimizer steps
+    # and/or every M minutes (null = off for that trigger); it is always written at the end of each epoch.
+    checkpoint_every_n_steps: int | None = None
+    checkpoint_every_minutes: float | None = 10.0
 
 
 @dataclass
@@ -116,6 +122,7 @@ class PathfinderConfig:
     split_seed: int = 42  # the reference's random 80/10/10 split
     n_images: int = 200_000  # generated images (the release has 200k per difficulty)
     seed: int = 0  # generator seed
+    workers: int = 0  # generator processes; 0 = every core (the images do not depend on it)
 
 
 @dataclass
@@ -168,6 +175,7 @@ class RunConfig:
 # --------------------------------------------------------------------------------------------
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", type(None): "null"}
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -208,7 +216,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                pass
+        elif isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -288,7 +301,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}", hint="check the path given to --config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte {exc.start}: {exc.reason}).",
+                          hint="save the file as UTF-8 (plain text YAML)") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}.",
+                          hint="check the path and its permissions") from None
+    except RecursionError:
+        raise ConfigError(f"config: {path} is nested too deeply to be a configuration.",
+                          hint="a config file is a mapping of sections (model, optim, trainer, data, tracking)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -313,7 +335,7 @@ def parse_override(text: str) -> dict[str, Any]:
         )
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     node: dict[str, Any] = {}
     cur = node
@@ -369,23 +391,73 @@ def resolve(
         merged = deep_merge(merged, parse_override(o))
     merged = deep_merge(merged, flags or {})
     cfg = from_dict(RunConfig, merged)
+    for name, chosen in (("task", task), ("preset", preset)):
+        if getattr(cfg, name) != chosen:
+            raise ConfigError(f"config: {name} = {getattr(cfg, name)!r} in a config file or --set, but the run is "
+                              f"for {name} {chosen!r}.",
+                              hint=f"choose the {name} with --{name} only; remove '{name}:' from the file / --set")
     check(cfg)
     return cfg
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
+              "transformer-engine", "transformer-engine-float16")
+STRATEGY_PREFIXES = ("auto", "ddp", "fsdp", "deepspeed", "single_device", "xla", "single_xla")
+
+
+def _bad(where: str, value: Any, rule: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"config: {where} = {value!r} {rule}.", hint=hint or f"e.g. --set {where}=<value>")
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """Every number finite and within 64 bits."""
+    for where, value in flatten(to_dict(cfg)).items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise _bad(where, v, "must be a finite number")
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63:
+                raise _bad(where, v, "is out of range")
+
+
 def check(cfg: RunConfig) -> None:
-    """Cross-field checks that types alone cannot express."""
-    m = cfg.model
-    positive = {
+    """Cross-field and range checks that types alone cannot express."""
+    _check_numbers(cfg)
+    m, o, t, g = cfg.model, cfg.optim, cfg.trainer, cfg.data.generator
+    at_least_1 = {
         "model.d_model": m.d_model,
         "model.n_layers": m.n_layers,
         "model.d_state": m.d_state,
-        "trainer.batch_size": cfg.trainer.batch_size,
+        "trainer.batch_size": t.batch_size,
+        "trainer.eval_batch_size": t.eval_batch_size or 1,
+        "trainer.log_every_n_steps": t.log_every_n_steps,
+        "trainer.num_nodes": t.num_nodes,
+        "trainer.checkpoint_every_n_steps": t.checkpoint_every_n_steps or 1,
         "data.l_max": cfg.data.l_max,
+        "optim.schedule_steps": 1 if o.schedule_steps is None else o.schedule_steps,
+        "optim.step_epochs": o.step_epochs,
+        "data.generator.n_train": g.n_train,
+        "data.generator.n_val": g.n_val,
+        "data.generator.n_test": g.n_test,
+        "data.generator.max_depth": g.max_depth,
+        "data.pathfinder.n_images": cfg.data.pathfinder.n_images,
     }
-    for where, value in positive.items():
+    for where, value in at_least_1.items():
         if value < 1:
-            raise ConfigError(f"config: {where} = {value} must be at least 1.")
+            raise _bad(where, value, "must be at least 1")
+    at_least_0 = {
+        "seed": cfg.seed,
+        "optim.weight_decay": o.weight_decay,
+        "optim.grad_clip": o.grad_clip,
+        "optim.warmup_steps": o.warmup_steps,
+        "trainer.num_workers": t.num_workers,
+        "data.generator.seed": g.seed,
+    }
+    for where, value in at_least_0.items():
+        if value < 0:
+            raise _bad(where, value, "must not be negative")
+    if cfg.seed >= 2**32:
+        raise _bad("seed", cfg.seed, "must be below 2**32 (numpy's seed range)")
     if m.d_state < 2:
         raise ConfigError(f"config: model.d_state = {m.d_state} must be at least 2 (N // 2 complex modes).")
     if m.n_ssm is not None and (m.n_ssm < 1 or m.d_model % m.n_ssm):
@@ -401,13 +473,45 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"config: model.liquid_degree = {m.liquid_degree} must be at least 2.")
     if m.rate <= 0:
         raise ConfigError(f"config: model.rate = {m.rate} must be positive.")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"config: optim.lr = {cfg.optim.lr} must be positive.")
-    g = cfg.data.generator
+    for where, lr in (("optim.lr", o.lr), ("optim.dt_lr", o.dt_lr), ("optim.ssm_lr", o.ssm_lr)):
+        if lr is not None and lr <= 0:
+            raise ConfigError(f"config: {where} = {lr} must be positive.")
+    if not all(0.0 <= b < 1.0 for b in o.betas):
+        raise _bad("optim.betas", list(o.betas), "must lie in [0, 1)", "e.g. --set optim.betas=[0.9,0.999]")
+    if o.step_gamma <= 0:
+        raise _bad("optim.step_gamma", o.step_gamma, "must be positive")
+    if t.max_epochs < 1 and t.max_epochs != -1:
+        raise _bad("trainer.max_epochs", t.max_epochs, "must be at least 1 (or -1: no limit, with max_steps)")
+    if t.max_steps < 1 and t.max_steps != -1:
+        raise _bad("trainer.max_steps", t.max_steps, "must be at least 1 (or -1: no limit)")
+    if t.max_epochs == -1 and t.max_steps == -1:
+        raise ConfigError("config: trainer.max_epochs and trainer.max_steps are both -1 (no limit): the run never ends.",
+                          hint="set one of them, e.g. --max-epochs 10")
+    for where, limit in (("trainer.limit_train_batches", t.limit_train_batches),
+                         ("trainer.limit_val_batches", t.limit_val_batches)):
+        if isinstance(limit, float) and not 0.0 < limit <= 1.0 or isinstance(limit, int) and limit < 1:
+            raise _bad(where, limit, "must be a fraction in (0, 1] or a number of batches >= 1")
+    if t.checkpoint_every_minutes is not None and t.checkpoint_every_minutes <= 0:
+        raise _bad("trainer.checkpoint_every_minutes", t.checkpoint_every_minutes, "must be positive (or null: off)")
+    devices = t.devices
+    if isinstance(devices, int) and devices < 1 and devices != -1 or isinstance(devices, str) and not (
+            devices == "auto" or re.fullmatch(r"\d+(\s*,\s*\d+)*,?|-1", devices.strip())):
+        raise _bad("trainer.devices", devices, "must be a number of devices >= 1, -1 (all), 'auto' or a list like '0,1'")
+    for where, value, choices in (("trainer.accelerator", t.accelerator, ACCELERATORS),
+                                  ("trainer.precision", t.precision, PRECISIONS)):
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            raise _bad(where, value, "is not known" + (f"; did you mean {close[0]!r}?" if close else ""),
+                       f"one of: {', '.join(choices)}")
+    if not t.strategy.startswith(STRATEGY_PREFIXES):
+        raise _bad("trainer.strategy", t.strategy, "is not a Lightning strategy",
+                   "e.g. auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, fsdp")
     if not 0 <= g.min_length < g.max_length:
         raise ConfigError(
             f"config: need data.generator.min_length < max_length, got {g.min_length} and {g.max_length}."
         )
+    if g.max_args < 2:
+        raise _bad("data.generator.max_args", g.max_args, "must be at least 2 (an operator takes 2+ operands)")
 
 
 def dump(cfg: RunConfig) -> str:

@@ -1,0 +1,202 @@
+"""LRA Pathfinder (32x32 = 1024 pixels): are the two markers on one contour? 2 classes.
+
+Files: the release's `lra_release/pathfinder32/<difficulty>/{imgs/<batch>/sample_<k>.png, metadata/<batch>.npy}`
+or the same layout written by the generator under `generated/pathfinder/pathfinder32_n<N>_seed<S>/`.
+Path-X (tasks/pathx.py) is this module at 128x128. Preprocessing as the reference (models.md,
+section 7): metadata files in numeric order, records split on whitespace (path col0/col1, label
+col3), the one known empty file black-listed, a random 80/10/10 split (torch.randperm with
+data.pathfinder.split_seed, as torch's random_split), grey [0, 1] -> (x - 0.5) / 0.5, flattened to
+(L, 1). Every PNG is decoded once into a uint8 cache; training reads that memory map.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from tasks import cache, lra_release
+from tasks.base import DataStatus, TaskData, disk_size
+from tasks.errors import DataError
+from tasks.generators import pathfinder as generator
+
+RESOLUTION = 32
+NAME = "pathfinder"
+N_CLASSES = 2
+BLACKLIST = {"curv_baseline/imgs/0/sample_172.png"}  # empty in the 32-px release (S4's loader skips it)
+
+
+def release_member(resolution: int) -> str:
+    return f"pathfinder{resolution}"
+
+
+def generated_dir(root: Path, pf, resolution: int = RESOLUTION) -> Path:
+    """<root>/generated/pathfinder/pathfinder<res>_n<N>_seed<S>/ (holds one folder per difficulty)."""
+    return root / "generated" / "pathfinder" / f"pathfinder{resolution}_n{pf.n_images}_seed{pf.seed}"
+
+
+def files_dir(root: Path, cfg, resolution: int = RESOLUTION) -> Path:
+    """The difficulty folder the loader reads (holding imgs/ and metadata/)."""
+    base = (generated_dir(root, cfg.pathfinder, resolution) if cfg.source == "generated"
+            else root / "lra_release" / release_member(resolution))
+    return base / cfg.pathfinder.difficulty
+
+
+def metadata_files(level: Path) -> list[Path]:
+    """metadata/*.npy in increasing numeric order of the stem (as the S4 loader reads them)."""
+    files = [f for f in (level / "metadata").glob("*.npy") if f.stem.isdigit()]
+    return sorted(files, key=lambda f: int(f.stem))
+
+
+def read_metadata(level: Path) -> list[tuple[str, int]]:
+    """(image path relative to the level folder, label) per record, in file and line order."""
+    out = []
+    for f in metadata_files(level):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as exc:
+            raise DataError(f"Pathfinder metadata {f} is not readable text: {exc}",
+                            hint="re-download or re-generate the data; metadata files are text despite .npy") from None
+        for i, line in enumerate(text.splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 4 or fields[3] not in ("0", "1"):
+                raise DataError(f"Pathfinder metadata {f}, line {i}: expected '<imgs/batch> <sample_k.png> <k> "
+                                f"<label 0/1> ...', found {line!r}", hint="re-download or re-generate the data")
+            out.append((f"{fields[0]}/{fields[1]}", int(fields[3])))
+    return out
+
+
+def decode(path: Path, resolution: int) -> np.ndarray:
+    """One PNG -> (res, res) uint8 grey; anything else is a DataError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            a = np.asarray(im.convert("L"))
+    except Exception as exc:  # PIL raises many types for truncated or foreign files
+        raise DataError(f"Pathfinder image {path} cannot be decoded: {exc}",
+                        hint="re-download or re-generate the data (suite data fetch / generate)") from None
+    if a.shape != (resolution, resolution):
+        raise DataError(f"Pathfinder image {path} is {a.shape[1]}x{a.shape[0]}, expected {resolution}x{resolution}",
+                        hint=f"use the pathfinder{resolution} files for this task")
+    return a
+
+
+def split_indices(n: int, seed: int) -> dict[str, np.ndarray]:
+    """torch.utils.data.random_split(n, [n - 2*int(0.1 n), int(0.1 n), int(0.1 n)]) with a seeded generator."""
+    n_val = n_test = int(0.1 * n)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_train = n - n_val - n_test
+    return {"train": perm[:n_train], "val": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
+
+
+def generate(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> Path:
+    """Generate cfg.pathfinder.n_images images of this difficulty (once); return the difficulty folder."""
+    pf = cfg.pathfinder
+    level = generated_dir(root, pf, resolution) / pf.difficulty
+    with cache.file_lock(level.with_name(level.name + ".lock")):
+        if not (level / "GENERATED.json").is_file():
+            print(f"generating Pathfinder {resolution}x{resolution} into {level}", file=sys.stderr)
+            generator.write_dataset(level, generator.lra_params(resolution, pf.difficulty), pf.n_images, pf.seed,
+                                    workers=pf.workers, progress=progress)
+    return level
+
+
+def fetch(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> None:
+    """Download the LRA release archive and unpack pathfinder<res>/ from it."""
+    lra_release.fetch(root, release_member(resolution), progress)
+
+
+def _missing_error(level: Path, resolution: int) -> DataError:
+    task = NAME if resolution == RESOLUTION else "pathx"
+    return DataError(
+        f"Pathfinder data not found: {level} has no metadata/*.npy.",
+        hint=(f"`suite data fetch {task}` (downloads {lra_release.URL}), or unpack that archive yourself so that "
+              f"{level}/metadata/0.npy exists (or point --data-dir at the folder holding lra_release/), or train on "
+              f"generated data: `suite data generate {task}` then `--set data.source=generated`"),
+    )
+
+
+def _cache_entry(root: Path, level: Path, cfg, resolution: int) -> tuple[Path, str]:
+    key = cache.fingerprint(metadata_files(level), resolution=resolution, difficulty=cfg.pathfinder.difficulty,
+                            decoder=1)
+    return root / "cache" / f"pathfinder{resolution}" / key, key
+
+
+def status(root: Path, cfg, resolution: int = RESOLUTION) -> DataStatus:
+    level = files_dir(root, cfg, resolution)
+    present = bool(metadata_files(level))
+    verified = None
+    if present:
+        entry, key = _cache_entry(root, level, cfg, resolution)
+        verified = cache.is_valid(entry, key) if entry.exists() else None
+    note = cfg.source if present else f"missing {level / 'metadata'}"
+    return DataStatus(level, present, verified, disk_size(level), note)
+
+
+def prepare(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> Path:
+    """Make sure the images exist (generating them when data.source = generated), decode them once."""
+    level = generate(root, cfg, progress, resolution) if cfg.source == "generated" else files_dir(root, cfg, resolution)
+    if not metadata_files(level):
+        raise _missing_error(level, resolution)
+    entry, key = _cache_entry(root, level, cfg, resolution)
+    scratch = entry.with_name(entry.name + ".decoding.npy")
+
+    def make() -> dict[str, np.ndarray]:
+        prefix = cfg.pathfinder.difficulty + "/"
+        records = [(rel, label) for rel, label in read_metadata(level) if prefix + rel not in BLACKLIST]
+        if not records:
+            raise DataError(f"Pathfinder metadata in {level / 'metadata'} lists no images",
+                            hint="re-download or re-generate the data")
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        # (n, res, res) uint8, written through a memory map so 200k Path-X images need not fit in RAM
+        images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8,
+                                           shape=(len(records), resolution, resolution))
+        for i, (rel, _) in enumerate(tqdm(records, desc=f"decoding Pathfinder {resolution}px", unit="img",
+                                          disable=not progress)):
+            images[i] = decode(level / rel, resolution)
+        images.flush()
+        return {"images": images, "labels": np.array([label for _, label in records], dtype=np.int64)}
+
+    try:
+        if cache.ensure(entry, key, make, extra={"source": str(level)}):
+            print(f"cached Pathfinder images in {entry}", file=sys.stderr)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return entry
+
+
+class PixelDataset(Dataset):
+    """Images (n, res, res) uint8 and labels, seen through an index array; items (pixels (L,) uint8, label)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray):
+        self.images, self.labels, self.index = images, labels, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = int(self.index[i])
+        return torch.from_numpy(np.asarray(self.images[j]).reshape(-1).copy()), int(self.labels[j])
+
+
+def collate(batch: list[tuple[torch.Tensor, int]]):
+    """[(pixels (L,) uint8, label)] -> x (B, L, 1) float in [-1, 1], y (B,), lengths None."""
+    x = torch.stack([p for p, _ in batch]).float().div_(255.0).sub_(0.5).div_(0.5).unsqueeze(-1)
+    y = torch.tensor([label for _, label in batch])
+    return x, y, None
+
+
+def load(root: Path, cfg, resolution: int = RESOLUTION) -> TaskData:
+    entry = prepare(root, cfg, progress=False, resolution=resolution)
+    a = cache.load(entry, ["images", "labels"])
+    index = split_indices(len(a["labels"]), cfg.pathfinder.split_seed)
+    splits = {s: PixelDataset(a["images"], a["labels"], idx) for s, idx in index.items()}
+    return TaskData(**splits, collate=collate, encoder="linear", d_input=1, d_output=N_CLASSES,
+                    problem="classification", source=cfg.source, l_max=resolution * resolution)
