@@ -57,7 +57,7 @@ tables: $(STAMP)  ## every table as Markdown, LaTeX and CSV into results/tables/
 	@mkdir -p results/tables
 	@for f in lra scifar speech bidmc; do \
 	  $(SUITE) table $$f --format markdown --out results/tables/$$f.md && \
-	  $(SUITE) table $$f --format latex --out results/tables/$$f.tex && \
+	  $(SUITE) table $$f --format latex --standalone --out results/tables/$$f.tex && \
 	  $(SUITE) table $$f --format csv --out results/tables/$$f.csv || exit 1; \
 	done; echo "wrote results/tables/{lra,scifar,speech,bidmc}.{md,tex,csv}"
 
