@@ -249,7 +249,7 @@ class LiquidS4(S4):
     def liquid_kernels(self, L: int, rate: float, A_bar, B_bar, C_c) -> torch.Tensor:
         """K_p[l] = 2 Re sum_n C_n A_bar_n^l B_bar_n^p for p = 2 .. P: (P - 1, H, L), one Vandermonde call."""
         p = torch.arange(2, self.liquid_degree + 1, device=B_bar.device).view(-1, 1, 1)  # (P-1, 1, 1)
-        return vandermonde(C_c * B_bar**p, torch.log(A_bar), L)
+        return vandermonde(C_c * B_bar**p, torch.log(A_bar), L, use_triton=self.use_triton)
 
     def _reference_term(self, u: torch.Tensor) -> torch.Tensor:
         """The public code's liquid term (models.md 1.3-1.4): frozen coefficients, last-n_p combination

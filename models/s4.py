@@ -39,6 +39,10 @@ def _full_space(x: torch.Tensor) -> torch.Tensor:
 
 class S4(ConvSSM):
     ssm_roles = {"log_dt": "dt", "A_log_re": "A", "A_im": "A", "P": "A", "B": "B"}
+    # The fused Triton Cauchy kernel (models/kernels/cauchy_triton.py) is off by default: it matches
+    # float64 on CPU under Triton's interpreter, but has not been checked on a GPU yet
+    # (`python3 benchmarks/triton_check.py` there, then set True).
+    triton_cauchy: bool = False
 
     def __init__(
         self,
@@ -133,7 +137,8 @@ class S4(ConvSSM):
         alpha = (2 / dt).unsqueeze(-1) * (1 - w)  # (H, K)
         left = torch.cat([Ct, P.conj().unsqueeze(0)], dim=0)  # (channels + 1, H, N2): C~ and Q
         right = torch.stack([B, P], dim=0)  # (2, H, N2)
-        s = cauchy_pairs(left, right, Lambda, alpha, t)  # (channels + 1, 2, H, K)
+        fused = self.use_triton and self.triton_cauchy
+        s = cauchy_pairs(left, right, Lambda, alpha, t, use_triton=fused)  # (channels + 1, 2, H, K)
         s_CB, s_CP, s_QB, s_QP = s[:-1, 0], s[:-1, 1], s[-1, 0], s[-1, 1]
         K_hat = s_CB - t * s_CP * s_QB / (2 + t * s_QP)  # (channels, H, K)
         K = torch.fft.irfft(K_hat, n=Lk)  # (channels, H, Lk)

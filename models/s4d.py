@@ -73,7 +73,7 @@ class S4D(ConvSSM):
         """K (channels, H, L)."""
         A_bar, B_bar = self.discretize(rate)
         v = torch.view_as_complex(self.C) * B_bar  # (channels, H, N2)
-        return vandermonde(v, self.log_A_bar(A_bar, rate), L)
+        return vandermonde(v, self.log_A_bar(A_bar, rate), L, use_triton=self.use_triton)
 
     # Recurrent mode -------------------------------------------------------------------------
 

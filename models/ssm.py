@@ -26,6 +26,9 @@ class ConvSSM(nn.Module, abc.ABC):
     # False selects the plain twins of the fused fast paths (autograd FFT convolution, skip term added
     # separately, liquid terms one by one): the baseline the fast paths are tested against.
     fused: bool = True
+    # With `fused`, kernel generation runs fused Triton kernels where they apply (CUDA, complex64,
+    # triton importable); False keeps the PyTorch twins (models/kernels/*_triton.py).
+    triton_kernels: bool = True
 
     def __init__(self, d_model: int, bidirectional: bool = False):
         super().__init__()
@@ -76,6 +79,11 @@ class ConvSSM(nn.Module, abc.ABC):
         """k (H, Lk) -> k + D delta: the skip term D u is the lag-0 tap of the convolution, so
         y = K * u + D u costs one FFT convolution and no extra pass over (B, H, L)."""
         return torch.cat([k[..., :1] + self.D[:, None].to(k.dtype), k[..., 1:]], dim=-1)
+
+    @property
+    def use_triton(self) -> bool:
+        """Whether kernel generation may dispatch to the Triton kernels (each checks its inputs too)."""
+        return self.fused and self.triton_kernels
 
     def _check_step(self) -> None:
         if self.bidirectional:

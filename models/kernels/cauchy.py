@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import torch
 
+from models.kernels import cauchy_triton
+
 
 def cauchy_pairs(left: torch.Tensor, right: torch.Tensor, lam: torch.Tensor, alpha: torch.Tensor, t: torch.Tensor,
-                 chunk: int | None = None, max_elements: int = 2**25) -> torch.Tensor:
+                 chunk: int | None = None, max_elements: int = 2**25, use_triton: bool = False) -> torch.Tensor:
     """left (A, H, N), right (R, H, N), lam (H, N), alpha (H, K), t (K,) -> (A, R, H, K) complex.
 
     Both members of each conjugate pair enter as 2N modes, and the sum over modes is one batched
     matrix product (H, A R, 2N) @ (H, 2N, k) per chunk of k = `chunk` nodes; by default chunks are
     sized so that the (H, 2N, k) reciprocal holds at most `max_elements` numbers (one chunk up to
-    H 2N K = 2^25).
+    H 2N K = 2^25). With `use_triton` and inputs it takes (`cauchy_triton.supported`), the fused
+    Triton kernel runs instead.
     """
     A, R, H, N = left.shape[0], right.shape[0], lam.shape[0], lam.shape[-1]
     K = alpha.shape[-1]
     v = 2 * left.unsqueeze(1) * right.unsqueeze(0)  # (A, R, H, N)
+    if use_triton and cauchy_triton.supported(v, lam, alpha, t):  # fused kernel: no (H, 2N, chunk) tensor
+        return cauchy_triton.cauchy_fused(v.reshape(A * R, H, N), lam, alpha, t).reshape(A, R, H, K)
     v = torch.cat([v, v.conj()], dim=-1).reshape(A * R, H, 2 * N).transpose(0, 1)  # (H, A R, 2N)
     lam2 = torch.cat([lam, lam.conj()], dim=-1).unsqueeze(-1)  # (H, 2N, 1)
     chunk = chunk or max(1, max_elements // (H * 2 * N))

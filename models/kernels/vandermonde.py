@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import torch
 
+from models.kernels import vandermonde_triton
 
-def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, chunk: int = 4096) -> torch.Tensor:
+
+def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, chunk: int = 4096, use_triton: bool = False) -> torch.Tensor:
     """Kernel (C, H, L) from v (C, H, N) and x (H, N), complex.
 
-    Materialises (H, N, chunk) at a time, so memory stays O(H N chunk) for any L.
+    With `use_triton` and inputs the fused Triton kernel takes (complex64 on CUDA, triton importable:
+    `vandermonde_triton.supported`), runs that kernel, which never holds the powers. Otherwise this
+    PyTorch path materialises (H, N, chunk) at a time, so memory stays O(H N chunk) for any L.
     """
+    if use_triton and vandermonde_triton.supported(v, x):
+        return vandermonde_triton.vandermonde_fused(v, x, L)
     out = []
     for start in range(0, L, chunk):
         ell = torch.arange(start, min(start + chunk, L), device=x.device, dtype=x.real.dtype)
