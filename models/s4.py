@@ -39,10 +39,10 @@ def _full_space(x: torch.Tensor) -> torch.Tensor:
 
 class S4(ConvSSM):
     ssm_roles = {"log_dt": "dt", "A_log_re": "A", "A_im": "A", "P": "A", "B": "B"}
-    # The fused Triton Cauchy kernel (models/kernels/cauchy_triton.py) is off by default: it matches
-    # float64 on CPU under Triton's interpreter, but has not been checked on a GPU yet
-    # (`python3 benchmarks/triton_check.py` there, then set True).
-    triton_cauchy: bool = False
+    # The fused Triton Cauchy kernel (models/kernels/cauchy_triton.py), used on CUDA when triton imports:
+    # checked against float64 on an H100 (benchmarks/triton_check.py, 2026-11-23) and on CPU under
+    # Triton's interpreter. Set False to use the chunked PyTorch Cauchy sums instead.
+    triton_cauchy: bool = True
 
     def __init__(
         self,

@@ -83,13 +83,14 @@ def test_s4d_kernel_dispatches_unless_fused_or_triton_kernels_is_off(fake_gpu):
     assert vdm.calls == 1
 
 
-def test_kb_liquid_kernels_dispatch_and_s4_cauchy_only_when_switched_on(fake_gpu):
+def test_kb_liquid_kernels_dispatch_and_s4_cauchy_unless_switched_off(fake_gpu):
     vdm, cau = fake_gpu
     m = LiquidS4(4, 8, l_max=32, liquid_kernel="kb")
+    m.triton_cauchy = False
     u = torch.randn(2, 4, 32)
     y = m(u)
-    assert (vdm.calls, cau.calls) == (1, 0)  # the Cauchy kernel is off by default
-    m.triton_cauchy = True
+    assert (vdm.calls, cau.calls) == (1, 0)  # the Cauchy kernel switched off: PyTorch Cauchy sums
+    m.triton_cauchy = True  # the default
     torch.testing.assert_close(m(u), y)  # the spy's s = the PyTorch path's s, reassembled
     assert (vdm.calls, cau.calls) == (2, 1)
     s4 = S4(4, 8, l_max=32)

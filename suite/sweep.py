@@ -1,0 +1,620 @@
+"""`suite sweep`: an Optuna study whose trials are MLflow child runs of one study run.
+
+Who does what:
+
+- **Optuna storage** (SQLite beside the MLflow store by default, any RDB URL such as PostgreSQL for
+  many machines) is the source of truth for trials. It is created, with the study, once before any
+  worker starts (a fresh SQLite file raced by several processes breaks: ecosystem.md P2).
+- **MLflow** holds the study run (found again by its tags, so a rerun reuses it) and one child run
+  per trial, trained by `suite.run.train` exactly as `suite run` does, plus the tags
+  `suite.sweep.study` / `suite.sweep.trial`, the sampled values as params `trial.<key>`, and the
+  objective as metric `sweep/objective`.
+- **Workers** (`--workers K` processes here, the same command on other machines) share the storage.
+  Before each trial a worker, under a lock, fails stale trials (Optuna heartbeat), and starts a trial
+  only while COMPLETE + PRUNED + RUNNING + WAITING trials are below the target, so K local workers
+  stop exactly at the budget.
+
+Budget: the study's `trials` counts COMPLETE and PRUNED trials. FAILED trials do not count: a trial
+killed with its worker is failed by the heartbeat check and re-queued (RetryHeartbeatStaleTrialCallback) for
+another worker; a trial that raised (divergence, an invalid sampled config) is replaced by a new one,
+and an invocation gives up after `max_failures` failures (default: the trials it was asked to run).
+`--trials N` runs N more trials on top of those the study has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite import registry, tracking
+from suite.errors import ConfigError
+from suite.paths import RESULTS_DIR
+from suite.sweep_config import StudySpec, check_configs, describe_space, load, make_pruner, make_sampler, trial_config
+
+ROLE_TAG = "suite.sweep.role"
+STUDY_TAG = "suite.sweep.study"
+TRIAL_TAG = "suite.sweep.trial"
+STATE_TAG = "suite.sweep.state"
+PRUNED_TAG = "suite.sweep.pruned"
+PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study run's id
+RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's child run id
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every worker needs; plain values so it crosses a spawn boundary."""
+
+    file: str
+    study: str
+    storage: str
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    data_dir: str | None
+    target: int  # stop when COMPLETE + PRUNED trials reach this
+    first_number: int  # trials numbered from here on were started by this invocation
+    max_failures: int
+    progress_bar: bool | None  # None = the preset's
+
+
+# ------------------------------------------------------------------------------------------------
+# storage and study
+# ------------------------------------------------------------------------------------------------
+
+
+def default_storage(uri: str) -> str:
+    """SQLite `optuna.db` beside the MLflow database (results/optuna.db for the default store)."""
+    db = tracking.sqlite_path(uri)
+    folder = db.parent if db is not None else RESULTS_DIR
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def resolve_storage(url: str | None, uri: str) -> str:
+    if not url:
+        return default_storage(uri)
+    if "://" not in url:  # a bare path to a SQLite file
+        return f"sqlite:///{Path(url).resolve()}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return f"sqlite:///{Path(url[len('sqlite:///'):]).resolve()}"
+    return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def open_storage(url: str, spec: StudySpec, uri: str | None = None):
+    """RDBStorage with heartbeat: a RUNNING trial silent for `grace` seconds is failed and re-queued."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.heartbeat.max_retry)
+
+    def on_stale(study, trial) -> None:
+        retry(study, trial)
+        if uri is not None:
+            close_stale_run(uri, study, trial)
+
+    kwargs: dict[str, Any] = {}
+    if _sqlite_file(url) is not None:
+        _sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=spec.heartbeat.interval,
+                                          grace_period=spec.heartbeat.grace, heartbeat_stale_trial_callback=on_stale,
+                                          **kwargs)
+    except ImportError as exc:
+        raise ConfigError(f"sweep: the Optuna storage {tracking.mask(url)} needs a driver: {exc}.",
+                          hint="for postgresql:// URLs: pip install 'psycopg[binary]' (or write postgresql+psycopg2://... "
+                               "with psycopg2 installed)") from None
+    except Exception as exc:
+        raise ConfigError(f"sweep: cannot open the Optuna storage {tracking.mask(url)}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                          hint="check --storage (e.g. postgresql://user:password@host:5432/db; the database "
+                               "must exist and accept connections)") from None
+
+
+def _lock_path(storage: str, study: str) -> Path:
+    db = _sqlite_file(storage)
+    if db is not None:
+        return db.with_name(f"{db.name}.{study}.lock")
+    digest = hashlib.sha1(f"{storage}|{study}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"suite-sweep-{digest}.lock"
+
+
+class _Lock:
+    """An exclusive file lock that can be released from inside the objective (once the trial exists)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(path, "w")
+        self.held = False
+
+    def acquire(self) -> None:
+        fcntl.flock(self._f, fcntl.LOCK_EX)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            fcntl.flock(self._f, fcntl.LOCK_UN)
+            self.held = False
+
+
+def _counts(study) -> Counter:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# MLflow: the study run, stale child runs
+# ------------------------------------------------------------------------------------------------
+
+
+def find_or_create_study_run(uri: str, experiment_id: str, study, spec: StudySpec, storage: str) -> str:
+    """The study's MLflow run: the id kept in the study's user attrs if that run is in this store, else the
+    run tagged with the study name, else a new one."""
+    c = tracking.client(uri)
+    known = study.user_attrs.get(PARENT_ATTR)
+    if known:
+        try:
+            run = c.get_run(known)
+            if run.info.experiment_id == experiment_id and run.info.lifecycle_stage == "active":
+                return known
+        except Exception:  # another store (a different --tracking-uri): look it up by tag below
+            pass
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study' and "
+                                                        f"tags.`{STUDY_TAG}` = '{spec_name(study)}'",
+                         order_by=["attributes.start_time ASC"], max_results=1)
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        tags = {ROLE_TAG: "study", STUDY_TAG: study.study_name, "suite.task": ",".join(spec.tasks),
+                "suite.model": ",".join(spec.models), "suite.preset": spec.preset,
+                "suite.sweep.file": str(spec.path), "suite.sweep.storage": tracking.mask(storage),
+                "suite.git_commit": tracking.git_commit()}
+        run_id = tracking.start_run(uri, experiment_id, study.study_name, tags)
+        params = {"sweep.sampler": spec.sampler.name, "sweep.pruner": spec.pruner.name,
+                  "sweep.objective": spec.metric, "sweep.direction": spec.direction,
+                  **{f"space.{k}": v for k, v in describe_space(spec).items()}}
+        tracking.log_params(uri, run_id, params)
+        tracking.log_artifact(uri, run_id, spec.path)
+    study.set_user_attr(PARENT_ATTR, run_id)
+    return run_id
+
+
+def spec_name(study) -> str:
+    return study.study_name.replace("'", "\\'")
+
+
+def _trial_run_id(uri: str, study, trial) -> str | None:
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    if run_id:
+        return run_id
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if not parent:
+        return None
+    runs = tracking.client(uri).search_runs(
+        [tracking.client(uri).get_run(parent).info.experiment_id],
+        filter_string=f"tags.`{STUDY_TAG}` = '{spec_name(study)}' and tags.`{TRIAL_TAG}` = '{trial.number}' "
+                      f"and tags.`mlflow.parentRunId` = '{parent}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def close_stale_run(uri: str, study, trial) -> None:
+    """A trial failed by the heartbeat check (its worker died): its child run would stay RUNNING forever."""
+    try:
+        run_id = _trial_run_id(uri, study, trial)
+        status = tracking.run_status(uri, run_id) if run_id else None
+        if status not in (None, "FINISHED"):  # RUNNING, or KILLED by another command's stale-run check
+            tracking.set_tags(uri, run_id, {STATE_TAG: "FAIL", "suite.sweep.stale": "true"})
+            if status == "RUNNING":
+                tracking.set_terminated(uri, run_id, "FAILED")
+            print(f"trial {trial.number}: its worker stopped sending heartbeats; trial and run {run_id} marked "
+                  f"failed", file=sys.stderr)
+    except Exception as exc:  # the sweep goes on; the summary scans again
+        print(f"note: could not close the run of stale trial {trial.number}: {exc}", file=sys.stderr)
+
+
+def close_orphan_runs(uri: str, study, parent_run_id: str, experiment_id: str) -> int:
+    """Child runs still RUNNING whose trial Optuna has finished (failed by the heartbeat, or its worker
+    died after the trial ended): mark them like their trial."""
+    states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
+    runs = tracking.client(uri).search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+                                       f"attributes.status = 'RUNNING'")
+    closed = 0
+    for run in runs:
+        number = run.data.tags.get(TRIAL_TAG)
+        state = states.get(int(number)) if number and number.isdigit() else None
+        if state in ("FAIL", "COMPLETE", "PRUNED"):
+            status = {"FAIL": "FAILED", "PRUNED": "KILLED", "COMPLETE": "FAILED"}[state]
+            tracking.set_tags(uri, run.info.run_id, {STATE_TAG: state, "suite.sweep.stale": "true"})
+            tracking.set_terminated(uri, run.info.run_id, status)
+            closed += 1
+    return closed
+
+
+# ------------------------------------------------------------------------------------------------
+# one trial
+# ------------------------------------------------------------------------------------------------
+
+
+def _pruning_callback(trial, monitor: str, uri: str, sampled: dict[str, Any]):
+    """Optuna's Lightning pruning callback, which also records the child run (user attr, params)."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    class Pruning(PyTorchLightningPruningCallback):
+        run_id: str | None = None
+
+        def on_fit_start(self, trainer, pl_module) -> None:
+            super().on_fit_start(trainer, pl_module)
+            self.run_id = getattr(trainer.logger, "run_id", None)
+            if self.run_id and trainer.is_global_zero:
+                trial.set_user_attr(RUN_ATTR, self.run_id)
+                tracking.log_params(uri, self.run_id, {f"trial.{k}": v for k, v in sampled.items()})
+
+    return Pruning(trial, monitor)
+
+
+def objective_value(uri: str, run_id: str, metric: str, direction: str) -> float:
+    """The trial's value: the best per-epoch value of the objective metric (the validation-selected one)."""
+    history = tracking.metric_histories(uri, run_id).get(metric)
+    values = [v for _, v in history or [] if math.isfinite(v)]
+    if not values:
+        raise RuntimeError(f"the run logged no finite '{metric}'; check the sweep's objective.metric")
+    return max(values) if direction == "maximize" else min(values)
+
+
+def mark_pruned(uri: str, run_id: str, metric: str) -> None:
+    """A pruned trial's run: KILLED (not FAILED), tagged, with the last reported value as `sweep/objective`
+    (the value Optuna keeps for a pruned trial)."""
+    history = tracking.metric_histories(uri, run_id).get(metric) or []
+    if history:
+        tracking.log_metrics(uri, run_id, {"sweep/objective": history[-1][1]})
+    c = tracking.client(uri)
+    if "suite.failure" in c.get_run(run_id).data.tags:  # train() tagged the TrialPruned exception as a failure
+        c.delete_tag(run_id, "suite.failure")
+    tracking.set_tags(uri, run_id, {STATE_TAG: "PRUNED", PRUNED_TAG: "true"})
+    tracking.set_terminated(uri, run_id, "KILLED")
+
+
+def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
+    import optuna
+
+    from suite.run import train
+
+    flags: dict[str, Any] = {"tracking": {"uri": ctx.uri}}
+    if spec.experiment:
+        flags["tracking"]["experiment"] = spec.experiment
+    if ctx.data_dir:
+        flags["data"] = {"root": ctx.data_dir}
+    if ctx.progress_bar is not None:
+        flags["trainer"] = {"progress_bar": ctx.progress_bar}
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial) -> float:
+        lock.release()  # the trial exists (RUNNING): other workers may count it and start theirs
+        trial.set_user_attr("worker", worker)
+        sampled = {p.key: p.suggest(trial) for p in spec.space}
+        cfg = trial_config(spec, sampled, flags)
+        cfg.tracking.run_name = f"{ctx.study}-t{trial.number}"
+        callback = _pruning_callback(trial, spec.metric, ctx.uri, sampled)
+        tags = {STUDY_TAG: ctx.study, TRIAL_TAG: str(trial.number)}
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        if retried is not None:
+            tags["suite.sweep.retry_of"] = str(retried)
+        try:
+            run_id = train(cfg, callbacks=[callback], parent_run_id=ctx.parent_run_id, extra_tags=tags)
+            callback.check_pruned()  # under DDP the callback stops the trainer instead of raising
+        except optuna.TrialPruned:
+            if callback.run_id:
+                mark_pruned(ctx.uri, callback.run_id, spec.metric)
+            raise
+        except Exception:
+            if callback.run_id:
+                tracking.set_tags(ctx.uri, callback.run_id, {STATE_TAG: "FAIL"})
+            raise
+        value = objective_value(ctx.uri, run_id, spec.metric, spec.direction)
+        tracking.log_metrics(ctx.uri, run_id, {"sweep/objective": value})
+        tracking.set_tags(ctx.uri, run_id, {STATE_TAG: "COMPLETE"})
+        return value
+
+    return objective
+
+
+# ------------------------------------------------------------------------------------------------
+# a worker: trials until the study reaches its target
+# ------------------------------------------------------------------------------------------------
+
+
+def _report(tag: str, spec: StudySpec, target: int):
+    def report(study, trial) -> None:
+        c = _counts(study)
+        done = c["COMPLETE"] + c["PRUNED"]
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        if trial.state.name == "COMPLETE":
+            what = f"COMPLETE {spec.metric} {trial.value:.4f}"
+        elif trial.state.name == "PRUNED":
+            what = f"PRUNED at epoch {trial.last_step}"
+        else:
+            what = "FAILED"
+        print(f"{tag}trial {trial.number} {what}  ({shown})  [{done}/{target} done]", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def run_worker(ctx: Context, index: int = 0, tag: str = "") -> int:
+    """Run trials until COMPLETE + PRUNED reaches the target (or too many failures). Returns trials run."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load(ctx.file)
+    storage = open_storage(ctx.storage, spec, ctx.uri)
+    study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=None, pruner=make_pruner(spec))
+    n_at_start = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(spec, seed_offset=7919 * index + n_at_start)
+    lock = _Lock(_lock_path(ctx.storage, ctx.study))
+    objective = make_objective(spec, ctx, lock)
+    report = _report(tag, spec, ctx.target)
+    ran, waiting_said = 0, False
+    while True:
+        lock.acquire()
+        try:
+            optuna.storages.fail_stale_trials(study)
+            c = _counts(study)
+            done = c["COMPLETE"] + c["PRUNED"]
+            if done >= ctx.target:
+                break
+            failed = sum(1 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+                         if t.number >= ctx.first_number)
+            if failed > ctx.max_failures:
+                print(f"{tag}stopping: {failed} trials failed in this invocation (max_failures {ctx.max_failures})",
+                      file=sys.stderr)
+                break
+            if c["WAITING"] == 0 and done + c["RUNNING"] >= ctx.target:
+                lock.release()
+                if not waiting_said:
+                    print(f"{tag}waiting for {c['RUNNING']} running trial(s) of other workers", file=sys.stderr)
+                    waiting_said = True
+                time.sleep(min(5, spec.heartbeat.interval))
+                continue
+            waiting_said = False
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report], gc_after_trial=True)
+            ran += 1
+        finally:
+            lock.release()
+    return ran
+
+
+def _worker_entry(ctx: Context, index: int) -> None:
+    """Body of a spawned worker process."""
+    from suite.errors import USER_ERRORS
+
+    try:
+        run_worker(ctx, index, tag=f"[worker {index}] ")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except USER_ERRORS as exc:
+        print(f"error: [worker {index}] {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def run_workers(ctx: Context, workers: int) -> None:
+    if workers <= 1:
+        run_worker(ctx, 0)
+        return
+    import multiprocessing as mp
+
+    spawn = mp.get_context("spawn")
+    procs = [spawn.Process(target=_worker_entry, args=(ctx, i), name=f"suite-sweep-worker-{i}")
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    print(f"started {workers} worker processes: pids {', '.join(str(p.pid) for p in procs)}", file=sys.stderr)
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+        raise
+    bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+    if bad:
+        print("note: " + ", ".join(f"{n} exited with {code}" for n, code in bad)
+              + " (their trials are failed by the heartbeat check and re-queued)", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# the study run's summary
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(ctx: Context, spec: StudySpec, status: str = "FINISHED") -> dict[str, Any]:
+    import optuna
+
+    study = optuna.load_study(study_name=ctx.study, storage=open_storage(ctx.storage, spec, ctx.uri))
+    optuna.storages.fail_stale_trials(study)
+    closed = close_orphan_runs(ctx.uri, study, ctx.parent_run_id, ctx.experiment_id)
+    c = _counts(study)
+    done = c["COMPLETE"] + c["PRUNED"]
+    metrics = {"sweep/complete": c["COMPLETE"], "sweep/pruned": c["PRUNED"], "sweep/failed": c["FAIL"],
+               "sweep/running": c["RUNNING"]}
+    summary: dict[str, Any] = {"counts": dict(c), "closed_runs": closed, "best": None}
+    completes = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if completes:
+        best = study.best_trial
+        metrics[f"best/{spec.metric}"] = best.value
+        tags = {"suite.sweep.best_trial": str(best.number),
+                **{f"best.{k}": str(v) for k, v in best.params.items()}}
+        if best.user_attrs.get(RUN_ATTR):
+            tags["suite.sweep.best_run_id"] = best.user_attrs[RUN_ATTR]
+        tracking.set_tags(ctx.uri, ctx.parent_run_id, tags)
+        summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
+                           "run_id": best.user_attrs.get(RUN_ATTR)}
+    tracking.log_metrics(ctx.uri, ctx.parent_run_id, metrics, step=done)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in _plots(study, Path(tmp)):
+            tracking.log_artifact(ctx.uri, ctx.parent_run_id, path, "plots")
+        if study.trials:
+            csv = Path(tmp) / "trials.csv"
+            study.trials_dataframe().to_csv(csv, index=False)
+            tracking.log_artifact(ctx.uri, ctx.parent_run_id, csv)
+    tracking.set_terminated(ctx.uri, ctx.parent_run_id, status)
+    return summary
+
+
+def _plots(study, folder: Path) -> list[Path]:
+    """Optimisation history, parameter importances and intermediate values as PNG (matplotlib backend:
+    plotly is not a dependency). A plot that does not apply yet (e.g. importances of one trial) is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*No artists with labels.*")
+    out = []
+    completes = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not completes:
+        return out
+    makers = {"optimization_history": ovm.plot_optimization_history, "intermediate_values": ovm.plot_intermediate_values}
+    if len(completes) >= 2 and any(len({str(t.params.get(k)) for t in completes}) > 1
+                                   for k in completes[0].params):
+        makers["param_importances"] = ovm.plot_param_importances
+    for name, make in makers.items():
+        try:
+            ax = make(study)
+        except Exception as exc:  # not enough trials of the right kind yet
+            print(f"note: plot {name} skipped: {exc}", file=sys.stderr)
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(8, 5)
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out.append(path)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------
+
+
+def prepare(args) -> tuple[Context, StudySpec, Any]:
+    """Validate the file, create storage, study, experiment and study run once, prepare the data."""
+    import optuna
+
+    from suite.run import data_root
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load(args.file)
+    for t in spec.tasks:
+        registry.require_implemented(registry.task(t), "task", registry.TASKS)
+    for m in spec.models:
+        registry.require_implemented(registry.model(m), "model", registry.MODELS)
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    configs = check_configs(spec)
+    if args.trials is not None and args.trials < 0:
+        raise ConfigError(f"sweep: --trials {args.trials} must be >= 0.", hint="--trials 0 only creates the study")
+    if args.workers < 1:
+        raise ConfigError(f"sweep: --workers {args.workers} must be >= 1.")
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    experiment = spec.experiment or registry.task(spec.tasks[0]).family
+    experiment_id = tracking.ensure_experiment(uri, experiment)
+    storage_url = resolve_storage(args.storage, uri)
+    study_name = args.study or spec.study
+    db = _sqlite_file(storage_url)
+    lock = _Lock(db.with_name(db.name + ".lock") if db else _lock_path(storage_url, study_name + ".create"))
+    lock.acquire()
+    try:
+        storage = open_storage(storage_url, spec, uri)
+        study = optuna.create_study(study_name=study_name, storage=storage, direction=spec.direction,
+                                    load_if_exists=True)
+        if study.direction.name.lower() != spec.direction:
+            raise ConfigError(f"sweep: study '{study_name}' in {tracking.mask(storage_url)} was created to "
+                              f"{study.direction.name.lower()}, the file says {spec.direction}.",
+                              hint="use another --study name, or fix objective.direction")
+        parent = find_or_create_study_run(uri, experiment_id, study, spec, storage_url)
+    finally:
+        lock.release()
+    tracking.client(uri).update_run(parent, status="RUNNING")
+    owner = getattr(tracking, "owner_tags", None)  # lets a later command tell a study run left by a kill
+    if owner is not None:
+        tracking.set_tags(uri, parent, owner())
+
+    c = _counts(study)
+    done = c["COMPLETE"] + c["PRUNED"]
+    target = done + args.trials if args.trials is not None else spec.trials
+    grid = spec.grid_size()
+    if grid is not None:
+        target = min(target, grid)
+    n_run = max(0, target - done)
+    ctx = Context(file=str(Path(args.file).resolve()), study=study_name, storage=storage_url, uri=uri,
+                  experiment_id=experiment_id, parent_run_id=parent, data_dir=data_dir, target=target,
+                  first_number=len(study.trials),
+                  max_failures=spec.max_failures if spec.max_failures is not None else max(1, n_run),
+                  progress_bar=False if args.workers > 1 else None)
+    print(f"study '{study_name}' in {tracking.mask(storage_url)}: {done} trials done "
+          f"({c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed, {c['RUNNING']} running); "
+          f"target {target}, objective {spec.direction} {spec.metric}", file=sys.stderr)
+    print(f"MLflow: study run {parent} in experiment '{experiment}' of {tracking.mask(uri)}", file=sys.stderr)
+    if n_run:
+        seen = set()
+        for cfg in configs:  # generate / verify the data once, before workers race on it
+            key = (cfg.task, repr(cfg.data))
+            if key not in seen:
+                seen.add(key)
+                if data_dir:
+                    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
+                registry.resolve(registry.task(cfg.task)).prepare(data_root(cfg), cfg.data)
+    return ctx, spec, study
+
+
+def main(args) -> int:
+    ctx, spec, study = prepare(args)
+    c = _counts(study)
+    done = c["COMPLETE"] + c["PRUNED"]
+    if done >= ctx.target:
+        print(f"nothing to run: the study has {done} of {ctx.target} trials (pass --trials N to add N more)",
+              file=sys.stderr)
+    else:
+        try:
+            run_workers(ctx, args.workers)
+        except KeyboardInterrupt:
+            summarize(ctx, spec, status="KILLED")
+            raise
+    s = summarize(ctx, spec)
+    counts = s["counts"]
+    print(f"\nstudy '{ctx.study}': {counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
+          f"{counts.get('FAIL', 0)} failed" + (f", {counts['RUNNING']} still running elsewhere"
+                                                 if counts.get("RUNNING") else ""), file=sys.stderr)
+    if s["best"]:
+        b = s["best"]
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
+        print(f"best: trial {b['number']}  {spec.metric} {b['value']:.4f}  ({params})  run {b['run_id']}",
+              file=sys.stderr)
+    print(f"look: suite ui  (study run {ctx.parent_run_id}; its trials are the nested runs)", file=sys.stderr)
+    return 0
