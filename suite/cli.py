@@ -89,12 +89,22 @@ def _drop_none(d: dict) -> dict:
     return out
 
 
+def _mark_stale_runs(tracking_uri: str | None) -> None:
+    """Runs left RUNNING by a process that is gone (killed, crashed) are marked KILLED, with a note on stderr."""
+    from suite import tracking
+    from suite.ranks import is_rank_zero
+
+    if is_rank_zero():  # the other DDP ranks of a run leave the store to rank 0
+        tracking.mark_stale_runs(tracking.resolve_uri(tracking_uri))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.config import dump
 
     if args.resume:
         from suite.run import resume
 
+        _mark_stale_runs(args.tracking_uri)
         resume(args.resume, args)
         return 0
     if not args.task or not args.model:
@@ -113,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from suite.run import train
 
+    _mark_stale_runs(cfg.tracking.uri)
     train(cfg)
     return 0
 
@@ -125,6 +136,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if db is not None and not db.exists():
         print(f"note: {db} does not exist yet; the UI starts empty until a run is logged", file=sys.stderr)
         tracking.ensure_experiment(uri, "Default")
+    tracking.mark_stale_runs(uri)
     cmd = tracking.ui_command(uri, args.host, args.port)
     print(f"MLflow UI for {tracking.mask(uri)} at http://{args.host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
     mlflow_bin = Path(sys.executable).with_name("mlflow")
@@ -155,6 +167,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from suite import tables
 
+    _mark_stale_runs(args.tracking_uri)
     return tables.main(args)
 
 
@@ -326,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="MLflow experiment to read (default: the family's)")
     p.add_argument("--filter", help="MLflow search filter, e.g. \"tags.suite.preset = 'paper'\"")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.add_argument("--standalone", action="store_true",
+                   help="latex: a complete document that compiles as is (default: a table environment to \\input)")
+    p.add_argument("--include-trials", action="store_true",
+                   help="count sweep trial runs too (default: only `suite run` runs)")
     p.set_defaults(func=cmd_table)
 
     p = verbs.add_parser(
@@ -361,14 +378,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        from suite.errors import INTERRUPTED_EXIT_CODE
+
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     except Exception as exc:
         from suite.errors import USER_ERRORS
+        from suite.tracking import mask_text
 
+        if not isinstance(exc, USER_ERRORS) and "torch" in sys.modules:
+            from suite.run import _out_of_memory  # an out-of-memory error outside training (evaluation, bench)
+
+            exc = _out_of_memory(exc) or exc
         if args.debug or not isinstance(exc, USER_ERRORS):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
 
 

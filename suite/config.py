@@ -82,8 +82,8 @@ class TrainerConfig:
     devices: int | str = "auto"
     precision: str = "32-true"
     num_workers: int = 0
-    limit_train_batches: float | int = 1.0
-    limit_val_batches: float | int = 1.0
+    limit_train_batches: int | float = 1.0  # a fraction of the epoch (float) or a number of batches (int)
+    limit_val_batches: int | float = 1.0
     log_every_n_steps: int = 50
     num_nodes: int = 1
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ... (Lightning strategies)

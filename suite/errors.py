@@ -38,11 +38,33 @@ class TrackingError(SuiteError):
     exit_code = 5
 
 
+class DivergenceError(SuiteError):
+    """Training produced a non-finite loss (NaN or infinity); the run is marked FAILED."""
+
+    exit_code = 6
+
+
+class ResourceError(SuiteError):
+    """The machine ran out of a resource the run needs (GPU or host memory)."""
+
+    exit_code = 7
+
+
+class ResumeError(SuiteError):
+    """`suite run --resume RUN_ID` cannot continue that run (unknown id, finished, still running)."""
+
+    exit_code = 8
+
+
 # Everything the CLI reports without a traceback.
 USER_ERRORS = (HintedError,)
+
+# Exit status of a run stopped with Ctrl-C (SIGINT): checkpoint saved, MLflow run KILLED (shell convention 128 + 2).
+INTERRUPTED_EXIT_CODE = 130
 
 # Exit codes in one table, for README and tests.
 EXIT_CODES = {
     cls.__name__: cls.exit_code
-    for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError)
+    for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError,
+                DivergenceError, ResourceError, ResumeError)
 }

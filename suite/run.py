@@ -9,15 +9,19 @@ and `learning_curves.png`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import os
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 from suite import __version__, registry, tracking
-from suite.config import RunConfig, dump, flatten, to_dict
+from suite.config import RunConfig, dump, flatten, from_dict, load_yaml, to_dict
+from suite.errors import ResourceError, ResumeError
 from suite.paths import checkpoints_dir, default_data_root
+from suite.ranks import RUN_ID_ENV, is_rank_zero
 
 
 def _quiet() -> None:
@@ -26,6 +30,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
     from lightning.pytorch.utilities import disable_possible_user_warnings
 
     disable_possible_user_warnings()
@@ -100,25 +105,74 @@ def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool,
     return out
 
 
+def run_checkpoint_dir(uri: str, run_id: str) -> Path:
+    """Where a run's best.ckpt and last.ckpt live: `checkpoints/<run id>/` beside a SQLite store (so
+    `results/checkpoints/` for the default one), else under results/checkpoints of this checkout."""
+    db = tracking.sqlite_path(uri)
+    return (db.parent / "checkpoints" if db else checkpoints_dir()) / run_id
+
+
+def _masked(cfg: RunConfig) -> RunConfig:
+    """`cfg` with the password of its tracking URI masked: what goes into params, artifacts and checkpoints."""
+    if not cfg.tracking.uri:
+        return cfg
+    return dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking.mask(cfg.tracking.uri)))
+
+
+def _log_config(uri: str, run_id: str, cfg: RunConfig) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_file = Path(tmp) / "config.yaml"
+        cfg_file.write_text(dump(_masked(cfg)))
+        tracking.log_artifact(uri, run_id, cfg_file)
+
+
+def _out_of_memory(exc: BaseException) -> ResourceError | None:
+    """A ResourceError for a CUDA or host out-of-memory error, else None."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        what = "the GPU ran out of memory"
+    elif isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)):
+        what = "the machine ran out of host memory"
+    else:
+        return None
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ResourceError(
+        f"out of memory: {what} ({first[:200]}).",
+        hint="use a smaller batch (--set trainer.batch_size=N, half the current value), mixed precision "
+             "(--precision bf16-mixed), or a smaller model (model.d_model, model.n_layers); on a shared GPU, "
+             "check what else runs there with nvidia-smi",
+    )
+
+
 def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | None = None,
-          extra_tags: dict[str, str] | None = None) -> str:
+          extra_tags: dict[str, str] | None = None, *, resume_run_id: str | None = None,
+          ckpt_path: Path | None = None) -> str:
     """Train and evaluate one configuration; return the MLflow run id.
 
     `callbacks` are added to the Lightning trainer (e.g. a sweep's pruning callback); `parent_run_id`
     makes the run a child (tag `mlflow.parentRunId`, e.g. a sweep trial under its study); `extra_tags`
-    are set on the run at creation.
+    are set on the run at creation. `resume_run_id` continues that (already reopened) run from
+    `ckpt_path` (None: from the start); use `resume()` rather than this directly.
+
+    Raises DivergenceError on a non-finite loss, ResourceError when out of memory, KeyboardInterrupt
+    after Ctrl-C (checkpoint saved, run KILLED); any failure marks the run FAILED with tag suite.failure.
+    Under DDP only rank 0 creates and writes the MLflow run; the other ranks train and return its id.
     """
     _quiet()
     import lightning.pytorch as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from suite.datamodule import TaskDataModule
+    from suite.guards import DivergenceGuard, ResumePoint
     from suite.lightning_module import SequenceModule
+    from suite.loggers import ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
 
     task_entry = registry.task(cfg.task)
+    rank_zero = is_rank_zero(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = load_task(cfg)
+    data = load_task(cfg)  # rank 0 prepares the cache before Lightning starts the other ranks; they only verify it
     model = build_model(cfg, data)
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -126,37 +180,60 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     higher = metric == "accuracy"
     uri = tracking.resolve_uri(cfg.tracking.uri)
     experiment = cfg.tracking.experiment or task_entry.family
-    experiment_id = tracking.ensure_experiment(uri, experiment)
-    tags = {
-        "suite.task": cfg.task,
-        "suite.model": cfg.model.name,
-        "suite.preset": cfg.preset,
-        "suite.seed": str(cfg.seed),
-        "suite.data_source": data.source,
-        "suite.git_commit": tracking.git_commit(),
-        "suite.version": __version__,
-        "suite.device": tracking.device_name(cfg.trainer.accelerator),
-        **(extra_tags or {}),
-    }
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
     run_name = cfg.tracking.run_name or f"{cfg.task}-{cfg.model.name}-{cfg.preset}-s{cfg.seed}"
-    run_id = tracking.start_run(uri, experiment_id, run_name, tags)
-    tracking.log_params(uri, run_id, {**flatten(to_dict(cfg)), "n_params": n_params})
-    print(f"run {run_id} ({run_name}) -> experiment '{experiment}' in {tracking.mask(uri)}", file=sys.stderr)
-    print(f"model {cfg.model.name}: {n_params:,} parameters; data: {data.source}, "
-          f"{len(data.train):,} / {len(data.val):,} / {len(data.test):,} samples", file=sys.stderr)
+    already_logged: set[tuple[str, int]] = set()
+    if not rank_zero:
+        run_id = os.environ.get(RUN_ID_ENV) or resume_run_id or "rank-without-run"
+    elif resume_run_id:
+        run_id = resume_run_id
+        already_logged = {(k, step) for k, h in tracking.metric_histories(uri, run_id).items() for step, _ in h}
+        print(f"resuming run {run_id} ({run_name}) in {tracking.mask(uri)} from "
+              f"{ckpt_path or 'the start (no checkpoint was saved)'}", file=sys.stderr)
+    else:
+        experiment_id = tracking.ensure_experiment(uri, experiment)
+        tags = {
+            "suite.task": cfg.task,
+            "suite.model": cfg.model.name,
+            "suite.preset": cfg.preset,
+            "suite.seed": str(cfg.seed),
+            "suite.data_source": data.source,
+            "suite.git_commit": tracking.git_commit(),
+            "suite.version": __version__,
+            "suite.device": tracking.device_name(cfg.trainer.accelerator),
+            **tracking.owner_tags(),
+            **(extra_tags or {}),
+        }
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        run_id = tracking.start_run(uri, experiment_id, run_name, tags)
+        try:
+            tracking.log_params(uri, run_id, {**flatten(to_dict(_masked(cfg))), "n_params": n_params})
+            _log_config(uri, run_id, cfg)  # now, so that a killed run can be resumed with its configuration
+        except BaseException as exc:
+            tracking.set_tags(uri, run_id, tracking.failure_tags(exc))
+            tracking.set_terminated(uri, run_id, "FAILED")
+            raise
+        print(f"run {run_id} ({run_name}) -> experiment '{experiment}' in {tracking.mask(uri)}", file=sys.stderr)
+    if rank_zero:
+        print(f"model {cfg.model.name}: {n_params:,} parameters; data: {data.source}, "
+              f"{len(data.train):,} / {len(data.val):,} / {len(data.test):,} samples", file=sys.stderr)
 
+    ckpt_dir = run_checkpoint_dir(uri, run_id)
+    t = cfg.trainer
+    resume_point = ResumePoint(ckpt_dir / "last.ckpt", t.checkpoint_every_n_steps,
+                               t.checkpoint_every_minutes * 60 if t.checkpoint_every_minutes else None)
     try:
-        ckpt_dir = checkpoints_dir() / run_id
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{metric}",
-                                     mode="max" if higher else "min", save_last=True)
-        datamodule = TaskDataModule(data, cfg.trainer.batch_size, cfg.trainer.eval_batch_size,
-                                    cfg.trainer.num_workers, pin_memory=cfg.trainer.accelerator in ("gpu", "cuda"))
+                                     mode="max" if higher else "min", enable_version_counter=False)
+        datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers,
+                                    pin_memory=t.accelerator in ("gpu", "cuda"))
         eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
-        module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits, to_dict(cfg),
-                                eval_rate)
-        t = cfg.trainer
+        module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits,
+                                to_dict(_masked(cfg)), eval_rate)
+        if not rank_zero:
+            logger = SilentLogger()
+        else:
+            logger = ResumedMLFlowLogger(already_logged, tracking_uri=uri, run_id=run_id)
         trainer = L.Trainer(
             max_epochs=t.max_epochs,
             max_steps=t.max_steps,
@@ -165,8 +242,9 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             num_nodes=t.num_nodes,
             strategy=t.strategy,
             precision=t.precision,
-            logger=tracking.lightning_logger(uri, run_id),
-            callbacks=[checkpoint, LearningRateMonitor(logging_interval="epoch"), *(callbacks or [])],
+            logger=logger,
+            callbacks=[DivergenceGuard(), resume_point, checkpoint, LearningRateMonitor(logging_interval="epoch"),
+                       *(callbacks or [])],
             gradient_clip_val=cfg.optim.grad_clip or None,
             limit_train_batches=t.limit_train_batches,
             limit_val_batches=t.limit_val_batches,
@@ -177,28 +255,134 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             num_sanity_val_steps=0,
             default_root_dir=str(ckpt_dir),
         )
-        trainer.fit(module, datamodule=datamodule)
+        if rank_zero:
+            os.environ[RUN_ID_ENV] = run_id  # DDP: the ranks Lightning starts inside fit() inherit it
+        with resume_point.sigint_handler():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        if not rank_zero:
+            return run_id
+        if resume_point.interrupt_requested:
+            print("Ctrl-C came during the last validation; the run had finished.", file=sys.stderr)
 
         histories = tracking.metric_histories(uri, run_id)
         best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
         tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
+        _log_config(uri, run_id, cfg)
         with tempfile.TemporaryDirectory() as tmp:
-            cfg_file = Path(tmp) / "config.yaml"
-            cfg_file.write_text(dump(cfg))
-            tracking.log_artifact(uri, run_id, cfg_file)
             epochs = {step: int(e) for step, e in histories.get("epoch", [])}
             png = learning_curves(histories, epochs, metric, run_name, Path(tmp) / "learning_curves.png")
             tracking.log_artifact(uri, run_id, png)
         if checkpoint.best_model_path:
             tracking.log_artifact(uri, run_id, Path(checkpoint.best_model_path), "checkpoints")
-    except KeyboardInterrupt:
+        tracking.set_terminated(uri, run_id, "FINISHED")
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Lightning turns a KeyboardInterrupt inside fit() into sys.exit(1); both mean: stopped by the user
+        if not rank_zero:
+            raise
         tracking.set_terminated(uri, run_id, "KILLED")
+        last = resume_point.path
+        where = (f"at step {resume_point.interrupted_at_step}, checkpoint saved to {last}"
+                 if resume_point.interrupted_at_step is not None
+                 else f"last checkpoint {last}" if last.exists() else "before its first checkpoint")
+        print(f"\ninterrupted: run {run_id} stopped {where}; marked KILLED in MLflow.\n"
+              f"continue it with: suite run --resume {run_id}", file=sys.stderr)
+        raise KeyboardInterrupt from (exc if isinstance(exc, SystemExit) else None)
+    except BaseException as exc:
+        error = _out_of_memory(exc)
+        if rank_zero:
+            tracking.set_tags(uri, run_id, tracking.failure_tags(error or exc))
+            tracking.set_terminated(uri, run_id, "FAILED")
+        if error is not None:
+            raise error from exc
         raise
-    except BaseException:
-        tracking.set_terminated(uri, run_id, "FAILED")
-        raise
+    finally:
+        if rank_zero and os.environ.get(RUN_ID_ENV) == run_id:
+            del os.environ[RUN_ID_ENV]
 
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if not k.endswith("epoch"))
     print(f"\ndone: run {run_id}  {summary}", file=sys.stderr)
     print(f"look: suite ui  (then open experiment '{experiment}')", file=sys.stderr)
     return run_id
+
+
+# ------------------------------------------------------------------------------------------------
+# resume
+# ------------------------------------------------------------------------------------------------
+
+# Flags that may change when a run is resumed (hardware and length); everything else is the run's own.
+RESUME_FLAGS = {"accelerator": "accelerator", "devices": "devices", "num_nodes": "num_nodes", "strategy": "strategy",
+                "precision": "precision", "max_epochs": "max_epochs", "max_steps": "max_steps"}
+RESUME_FORBIDDEN = ("task", "model", "config", "set", "seed", "experiment", "run_name", "print_config", "from_run")
+
+
+def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
+    """The configuration a run was started with: its `config.yaml` artifact, else its checkpoint's."""
+    from suite.config import check
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = tracking.client(uri).download_artifacts(run_id, "config.yaml", tmp)
+            data = load_yaml(Path(path))
+        except Exception:
+            data = None
+    if data is None and ckpt is not None:
+        import torch
+
+        data = torch.load(ckpt, map_location="cpu", weights_only=False).get("suite_config")
+    if not data:
+        raise ResumeError(f"run {run_id} has neither a config.yaml artifact nor a checkpoint with its configuration.",
+                          hint="it was not started by this version of `suite run`; start a new run instead")
+    cfg = from_dict(RunConfig, data)
+    check(cfg)
+    return cfg
+
+
+def resume(run_id: str, args) -> str:
+    """`suite run --resume RUN_ID`: continue an interrupted run from its last.ckpt, into the same MLflow run.
+
+    The run must be KILLED, FAILED, or RUNNING with its process gone. Its configuration comes from the
+    run itself; only hardware and length flags (--devices, --accelerator, --precision, --max-epochs, ...)
+    may change. Metrics continue at the checkpoint's step; steps replayed after the checkpoint are not
+    logged twice."""
+    given = [name for name in RESUME_FORBIDDEN if getattr(args, name, None)]
+    if given:
+        raise ResumeError(
+            f"--resume continues a run with its own configuration; --{given[0].replace('_', '-')} cannot change it.",
+            hint="drop that flag (only --devices, --num-nodes, --strategy, --accelerator, --precision, --max-epochs, "
+                 "--max-steps, --data-dir and --tracking-uri go with --resume), or start a new run",
+        )
+    uri = tracking.resolve_uri(getattr(args, "tracking_uri", None))
+    tracking.check_reachable(uri)
+    try:
+        run = tracking.client(uri).get_run(run_id)
+    except Exception:
+        raise ResumeError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
+                          hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass the "
+                               "same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
+    ckpt = run_checkpoint_dir(uri, run_id) / "last.ckpt"
+    ckpt = ckpt if ckpt.is_file() else None
+    rank_zero = is_rank_zero()
+    if rank_zero:
+        status = run.info.status
+        if status == "FINISHED":
+            raise ResumeError(f"run {run_id} has FINISHED; there is nothing to resume.",
+                              hint="to train longer, start a new run (e.g. with --max-epochs)")
+        if status == "RUNNING" and tracking.owner_alive(run.data.tags) is not False:
+            raise ResumeError(f"run {run_id} is still RUNNING (process {run.data.tags.get('suite.pid', '?')} on "
+                              f"{run.data.tags.get('suite.host', '?')}).",
+                              hint="wait for it, or stop it first (Ctrl-C in its terminal, or kill the process)")
+    cfg = stored_config(uri, run_id, ckpt)
+    changes = {field: getattr(args, flag) for flag, field in RESUME_FLAGS.items() if getattr(args, flag, None) is not None}
+    trainer = dataclasses.replace(cfg.trainer, **changes)
+    data_cfg = dataclasses.replace(cfg.data, root=args.data_dir) if getattr(args, "data_dir", None) else cfg.data
+    cfg = dataclasses.replace(cfg, trainer=trainer, data=data_cfg,
+                              tracking=dataclasses.replace(cfg.tracking, uri=uri))
+    from suite.config import check
+
+    check(cfg)
+    if rank_zero:
+        tags = {**tracking.owner_tags(), "suite.resumed": str(int(run.data.tags.get("suite.resumed", "0")) + 1)}
+        if changes:
+            tags["suite.resume_changes"] = ", ".join(f"trainer.{k}={v}" for k, v in changes.items())
+        tracking.reopen_run(uri, run_id, tags)
+    return train(cfg, resume_run_id=run_id, ckpt_path=ckpt)

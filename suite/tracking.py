@@ -55,6 +55,10 @@ def mask(uri: str) -> str:
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    if urlsplit(uri).password:  # MLflow prints "View run at <uri with password>" when a run ends; not with ours
+        import os
+
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return MlflowClient(tracking_uri=uri)
 
 
@@ -65,8 +69,16 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     import urllib.error
     import urllib.request
 
+    parts = urlsplit(uri)
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+                                     + "/health")
+    if parts.username:  # credentials in the URI: send them as basic auth, as MLflow's client does
+        import base64
+
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout)
+        urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError:
         return  # it answered; MLflow reports anything else
     except (urllib.error.URLError, OSError) as exc:
@@ -177,6 +189,108 @@ def run_status(uri: str, run_id: str) -> str:
     return client(uri).get_run(run_id).info.status
 
 
+# ------------------------------------------------------------------------------------------------
+# Run ownership, reopening and stale runs (a RUNNING run whose process is gone)
+# ------------------------------------------------------------------------------------------------
+
+
+def owner_tags() -> dict[str, str]:
+    """Which process on which host writes the run: lets a later command detect a run left RUNNING by a kill."""
+    import os
+    import time
+
+    return {"suite.host": socket.gethostname(), "suite.pid": str(os.getpid()), "suite.pid_since": f"{time.time():.3f}"}
+
+
+def failure_tags(exc: BaseException) -> dict[str, str]:
+    """`suite.failure`: one line saying why a run failed (the error's message, credentials masked)."""
+    text = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    line = mask_text(str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__)
+    return {"suite.failure": line[:500]}
+
+
+def mask_text(text: str) -> str:
+    """Every URI with a password inside `text` masked (`scheme://user:***@host`)."""
+    import re
+
+    return re.sub(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+):([^@\s/]+)@", r"\1:***@", text)
+
+
+def reopen_run(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set a terminated run back to RUNNING (resume), with fresh owner tags; stale/failure marks removed."""
+    c = client(uri)
+    c.update_run(run_id, status="RUNNING")
+    existing = c.get_run(run_id).data.tags
+    for key in ("suite.stale", "suite.failure"):
+        if key in existing:
+            c.delete_tag(run_id, key)
+    set_tags(uri, run_id, tags)
+
+
+def _process_started(pid: int) -> float | None:
+    """Start time (epoch seconds) of a live process, None if there is none (Linux /proc; elsewhere: alive = now)."""
+    import os
+    import time
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time() - 1e9  # exists, start unknown: assume it is the owner
+
+
+def owner_alive(tags: dict[str, str]) -> bool | None:
+    """Whether the process named in a run's owner tags still runs; None when it cannot be told from here
+    (no owner tags, or another host)."""
+    if tags.get("suite.host") != socket.gethostname() or not tags.get("suite.pid", "").isdigit():
+        return None
+    started = _process_started(int(tags["suite.pid"]))
+    if started is None:
+        return False
+    since = float(tags.get("suite.pid_since") or "inf")
+    return started <= since + 1.0  # a process started after the tag was written reuses a dead owner's pid
+
+
+def mark_stale_runs(uri: str) -> list[str]:
+    """Mark RUNNING runs whose owner process on this host is gone as KILLED (tag suite.stale=true); say so on
+    stderr with the resume command. Cheap: one search per experiment; a store that does not exist yet is skipped.
+    Returns the run ids marked."""
+    import sys
+
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []
+    check_reachable(uri)
+    marked = []
+    try:
+        c = client(uri)
+        ids = [e.experiment_id for e in c.search_experiments()]
+        runs = c.search_runs(ids, "attributes.status = 'RUNNING'", max_results=1000) if ids else []
+    except Exception as exc:  # a store MLflow cannot read: the command itself will report it
+        print(f"note: could not check {mask(uri)} for stale runs ({type(exc).__name__})", file=sys.stderr)
+        return []
+    for run in runs:
+        tags = run.data.tags
+        if owner_alive(tags) is not False:
+            continue
+        c.set_tag(run.info.run_id, "suite.stale", "true")
+        c.set_terminated(run.info.run_id, "KILLED")
+        marked.append(run.info.run_id)
+        name = run.info.run_name or ""
+        print(f"note: run {run.info.run_id} ({name}) was left RUNNING by process {tags['suite.pid']}, which is gone; "
+              f"marked KILLED. Continue it with: suite run --resume {run.info.run_id}", file=sys.stderr)
+    return marked
+
+
 def lightning_logger(uri: str, run_id: str):
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -191,3 +305,27 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
         cmd += ["--default-artifact-root", root]
     return cmd
 
+
+
+def get_run(uri: str, run_id: str):
+    """The MLflow run `run_id` (info, data.params, data.tags, data.metrics); TrackingError if there is none."""
+    try:
+        return client(uri).get_run(run_id)
+    except Exception as exc:  # MlflowException (RESOURCE_DOES_NOT_EXIST) or a malformed id
+        raise TrackingError(
+            f"no MLflow run '{run_id}' in {mask(uri)} ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
+            hint="copy the run id from `suite ui` or the `done: run ...` line of the training; pass the same "
+                 "--tracking-uri / MLFLOW_TRACKING_URI the run was logged to",
+        ) from None
+
+
+def download_artifact(uri: str, run_id: str, artifact_path: str, dst: Path) -> Path:
+    """Download one artifact of a run (e.g. `checkpoints/best.ckpt`) into the folder `dst`; return its path."""
+    try:
+        return Path(client(uri).download_artifacts(run_id, artifact_path, str(dst)))
+    except Exception as exc:
+        raise TrackingError(
+            f"run {run_id} has no artifact '{artifact_path}' ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
+            hint="the run may have failed before its first validation, or its artifacts were deleted; "
+                 "pick a finished run (status FINISHED in `suite ui`)",
+        ) from None
