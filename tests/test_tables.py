@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import os
+import re
 import shutil
 import subprocess
 import tempfile
