@@ -1,0 +1,112 @@
+"""Lightning callbacks that keep a run safe: a resume point on disk, a clean Ctrl-C, a divergence stop.
+
+- `ResumePoint` keeps `<checkpoints>/<run id>/last.ckpt` fresh: every `every_n_steps` optimizer steps
+  and/or every `every_seconds`, at the end of every epoch, and when Ctrl-C is pressed. It writes a
+  temporary file and renames it, so a kill during the write never leaves a broken `last.ckpt`.
+- Ctrl-C (SIGINT) while `ResumePoint.sigint_handler()` is active only sets a flag; the next training
+  batch end saves `last.ckpt` and raises `KeyboardInterrupt` at a consistent point (after the optimizer
+  step). A second Ctrl-C interrupts at once. SIGTERM (which Lightning records) is handled the same way.
+  The last batch of an epoch is never a resume point: the epoch's validation must run first.
+- `DivergenceGuard` stops the run with `DivergenceError` at the first non-finite training loss.
+
+Under DDP every decision (save now, stop now, diverged) is reduced across ranks, so no rank waits
+alone at a collective.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+
+from suite.errors import DivergenceError
+
+
+class ResumePoint(L.Callback):
+    def __init__(self, path: Path, every_n_steps: int | None = None, every_seconds: float | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps or None
+        self.every_seconds = every_seconds or None
+        self._last_save = time.monotonic()
+        self.interrupt_requested = False  # Ctrl-C seen; stop at the next batch end
+        self.interrupted_at_step: int | None = None  # set when the run was stopped by Ctrl-C
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save(self, trainer: L.Trainer) -> None:
+        """Write last.ckpt atomically (all ranks take part: save_checkpoint has a barrier)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self._last_save = time.monotonic()
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        by_steps = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        by_time = bool(self.every_seconds) and time.monotonic() - self._last_save >= self.every_seconds
+        return trainer.strategy.broadcast(by_steps or by_time)  # rank 0 decides (clocks differ)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # A checkpoint taken here would resume without this epoch's validation: wait for the epoch-end save
+            # (and, after Ctrl-C, stop at the next epoch's first batch).
+            return
+        # Ctrl-C, or SIGTERM (kill, SLURM preemption, docker stop), which Lightning records
+        asked = self.interrupt_requested or bool(getattr(trainer, "received_sigterm", False))
+        stop = trainer.strategy.reduce_boolean_decision(asked, all=False)
+        if stop or self._due(trainer):
+            self.save(trainer)
+        if stop:
+            self.interrupted_at_step = trainer.global_step
+            raise KeyboardInterrupt
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # runs after the epoch's validation and after ModelCheckpoint saved best.ckpt
+        self.save(trainer)
+
+    # -- Ctrl-C ---------------------------------------------------------------------------------
+    @contextmanager
+    def sigint_handler(self):
+        """While active, a first Ctrl-C asks for a clean stop; a second one interrupts at once."""
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread (e.g. a sweep worker thread): leave Ctrl-C alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.interrupt_requested:
+            raise KeyboardInterrupt
+        self.interrupt_requested = True
+        print("\nCtrl-C: saving a checkpoint after this batch and stopping (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+class DivergenceGuard(L.Callback):
+    """Raise DivergenceError as soon as the training loss is NaN or infinite."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        bad = trainer.strategy.reduce_boolean_decision(not math.isfinite(value), all=False)
+        if bad:
+            step = trainer.global_step
+            raise DivergenceError(
+                f"divergence: non-finite training loss ({value}) at step {step} (epoch {trainer.current_epoch}).",
+                hint="lower the learning rate (--set optim.lr=...), clip gradients (--set optim.grad_clip=1.0), "
+                     "or use full precision (--precision 32-true)",
+            )

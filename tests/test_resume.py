@@ -1,0 +1,162 @@
+"""Nothing lost: a run killed with SIGKILL mid-epoch resumes into the same MLflow run with every epoch once;
+Ctrl-C stops a run cleanly (checkpoint saved, run KILLED, exit 130, resume command printed); a run left
+RUNNING by a dead process is detected and marked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from suite import tracking
+from tests.conftest import ROOT, run_suite
+
+# ListOps smoke model, 640 training samples: batch 16 -> 40 steps per epoch; last.ckpt every 5 steps.
+STEPS_PER_EPOCH = 40
+SLOW_SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "trainer.batch_size=16",
+              "--set", "trainer.checkpoint_every_n_steps=5", "--set", "trainer.progress_bar=false",
+              "--set", "trainer.log_every_n_steps=1"]
+EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
+
+
+def start_suite(*args: str) -> subprocess.Popen:
+    """The real `suite` command in the background (the same entry point as conftest.run_suite)."""
+    exe = Path(sys.executable).with_name("suite")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
+
+
+def store(tmp_path: Path) -> tuple[str, Path]:
+    db = tmp_path / "store" / "mlflow.db"
+    return f"sqlite:///{db}", db.parent / "checkpoints"
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, ckpt_root: Path, min_step: int, timeout: float = 240) -> tuple[str, int]:
+    """Poll until some run's last.ckpt holds global_step >= min_step; return (run id, that step)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        for ckpt in ckpt_root.glob("*/last.ckpt"):
+            try:
+                step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+            except Exception:  # replaced while reading
+                continue
+            if step >= min_step:
+                return ckpt.parent.name, step
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no checkpoint in time")
+
+
+def epoch_histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, int, float]]]:
+    """{metric: [(step, epoch, value), ...]} for the per-epoch metrics, in logging order."""
+    epochs = {m.step: int(m.value) for m in client.get_metric_history(run_id, "epoch")}
+    out = {}
+    for key in EPOCH_METRICS:
+        hist = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.timestamp, m.step))
+        out[key] = [(m.step, epochs.get(m.step, -1), m.value) for m in hist]
+    return out
+
+
+def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path):
+    uri, ckpt_root = store(tmp_path)
+    proc = start_suite(*SLOW_SMOKE, "--max-epochs", "3", "--tracking-uri", uri)
+    run_id, _ = wait_for_checkpoint(proc, ckpt_root, min_step=STEPS_PER_EPOCH + 10)  # inside epoch 1
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    killed_at = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert killed_at % STEPS_PER_EPOCH != 0, "the resume point must be mid-epoch for this test"
+
+    # The store is readable after the kill; the run is left RUNNING, owned by a process that is gone.
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.tags["suite.pid"] == str(proc.pid)
+    assert tracking.owner_alive(run.data.tags) is False
+
+    r = run_suite("run", "--resume", run_id, "--tracking-uri", uri)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"run {run_id} (" in r.stderr and "was left RUNNING by process" in r.stderr  # detected as stale first
+    assert f"resuming run {run_id}" in r.stderr and "last.ckpt" in r.stderr
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["suite.resumed"] == "1"
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # the same run, not a new one
+    for key, hist in epoch_histories(client, run_id).items():
+        steps = [s for s, _, _ in hist]
+        assert [e for _, e, _ in hist] == [0, 1, 2], (key, hist)  # every epoch exactly once, in order
+        assert steps == sorted(set(steps)), (key, hist)  # steps strictly increasing
+    steps = [m.step for m in client.get_metric_history(run_id, "train/loss_step")]
+    assert len(steps) == len(set(steps)) and max(steps) >= 3 * STEPS_PER_EPOCH - 2  # no step logged twice
+    assert "best/test/accuracy" in run.data.metrics
+    final = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(tmp_path):
+    uri, ckpt_root = store(tmp_path)
+    proc = start_suite(*SLOW_SMOKE, "--max-epochs", "1", "--tracking-uri", uri)
+    run_id, seen = wait_for_checkpoint(proc, ckpt_root, min_step=5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert f"suite run --resume {run_id}" in err and "Traceback" not in err
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "KILLED"
+    saved = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert saved > seen  # saved at the interrupt, not only the periodic checkpoint seen before
+
+    r = run_suite("run", "--resume", run_id, "--tracking-uri", uri)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for key, hist in epoch_histories(client, run_id).items():
+        assert [e for _, e, _ in hist] == [0], (key, hist)
+
+
+def test_resume_refuses_unknown_finished_and_reconfigured_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.ensure_experiment(uri, "lra")
+    finished = tracking.start_run(uri, exp, "done", tracking.owner_tags())
+    tracking.set_terminated(uri, finished, "FINISHED")
+
+    r = run_suite("run", "--resume", "0123456789abcdef", "--tracking-uri", uri)
+    assert r.returncode == 8 and "no run '0123456789abcdef'" in r.stderr and "Traceback" not in r.stderr
+    r = run_suite("run", "--resume", finished, "--tracking-uri", uri)
+    assert r.returncode == 8 and "has FINISHED" in r.stderr
+    r = run_suite("run", "--resume", finished, "--set", "optim.lr=0.1", "--tracking-uri", uri)
+    assert r.returncode == 8 and "--set cannot change it" in r.stderr
+
+
+def test_stale_running_runs_are_marked_killed(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = tracking.ensure_experiment(uri, "lra")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tracking.start_run(uri, exp, "dead", {**tracking.owner_tags(), "suite.pid": str(gone.pid)})
+    alive = tracking.start_run(uri, exp, "alive", tracking.owner_tags())  # this test process
+    elsewhere = tracking.start_run(uri, exp, "elsewhere", {**tracking.owner_tags(), "suite.host": "another-host",
+                                                           "suite.pid": str(gone.pid)})
+    untagged = tracking.start_run(uri, exp, "untagged", {})
+
+    assert tracking.mark_stale_runs(uri) == [dead]
+    client = MlflowClient(uri)
+    assert client.get_run(dead).info.status == "KILLED" and client.get_run(dead).data.tags["suite.stale"] == "true"
+    for run_id in (alive, elsewhere, untagged):
+        assert client.get_run(run_id).info.status == "RUNNING"
+    assert f"suite run --resume {dead}" in capsys.readouterr().err
+    assert tracking.mark_stale_runs(uri) == []  # idempotent
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_alive():
+    """The owner tags hold the process start; a newer process with the same pid is not the owner."""
+    tags = tracking.owner_tags()
+    assert tracking.owner_alive(tags) is True
+    assert tracking.owner_alive({**tags, "suite.pid_since": "0"}) is False  # this process started after 1970
