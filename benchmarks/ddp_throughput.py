@@ -22,6 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timer_callback(warmup: int, steps: int, result_file: Path):
     import lightning.pytorch as L
     import torch
@@ -31,10 +38,10 @@ def _timer_callback(warmup: int, steps: int, result_file: Path):
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if trainer.global_step == warmup:
-                torch.cuda.synchronize()
+                _sync()
                 self.t0 = time.perf_counter()
             elif trainer.global_step == warmup + steps:
-                torch.cuda.synchronize()
+                _sync()
                 seconds = time.perf_counter() - self.t0
                 world = trainer.world_size
                 batch_size = len(batch[1])
@@ -42,7 +49,8 @@ def _timer_callback(warmup: int, steps: int, result_file: Path):
                     result_file.write_text(json.dumps({
                         "gpus": world, "steps": steps, "seconds": seconds, "batch_per_gpu": batch_size,
                         "samples_per_s": steps * batch_size * world / seconds, "steps_per_s": steps / seconds,
-                        "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                        "device": torch.cuda.get_device_name(0) if trainer.strategy.root_device.type == "cuda" else "cpu",
+                        "torch": torch.__version__,
                     }, indent=2))
 
     return Timer()
@@ -56,7 +64,7 @@ def measure(args) -> int:
     sets = ["data.source=generated", f"data.generator.n_train={args.n_train}", "data.generator.n_val=240",
             "data.generator.n_test=240", "trainer.progress_bar=false", "trainer.limit_val_batches=2",
             "trainer.checkpoint_every_minutes=null"]
-    flags = {"trainer": {"accelerator": "gpu", "devices": args.devices, "strategy": "ddp" if args.devices > 1 else "auto",
+    flags = {"trainer": {"accelerator": args.accelerator, "devices": args.devices, "strategy": "ddp" if args.devices > 1 else "auto",
                          "max_steps": args.warmup + args.steps, "max_epochs": 1, "precision": args.precision},
              "data": {"root": str(Path(args.data_dir).resolve())},
              "tracking": {"uri": f"sqlite:///{(out / 'mlflow.db').resolve()}", "experiment": "ddp-bench"}}
@@ -75,6 +83,7 @@ def drive(args) -> int:
     for n in counts:
         cmd = [sys.executable, __file__, "measure", "--devices", str(n), "--model", args.model, "--steps",
                str(args.steps), "--warmup", str(args.warmup), "--precision", args.precision, "--out", str(out),
+               "--accelerator", args.accelerator,
                "--data-dir", args.data_dir, "--n-train", str(n_train)]
         print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -109,6 +118,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--precision", default="32-true")
+    p.add_argument("--accelerator", default="gpu", help="gpu (the benchmark) or cpu (a check of this script, gloo)")
     p.add_argument("--n-train", type=int, default=6000, help="generated training samples (measure; drive sets it)")
     p.add_argument("--out", default=os.environ.get("OUT") or "ddp_out")
     p.add_argument("--data-dir", default=os.environ.get("SUITE_DATA") or "/tmp/ddp_bench_data")

@@ -501,7 +501,7 @@ def check(cfg: RunConfig) -> None:
                                   ("trainer.precision", t.precision, PRECISIONS)):
         if value not in choices:
             close = difflib.get_close_matches(value, choices, n=1)
-            raise _bad(where, value, "is not known" + (f"; did you mean {close[0]!r}?" if close else ""),
+            raise _bad(where, value, "is not known" + (f" (did you mean {close[0]!r}?)" if close else ""),
                        f"one of: {', '.join(choices)}")
     if not t.strategy.startswith(STRATEGY_PREFIXES):
         raise _bad("trainer.strategy", t.strategy, "is not a Lightning strategy",

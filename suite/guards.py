@@ -29,6 +29,15 @@ import torch
 from suite.errors import DivergenceError
 
 
+def any_rank(trainer: L.Trainer, *flags: bool) -> list[bool]:
+    """Each flag OR-ed over all DDP ranks, in one all-reduce (no communication on a single process)."""
+    if trainer.world_size == 1:
+        return list(flags)
+    votes = torch.tensor([float(f) for f in flags], device=trainer.strategy.root_device)
+    votes = trainer.strategy.reduce(votes, reduce_op="sum")
+    return [bool(v > 0) for v in votes.tolist()]
+
+
 class ResumePoint(L.Callback):
     def __init__(self, path: Path, every_n_steps: int | None = None, every_seconds: float | None = None):
         super().__init__()
@@ -48,11 +57,6 @@ class ResumePoint(L.Callback):
             os.replace(tmp, self.path)
         self._last_save = time.monotonic()
 
-    def _due(self, trainer: L.Trainer) -> bool:
-        by_steps = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
-        by_time = bool(self.every_seconds) and time.monotonic() - self._last_save >= self.every_seconds
-        return trainer.strategy.broadcast(by_steps or by_time)  # rank 0 decides (clocks differ)
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             # A checkpoint taken here would resume without this epoch's validation: wait for the epoch-end save
@@ -60,8 +64,10 @@ class ResumePoint(L.Callback):
             return
         # Ctrl-C, or SIGTERM (kill, SLURM preemption, docker stop), which Lightning records
         asked = self.interrupt_requested or bool(getattr(trainer, "received_sigterm", False))
-        stop = trainer.strategy.reduce_boolean_decision(asked, all=False)
-        if stop or self._due(trainer):
+        by_steps = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
+        by_time = bool(self.every_seconds) and time.monotonic() - self._last_save >= self.every_seconds
+        stop, due = any_rank(trainer, asked, by_steps or by_time)  # one all-reduce; clocks of ranks differ
+        if stop or due:
             self.save(trainer)
         if stop:
             self.interrupted_at_step = trainer.global_step
@@ -102,7 +108,7 @@ class DivergenceGuard(L.Callback):
         if loss is None:
             return
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-        bad = trainer.strategy.reduce_boolean_decision(not math.isfinite(value), all=False)
+        (bad,) = any_rank(trainer, not math.isfinite(value))
         if bad:
             step = trainer.global_step
             raise DivergenceError(

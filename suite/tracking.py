@@ -62,8 +62,36 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}  # database stores MLflow takes
+
+
+def _check_database_port(uri: str, default_port: int, timeout: float) -> None:
+    """A TCP connection to the database server of a `postgresql://user:pw@host:port/db` store, within `timeout`."""
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError:  # a malformed port: let MLflow report it
+        return
+    if not host:  # a local Unix socket
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise TrackingError(
+            f"the database server of the MLflow store {mask(uri)} does not answer at {host}:{port} "
+            f"({exc.strerror or type(exc).__name__}).",
+            hint="start the database (e.g. `sudo systemctl start postgresql`), or fix --tracking-uri / "
+                 "MLFLOW_TRACKING_URI; leave both unset for the local store results/mlflow.db",
+        ) from None
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail within seconds on a tracking server that does not answer (MLflow itself retries for minutes)."""
+    """Fail within seconds on a tracking server or database that does not answer (MLflow and SQLAlchemy
+    themselves retry for minutes)."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0]
+    if scheme in DB_PORTS:
+        _check_database_port(uri, DB_PORTS[scheme], timeout)
+        return
     if not uri.startswith(("http://", "https://")):
         return
     import urllib.error

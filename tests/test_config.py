@@ -101,13 +101,22 @@ def test_cli_config_error_exit_code_2_without_traceback():
     assert "did you mean 'model.d_state'" in r.stderr.lower() and "Traceback" not in r.stderr
 
 
-def test_cli_unknown_names_and_unimplemented_task():
+def test_cli_unknown_names_and_missing_data():
     r = run_suite("run", "--task", "listop", "--model", "s4d")
     assert r.returncode == 2 and "Did you mean 'listops'" in r.stderr and "Traceback" not in r.stderr
     r = run_suite("run", "--task", "listops", "--model", "liquid_s4")
     assert r.returncode == 2 and "unknown model 'liquid_s4'" in r.stderr and "Traceback" not in r.stderr
-    r = run_suite("run", "--task", "speech", "--model", "s4d")
-    assert r.returncode == 3 and "task 'speech' is registered but not implemented yet" in r.stderr
+    r = run_suite("run", "--task", "speech", "--model", "s4d", "--max-steps", "1")
+    assert r.returncode == 4 and "speech_commands_v0.02" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_registered_but_unimplemented_name_is_reported_as_such():
+    from suite import registry
+    from suite.errors import NotImplementedYet
+
+    entry = registry.Entry("future_task", "a task still being written", None, "lra")
+    with pytest.raises(NotImplementedYet, match="registered but not implemented yet"):
+        registry.require_implemented(entry, "task", registry.TASKS)
 
 
 def test_cli_print_config_applies_set_and_flags():

@@ -100,11 +100,13 @@ def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path):
     assert final["global_step"] == 3 * STEPS_PER_EPOCH
 
 
-def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path):
+    """SIGTERM (kill, SLURM preemption, docker stop) is handled like Ctrl-C."""
     uri, ckpt_root = store(tmp_path)
     proc = start_suite(*SLOW_SMOKE, "--max-epochs", "1", "--tracking-uri", uri)
     run_id, seen = wait_for_checkpoint(proc, ckpt_root, min_step=5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert f"suite run --resume {run_id}" in err and "Traceback" not in err
