@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Never touch results/mlflow.db or data/ of the checkout from a test."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SUITE_DATA", str(tmp_path / "data"))
+    if "mlflow" in sys.modules:  # an earlier in-process run may have set MLflow's global URI: reset it
+        sys.modules["mlflow"].set_tracking_uri(uri)
     yield
 
 

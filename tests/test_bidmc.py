@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -166,7 +167,7 @@ def test_bidmc_run_logs_rmse(bidmc_root):
     r = run_suite("run", "--task", "bidmc_hr", "--model", "s4d", "--preset", "smoke", "--data-dir", str(root),
                   "--max-epochs", "1")
     assert r.returncode == 0, r.stderr[-3000:]
-    client = MlflowClient()
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (run,) = client.search_runs([client.get_experiment_by_name("bidmc").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["suite.task"] == "bidmc_hr"
     m = run.data.metrics

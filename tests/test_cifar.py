@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import io
 import json
 from pathlib import Path
@@ -201,7 +202,7 @@ def test_trains_through_the_cli(cifar_root, task, experiment):
     r = run_suite("run", "--task", task, "--model", "s4d", "--preset", "smoke", "--data-dir", str(root),
                   "--max-epochs", "1", "--set", "trainer.limit_train_batches=3", "--set", "trainer.limit_val_batches=2")
     assert r.returncode == 0, r.stderr[-3000:]
-    client = MlflowClient()
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].data.tags["suite.task"] == task
     assert 0.0 <= runs[0].data.metrics["best/test/accuracy"] <= 1.0

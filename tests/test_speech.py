@@ -3,6 +3,7 @@ reference's standardisation, the 8 kHz test (x[::2] at rate 2, or torchaudio), a
 
 from __future__ import annotations
 
+import os
 import hashlib
 import http.server
 import tarfile
@@ -276,7 +277,7 @@ def test_speech8k_trains_like_speech_and_is_tagged_speech8k(tmp_path):
     r = run_suite("run", "--task", "speech8k", "--model", "s4d", "--preset", "smoke", "--data-dir",
                   str(tmp_path / "data"), "--max-epochs", "1", *FEW_BATCHES)
     assert r.returncode == 0, r.stderr[-3000:]
-    client = MlflowClient()
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     (run,) = client.search_runs([client.get_experiment_by_name("speech").experiment_id])
     assert run.data.tags["suite.task"] == "speech8k"
     assert "best/test8k/accuracy" in run.data.metrics and run.data.params["optim.lr"] == "0.004"

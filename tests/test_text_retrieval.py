@@ -3,6 +3,7 @@ here in the exact on-disk formats of their sources."""
 
 from __future__ import annotations
 
+import os
 import functools
 import http.server
 import json
@@ -311,7 +312,7 @@ def test_retrieval_decoder_refuses_single_sequences():
 
 
 def metric_of_the_run(task: str) -> float:
-    client = MlflowClient()
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("lra").experiment_id])
     assert len(runs) == 1 and runs[0].data.tags["suite.task"] == task
     assert runs[0].info.status == "FINISHED"
