@@ -1,7 +1,7 @@
 """Fast paths against float64 on whatever device is present (the GPU in benchmarks/gpu_session.py).
 
 For each model's SSM layer: the fp32 layer (the fast paths: fused FFT convolution with the skip
-folded in, batched Cauchy, shared-spectrum KB) against a float64 copy of the same layer, outputs and
+folded in, batched Cauchy, the fused KB degree-2 convolution) against a float64 copy of the same layer, outputs and
 the gradients of the input and of every parameter, as max |diff| / max |float64 value|, beside the
 same error of the plain fp32 path (`fused = False`: autograd FFT convolution, skip added, liquid terms
 one by one). The fast path passes when its error is at most twice the plain path's (+5e-5): it adds
@@ -105,7 +105,7 @@ def main(models=("s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"), device: str | Non
               f"(plain {e_plain:.2e})")
         failures += [f"{model} {n}: {a:.2e} vs plain {b:.2e}" for n, (a, b) in errs.items() if not within(a, b)]
     # KB degree 2 at long L against the float64 path (prefix-sum precision)
-    from models.liquid import conv_and_kb2
+    from models.kernels.kb_conv import conv_and_kb2
 
     torch.manual_seed(0)
     H, L = 16, 16384

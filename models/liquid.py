@@ -29,7 +29,8 @@ from collections import defaultdict
 
 import torch
 
-from models.kernels.fftconv import fft_conv, fft_conv_mix
+from models.kernels.fftconv import fft_conv
+from models.kernels.kb_conv import centred_cumsum, conv_and_kb2
 from models.kernels.vandermonde import vandermonde
 from models.s4 import S4
 
@@ -69,46 +70,6 @@ def _shift(x: torch.Tensor, s: int) -> torch.Tensor:
     return x if s == 0 else torch.nn.functional.pad(x, (s, 0))[..., : x.shape[-1]]
 
 
-def prefix_sum(x: torch.Tensor) -> torch.Tensor:
-    """S_k = sum_{i<=k} x_i along the last axis, accumulated in float64 and centred (minus its mean
-    over k), returned in x's dtype. Only differences S_k - S_i enter the liquid term, so the centring
-    changes nothing exactly; it shrinks the magnitudes that fp32 products would cancel. Float64
-    accumulation keeps S_k - S_i accurate at long L (an fp32 running sum loses ~eps * L in it)."""
-    s = torch.cumsum(x.to(torch.float64), dim=-1)
-    return (s - s.mean(-1, keepdim=True)).to(x.dtype)
-
-
-def conv_and_kb2(u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
-    """k * u + y^(2) for u (B, H, L), k (H, L), K2 (H, L): the linear convolution and the degree-2 KB
-    term with shared spectra (`fft_conv_mix`: 3 forward and 2 inverse FFTs of (B, H, 2L) signals, and
-    as many backward, instead of 3 + 3 separate convolutions and their autograd copies).
-
-    y^(2)_t = sum_i K2'[t-i] u_i (S_t - S_i), K2'[j] = K2[j-1] (K2 delayed one step; window_esp(1):
-    e_1 = S_t - S_i). Split u = mu + v with mu the mean of u over time (per sequence and feature) and
-    V = prefix_sum(v): S_t - S_i = mu (t - i) + V_t - V_i, so
-
-        y^(2) = mu (K2l * u) + V (K2' * u) - K2' * (u V),      K2l[j] = j K2'[j].
-
-    Exact for any mu; with mu the mean, V is a zero-drift random walk, so the two products that cancel
-    stay small even when the input has a mean (the plain form S (K2' * u) - K2' * (u S) loses ~1e-5
-    relative accuracy in fp32 at L = 16384 for inputs of mean 1; this form keeps ~1e-7).
-    """
-    L = u.shape[-1]
-    n = 2 * L
-    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
-    with torch.autocast(device_type=u.device.type, enabled=False):
-        u = u.to(dtype)
-        mu = u.mean(-1, keepdim=True)  # (B, H, 1)
-        V = prefix_sum(u - mu)  # (B, H, L)
-        K2 = K2.to(dtype)
-        K2d = torch.nn.functional.pad(K2[..., :-1], (1, 0))  # (H, L): K2' (tap L never reaches t < L)
-        lag = torch.arange(L, device=u.device, dtype=dtype)
-        # y0 = k*u - K2'*(uV) + K2l*(mu u),  y1 = K2'*u;  kernels: 0 k, 1 -K2', 2 K2l, 3 K2'
-        y0, y1 = fft_conv_mix([u, u * V, mu * u], [k.to(dtype), -K2d, lag * K2d, K2d],
-                              [(0, 0, 0), (0, 1, 1), (0, 2, 2), (1, 0, 3)])
-        return torch.addcmul(y0, V, y1)
-
-
 def liquid_kb(u: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
     """sum_{p=2..P} y^(p) for u (B, H, L) and kernels[p-2] = K_p (H, L). Causal, exact per degree."""
     y = torch.zeros_like(u)
@@ -117,7 +78,7 @@ def liquid_kb(u: torch.Tensor, kernels: list[torch.Tensor]) -> torch.Tensor:
     for p, K in enumerate(kernels, start=2):
         m = p - 1
         terms = window_esp(m)
-        powers = [prefix_sum(uu ** (j + 1)) for j in range(m)]  # S^(j)_k, (B, H, L)
+        powers = [centred_cumsum(uu ** (j + 1)) for j in range(m)]  # S^(j)_k, (B, H, L)
         by_b: dict[tuple[int, ...], list] = defaultdict(list)
         for (a, b), c in terms.items():
             by_b[b].append((a, c))

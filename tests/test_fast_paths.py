@@ -1,5 +1,5 @@
 """The fast paths match their plain twins: fused FFT convolution (hand-written backward, skip term as
-the lag-0 tap), the shared-spectrum KB degree-2 term, and the fp32 KB prefix sums at long L.
+the lag-0 tap), the fused KB degree-2 term (hand-written backward, checked by gradcheck), and the fp32 KB prefix sums at long L.
 
 Tolerances: float64 fast vs float64 plain within 1e-10 (same math, different order); the fp32 fast
 layer no further from float64 than twice the fp32 plain layer + 5e-5 (it adds no error of its own); the fp32
@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from benchmarks.fast_path_check import check_layer, within
-from models.kernels.fftconv import fft_conv, fft_conv_autograd, fft_conv_mix, two_sided
-from models.liquid import LiquidS4, conv_and_kb2, liquid_kb
+from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
+from models.kernels.kb_conv import conv_and_kb2
+from models.liquid import LiquidS4, liquid_kb
 from models.kernels.vandermonde import vandermonde
 
 
@@ -40,19 +41,13 @@ def test_fused_fft_conv_matches_autograd_twin(two):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_fft_conv_mix_is_a_sum_of_convolutions():
+def test_fused_kb2_backward_passes_gradcheck():
+    """The hand-written backward of the fused degree-2 KB convolution against finite differences."""
     torch.manual_seed(1)
-    x = [torch.randn(2, 3, 40, dtype=torch.float64) for _ in range(2)]
-    k = [torch.randn(3, 40, dtype=torch.float64) for _ in range(2)]
-    pairs = [(0, 0, 0), (0, 1, 1), (1, 1, 0)]
-    fast = lambda a, b, c, d: torch.stack(fft_conv_mix([a, b], [c, d], pairs))  # noqa: E731
-    plain = lambda a, b, c, d: torch.stack([fft_conv_autograd(a, c) + fft_conv_autograd(b, d),  # noqa: E731
-                                            fft_conv_autograd(b, c)])
-    y, g = _grads(fast, *x, *k)
-    y_ref, g_ref = _grads(plain, *x, *k)
-    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
-    for a, b in zip(g, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    u = (0.7 + torch.randn(2, 3, 16, dtype=torch.float64)).requires_grad_()
+    k = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    K2 = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(conv_and_kb2, (u, k, K2))
 
 
 def test_shared_spectrum_kb2_equals_separate_convolutions():

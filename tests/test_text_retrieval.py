@@ -342,3 +342,49 @@ def test_corrupt_file_exits_4_through_the_cli(aan_root):
     r = run_suite("data", "prepare", "retrieval", "--data-dir", str(root))
     assert r.returncode == 4, r.stderr[-3000:]
     assert "new_aan_pairs.test.tsv, line 1" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared pieces in tasks.base: flat document storage and the status of raw files plus their cache
+# ------------------------------------------------------------------------------------------------
+
+
+def test_flat_documents_are_sliced_by_offsets_as_int64():
+    from tasks.base import TokenDataset
+
+    # documents [5, 6], [], [7, 8, 9] stored flat as uint8, one label each
+    docs = TokenDataset(np.array([5, 6, 7, 8, 9], dtype=np.uint8), np.array([0, 2, 2, 5]), np.array([1, 0, 1]))
+    assert len(docs) == 3
+    assert docs.doc(2).tolist() == [7, 8, 9] and docs.doc(2).dtype == torch.int64
+    seq, label = docs[1]
+    assert seq.tolist() == [] and label == 0
+
+
+def test_pair_dataset_item_i_is_documents_2i_and_2i_plus_1():
+    tokens = np.arange(10, 20, dtype=np.uint16)
+    pairs = retrieval.PairDataset(tokens, np.array([0, 1, 3, 6, 10]), np.array([0, 1]))  # 4 documents, 2 pairs
+    assert len(pairs) == 2
+    a, b, label = pairs[1]
+    assert a.tolist() == [13, 14, 15] and b.tolist() == [16, 17, 18, 19] and label == 1
+
+
+def test_raw_status_says_what_is_missing_and_whether_the_cache_verifies(tmp_path):
+    from tasks import cache
+    from tasks.base import raw_status
+
+    def not_asked():
+        raise AssertionError("the cache key fingerprints the raw files: not asked while some are missing")
+
+    st = raw_status(tmp_path, ["a.tsv", "b.tsv"], not_asked, "release")
+    assert (st.present, st.verified, st.note) == (False, None, "missing a.tsv, b.tsv")
+
+    (tmp_path / "a.tsv").write_text("xy")
+    entry = tmp_path / "cache" / "k1"
+    st = raw_status(tmp_path, [], lambda: (entry, "k1"), "release")
+    assert (st.where, st.present, st.verified, st.size_bytes, st.note) == (tmp_path, True, None, 2, "release")
+
+    cache.build(entry, "k1", lambda: {"x": np.arange(3)})
+    assert raw_status(tmp_path, [], lambda: (entry, "k1"), "release").verified is True
+    assert raw_status(tmp_path, [], lambda: (entry, "other key"), "release").verified is False
+    np.save(entry / "x.npy", np.arange(4))  # contents no longer match the manifest's checksum
+    assert cache.verified(entry, "k1") is False

@@ -75,58 +75,6 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         return y.reshape(*lead, *y.shape[-2:])
 
 
-class _FFTConvMix(torch.autograd.Function):
-    """Several convolutions sharing spectra: y_o = sum over (o, s, j) in `pairs` of x_s * k_j.
-
-    Each signal x_s (B, H, L) and kernel k_j (H, Lk) is transformed once; the products are summed in
-    frequency space, so there is one inverse FFT per output. Backward, as for _FFTConv, with one
-    forward FFT per output gradient and one inverse FFT per signal gradient and kernel gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, pairs, n_out, n_sig, *tensors):
-        xs, ks = tensors[:n_sig], tensors[n_sig:]
-        L, Lk = xs[0].shape[-1], ks[0].shape[-1]
-        n = 2 * L
-        xf = [torch.fft.rfft(x, n=n) for x in xs]  # (B, H, L+1) each
-        kf = [torch.fft.rfft(k, n=n) for k in ks]  # (H, L+1) each
-        acc = [None] * n_out
-        for o, s_, j in pairs:
-            acc[o] = xf[s_] * kf[j] if acc[o] is None else acc[o].addcmul_(xf[s_], kf[j])
-        ctx.save_for_backward(*xf, *kf)
-        ctx.meta = (pairs, n_sig, L, Lk)
-        return tuple(torch.fft.irfft(a, n=n)[..., :L] for a in acc)  # (B, H, L) each
-
-    @staticmethod
-    def backward(ctx, *grads):
-        pairs, n_sig, L, Lk = ctx.meta
-        saved = ctx.saved_tensors
-        xf, kf = saved[:n_sig], saved[n_sig:]
-        n = 2 * L
-        gf = [None if g is None else torch.fft.rfft(g, n=n) for g in grads]
-        gx, gk = [None] * n_sig, [None] * len(kf)
-        for o, s_, j in pairs:
-            if gf[o] is None:
-                continue
-            if ctx.needs_input_grad[3 + s_]:
-                term = gf[o] * kf[j].conj()
-                gx[s_] = term if gx[s_] is None else gx[s_].add_(term)
-            if ctx.needs_input_grad[3 + n_sig + j]:
-                term = (gf[o] * xf[s_].conj()).sum(0)  # (H, L+1)
-                gk[j] = term if gk[j] is None else gk[j].add_(term)
-        gx = [None if g is None else torch.fft.irfft(g, n=n)[..., :L] for g in gx]
-        gk = [None if g is None else torch.fft.irfft(g, n=n)[..., :Lk] for g in gk]
-        return (None, None, None, *gx, *gk)
-
-
-def fft_conv_mix(signals: list[torch.Tensor], kernels: list[torch.Tensor],
-                 pairs: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
-    """y_o = sum_{(o, s, j) in pairs} signals[s] * kernels[j]: signals (B, H, L), kernels (H, Lk), Lk <= 2L,
-    same dtype (float32 or float64); returns one (B, H, L) tensor per output index o."""
-    n_out = 1 + max(o for o, _, _ in pairs)
-    return _FFTConvMix.apply(tuple(pairs), n_out, len(signals), *signals, *kernels)
-
-
 def fft_conv_autograd(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Plain-autograd twin of `fft_conv` (rfft, product, irfft), used by the tests of its backward."""
     L = u.shape[-1]

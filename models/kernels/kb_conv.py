@@ -1,0 +1,114 @@
+"""The SSM convolution and the degree-2 KB liquid term in one pass (models.md section 1, liquid-math.md).
+
+For u (B, H, L), the SSM kernel k (H, L) (skip term folded into lag 0) and the degree-2 liquid
+kernel K2 (H, L):
+
+    y_t = (k * u)_t + y2_t,        y2_t = sum_{i<t} K2[t-1-i] u_i (S_t - S_i),        S = prefix sum of u
+
+With K2'[j] = K2[j-1] (K2 delayed one step), mu the mean of u over time, V the centred prefix sum of
+u - mu (so S_t - S_i = mu (t - i) + V_t - V_i) and Kl[j] = j K2'[j]:
+
+    y = k * u + mu (Kl * u) + V (K2' * u) - K2' * (u V)
+
+In frequency space (U = rFFT_2L(u), W = rFFT_2L(u V), hats for the kernels' spectra), with mu a
+per-sequence scalar:
+
+    Y0 = U (k^ + mu Kl^) - W K2'^,    Y1 = U K2'^,    y = irFFT(Y0) + V irFFT(Y1)
+
+two forward and two inverse FFTs of (B, H, 2L) signals; the backward below needs as many again. The
+mean split keeps fp32 accurate at long L (V is a zero-drift random walk even when u has a mean; the
+plain S (K2' * u) - K2' * (u S) loses ~1e-5 relative at L = 16384 for inputs of mean 1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def centred_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """S_k - mean_k S_k with S_k = sum_{i<=k} x_i along the last axis, accumulated in float64,
+    returned in x's dtype. Only differences S_t - S_i enter the liquid term, so the centring changes
+    nothing exactly; it keeps the magnitudes that fp32 products would cancel small."""
+    s = torch.cumsum(x.to(torch.float64), dim=-1)
+    return (s - s.mean(-1, keepdim=True)).to(x.dtype)
+
+
+def _centred_cumsum_adjoint(g: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `centred_cumsum`: dx_i = sum_{t>=i} (g_t - mean g), accumulated in float64."""
+    d = g.to(torch.float64)
+    d = d - d.mean(-1, keepdim=True)
+    s = torch.cumsum(d, dim=-1)
+    return (s[..., -1:] - s + d).to(g.dtype)  # reverse cumulative sum
+
+
+def _parseval_weights(L: int, device, dtype) -> torch.Tensor:
+    """w_f (L+1,) with sum_{t<2L} a_t b_t = sum_f w_f Re(conj(A_f) B_f) for real a, b and their
+    rFFT_2L spectra A, B: 1/n at f = 0 and f = L (their own conjugates), 2/n in between."""
+    w = torch.full((L + 1,), 2.0 / (2 * L), device=device, dtype=dtype)
+    w[0] = w[-1] = 1.0 / (2 * L)
+    return w
+
+
+class _ConvKB2(torch.autograd.Function):
+    """y = k * u + y2 (module docstring) with a hand-written backward on the spectra.
+
+    Backward, for g = dL/dy (G0 = rFFT(g), G1 = rFFT(g V), T = conj(G0) U):
+        through the spectra:  du = irFFT(G0 conj(k^ + mu Kl^) + G1 conj(K2'^)),  d(uV) = -irFFT(G0 conj(K2'^))
+                              dmu = sum_f w_f Re(T Kl^)                        (Parseval, `_parseval_weights`)
+        kernels:              dk^ = conj(sum_b T),  dKl^ = conj(sum_b mu T),  dK2'^ = sum_b (G1 conj(U) - G0 conj(W))
+        through V and mu:     dV = g irFFT(Y1) + d(uV) u,  du += d(uV) V + adjoint_cumsum(dV),
+                              dmu -= sum_t adjoint_cumsum(dV),  du += dmu / L
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+        L = u.shape[-1]
+        n = 2 * L
+        mu = u.mean(-1, keepdim=True)  # (B, H, 1)
+        V = centred_cumsum(u - mu)  # (B, H, L)
+        lag = torch.arange(L, device=u.device, dtype=u.dtype)
+        K2d = F.pad(K2[..., :-1], (1, 0))  # (H, L): K2' (tap L never reaches t < L)
+        k_f = torch.fft.rfft(k, n=n)  # (H, L+1)
+        d_f = torch.fft.rfft(K2d, n=n)
+        l_f = torch.fft.rfft(lag * K2d, n=n)
+        U = torch.fft.rfft(u, n=n)  # (B, H, L+1)
+        W = torch.fft.rfft(u * V, n=n)
+        Y0 = U * torch.addcmul(k_f, mu, l_f)  # U (k^ + mu Kl^)
+        Y0.addcmul_(W, d_f, value=-1)
+        y1 = torch.fft.irfft(U * d_f, n=n)[..., :L]  # K2' * u
+        ctx.save_for_backward(u, mu, V, y1, U, W, k_f, d_f, l_f)
+        return torch.addcmul(torch.fft.irfft(Y0, n=n)[..., :L], V, y1)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        u, mu, V, y1, U, W, k_f, d_f, l_f = ctx.saved_tensors
+        L = u.shape[-1]
+        n = 2 * L
+        G0 = torch.fft.rfft(g, n=n)  # (B, H, L+1)
+        G1 = torch.fft.rfft(g * V, n=n)
+        T = G0.conj() * U  # (B, H, L+1)
+        grad_u = grad_k = grad_K2 = None
+        if ctx.needs_input_grad[0]:
+            w = _parseval_weights(L, u.device, u.dtype)
+            dmu = (T * l_f).real.mul_(w).sum(-1, keepdim=True)  # (B, H, 1)
+            du = torch.fft.irfft(G0 * torch.addcmul(k_f, mu, l_f).conj() + G1 * d_f.conj(), n=n)[..., :L]
+            duV = torch.fft.irfft(G0 * d_f.conj(), n=n)[..., :L].neg_()  # d(uV)
+            dv = _centred_cumsum_adjoint(torch.addcmul(g * y1, duV, u))  # (B, H, L)
+            grad_u = du.addcmul_(duV, V).add_(dv).add_((dmu - dv.sum(-1, keepdim=True)) / L)
+        if ctx.needs_input_grad[1]:
+            grad_k = torch.fft.irfft(T.sum(0).conj(), n=n)[..., :L]  # (H, L)
+        if ctx.needs_input_grad[2]:
+            lag = torch.arange(L, device=u.device, dtype=u.dtype)
+            dl = torch.fft.irfft((T * mu).sum(0).conj(), n=n)[..., :L]  # d Kl
+            dd = torch.fft.irfft((G1 * U.conj() - G0 * W.conj()).sum(0), n=n)[..., :L]  # d K2'
+            grad_K2 = F.pad(torch.addcmul(dd, lag, dl)[..., 1:], (0, 1))  # K2' = K2 delayed: shift back
+        return grad_u, grad_k, grad_K2
+
+
+def conv_and_kb2(u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+    """k * u + y2 for u (B, H, L), k (H, L), K2 (H, L) -> (B, H, L), in float32 (float64 for float64
+    input), autocast off (complex FFTs have no bfloat16)."""
+    dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _ConvKB2.apply(u.to(dtype), k.to(dtype), K2.to(dtype))
