@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,12 +55,9 @@ def best_runs(table: tables.Table) -> list[tuple[tables.Row, tables.Column, tabl
 def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
     """The run's learning_curves.png, or the same plot drawn from its metric histories."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    client = tracking.client(uri)
     try:
-        if any(a.path == "learning_curves.png" for a in client.list_artifacts(run.run_id)):
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copyfile(client.download_artifacts(run.run_id, "learning_curves.png", tmp), dest)
-            return dest
+        if tracking.has_artifact(uri, run.run_id, "learning_curves.png"):
+            return tracking.copy_artifact(uri, run.run_id, "learning_curves.png", dest)
     except Exception as exc:  # an artifact store that cannot be read from here: draw the curves instead
         print(f"note: cannot fetch learning_curves.png of run {run.run_id} ({type(exc).__name__}); drawing it "
               "from the metric histories", file=sys.stderr)

@@ -116,41 +116,23 @@ def is_sweep_trial(tags: dict[str, str]) -> bool:
 def collect(uri: str, experiment: str, filter_text: str | None = None, include_trials: bool = False,
             explicit_experiment: bool = False) -> Collected:
     """FINISHED runs of `experiment` that carry suite.task, newest first. Never creates a store."""
-    from mlflow.exceptions import MlflowException
-
     db = tracking.sqlite_path(uri)
     if db is not None and not db.exists():
         return Collected([], [f"no MLflow store at {db} yet"], store_exists=False)
     tracking.check_reachable(uri)
-    client = tracking.client(uri)
     try:
-        exp = client.get_experiment_by_name(experiment)
+        exp_id = tracking.experiment_id(uri, experiment)
     except Exception as exc:  # a file that is not an MLflow database, a server that refuses
         raise TrackingError(f"cannot read the MLflow store {tracking.mask(uri)}: {type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
                             hint="check --tracking-uri / MLFLOW_TRACKING_URI") from None
-    if exp is None:
+    if exp_id is None:
         if explicit_experiment:
-            names = sorted(e.name for e in client.search_experiments())
+            names = tracking.experiment_names(uri)
             raise UnknownNameError(f"no experiment '{experiment}' in {tracking.mask(uri)}.",
                                    hint=f"experiments there: {', '.join(names) or 'none'}")
         return Collected([], [f"no experiment '{experiment}' in the store yet"])
-    query = "attributes.status = 'FINISHED'" + (f" and {filter_text}" if filter_text else "")
-    found, token = [], None
-    try:
-        while True:
-            page = client.search_runs([exp.experiment_id], filter_string=query, max_results=1000,
-                                      order_by=["attributes.start_time DESC"], page_token=token)
-            found.extend(page)
-            token = page.token
-            if not token:
-                break
-    except MlflowException as exc:  # a malformed filter
-        if filter_text:
-            raise ConfigError(f"MLflow cannot use --filter {filter_text!r}: {str(exc).splitlines()[0]}",
-                              hint="MLflow search syntax, e.g. --filter \"tags.suite.preset = 'paper'\" or "
-                                   "\"params.model.d_state = '64'\" (quote values, join with 'and')") from None
-        raise
+    found = tracking.finished_runs(uri, exp_id, filter_text)
     parents = {r.data.tags.get("mlflow.parentRunId") for r in found}
     runs, trials, studies = [], 0, 0
     for r in found:

@@ -357,3 +357,68 @@ def download_artifact(uri: str, run_id: str, artifact_path: str, dst: Path) -> P
             hint="the run may have failed before its first validation, or its artifacts were deleted; "
                  "pick a finished run (status FINISHED in `suite ui`)",
         ) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading finished runs back (`suite table`, `suite report`)
+# ------------------------------------------------------------------------------------------------
+
+
+def experiment_id(uri: str, name: str) -> str | None:
+    """The id of the experiment called `name`, None if the store has none. Creates nothing; whatever MLflow
+    raises for a store it cannot read (not an MLflow database, a server that refuses) propagates."""
+    exp = client(uri).get_experiment_by_name(name)
+    return None if exp is None else exp.experiment_id
+
+
+def experiment_names(uri: str) -> list[str]:
+    """The names of every experiment in the store, sorted."""
+    return sorted(e.name for e in client(uri).search_experiments())
+
+
+def finished_runs(uri: str, experiment_id: str, filter_text: str | None = None) -> list:
+    """Every FINISHED run of the experiment (MLflow `Run`s: info, data.tags, data.metrics), newest first, all
+    pages read. `filter_text` narrows the search in MLflow's search syntax (e.g. `tags.suite.preset = 'paper'`);
+    a filter MLflow cannot parse raises ConfigError."""
+    from mlflow.exceptions import MlflowException
+
+    c = client(uri)
+    query = "attributes.status = 'FINISHED'" + (f" and {filter_text}" if filter_text else "")
+    found, token = [], None
+    try:
+        while True:
+            page = c.search_runs([experiment_id], filter_string=query, max_results=1000,
+                                 order_by=["attributes.start_time DESC"], page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                break
+    except MlflowException as exc:  # a malformed filter
+        if filter_text:
+            from suite.errors import ConfigError
+
+            raise ConfigError(f"MLflow cannot use --filter {filter_text!r}: {str(exc).splitlines()[0]}",
+                              hint="MLflow search syntax, e.g. --filter \"tags.suite.preset = 'paper'\" or "
+                                   "\"params.model.d_state = '64'\" (quote values, join with 'and')") from None
+        raise
+    return found
+
+
+def has_artifact(uri: str, run_id: str, artifact_path: str) -> bool:
+    """Whether the run has the artifact `artifact_path` (e.g. `learning_curves.png`, `checkpoints/best.ckpt`).
+    Whatever MLflow raises for an artifact store it cannot list propagates."""
+    import posixpath
+
+    folder = posixpath.dirname(artifact_path) or None
+    return any(a.path == artifact_path for a in client(uri).list_artifacts(run_id, folder))
+
+
+def copy_artifact(uri: str, run_id: str, artifact_path: str, dest: Path) -> Path:
+    """Download one artifact of the run and write it to the file `dest` (its folder must exist); return `dest`.
+    Unlike `download_artifact`, MLflow's own exception propagates, for callers that fall back on their own."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(client(uri).download_artifacts(run_id, artifact_path, tmp), dest)
+    return dest

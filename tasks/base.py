@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from tasks import cache
 
 
 @dataclass
@@ -47,6 +50,28 @@ def pad_tokens(batch: list[tuple[torch.Tensor, int]], pad: int = 0):
     return x, y, lengths
 
 
+class FlatDocs(Dataset):
+    """Variable-length documents stored flat (as `tasks.text.flat` writes them), one label per item:
+    document k = tokens[offsets[k]:offsets[k+1]]. Subclasses say which documents make item i."""
+
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
+        self.tokens, self.offsets, self.labels = tokens, offsets, labels  # (N,) ints, (n_docs + 1,) int64, (n,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def doc(self, k: int) -> torch.Tensor:
+        """Document k: (L_k,) int64."""
+        return torch.from_numpy(np.asarray(self.tokens[self.offsets[k] : self.offsets[k + 1]], dtype=np.int64))
+
+
+class TokenDataset(FlatDocs):
+    """One document per item: item i = (document i (L_i,) int64, label)."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.doc(i), int(self.labels[i])
+
+
 @dataclass
 class DataStatus:
     """One task's data on disk, for `suite data status`."""
@@ -56,6 +81,15 @@ class DataStatus:
     verified: bool | None  # the prepared cache is built and its checksums match; None = not prepared yet
     size_bytes: int  # raw files on disk
     note: str = ""  # e.g. "generated" or what is missing
+
+
+def raw_status(where: Path, missing: list[str], cache_entry: Callable[[], tuple[Path, str]], note: str) -> DataStatus:
+    """A task's DataStatus from its raw-data folder `where` and the raw files `missing` there. When none is
+    missing, `cache_entry()` gives the prepared cache's (folder, key) (asked only then: the key fingerprints
+    the raw files) and `note` is reported; otherwise the note is "missing <files>"."""
+    if missing:
+        return DataStatus(where, False, None, disk_size(where), "missing " + ", ".join(missing))
+    return DataStatus(where, True, cache.verified(*cache_entry()), disk_size(where), note)
 
 
 def disk_size(*paths: Path) -> int:

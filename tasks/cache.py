@@ -62,6 +62,11 @@ def is_valid(folder: Path, key: str) -> bool:
     return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in meta["files"].items())
 
 
+def verified(folder: Path, key: str) -> bool | None:
+    """What `suite data status` reports: None while the entry is not built, else whether it is valid."""
+    return is_valid(folder, key) if folder.exists() else None
+
+
 def build(folder: Path, key: str, make: Callable[[], dict[str, np.ndarray]], extra: dict | None = None) -> None:
     """Write the arrays returned by `make()` into `folder` (atomically) with their manifest."""
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")

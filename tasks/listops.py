@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from tasks import cache, lra_release
-from tasks.base import DataStatus, TaskData, disk_size, pad_tokens
+from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status
 from tasks.errors import DataError
 from tasks.generators import listops as generator
 
@@ -104,13 +102,7 @@ def _cache_entry(root: Path, folder: Path, cfg) -> tuple[Path, str]:
 
 def status(root: Path, cfg) -> DataStatus:
     folder = files_dir(root, cfg)
-    missing = _missing(folder)
-    verified = None
-    if not missing:
-        entry, key = _cache_entry(root, folder, cfg)
-        verified = cache.is_valid(entry, key) if entry.exists() else None
-    return DataStatus(folder, not missing, verified, disk_size(folder),
-                      "missing " + ", ".join(missing) if missing else cfg.source)
+    return raw_status(folder, _missing(folder), lambda: _cache_entry(root, folder, cfg), cfg.source)
 
 
 def prepare(root: Path, cfg, progress: bool = True) -> Path:
@@ -144,20 +136,6 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
     if cache.ensure(entry, key, make, extra={"source": str(folder)}):
         print(f"cached ListOps tokens in {entry}", file=sys.stderr)
     return entry
-
-
-class TokenDataset(Dataset):
-    """Variable-length token sequences stored flat: tokens[offsets[i]:offsets[i+1]]."""
-
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
-        self.tokens, self.offsets, self.labels = tokens, offsets, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        seq = torch.from_numpy(np.asarray(self.tokens[self.offsets[i] : self.offsets[i + 1]], dtype=np.int64))
-        return seq, int(self.labels[i])
 
 
 def load(root: Path, cfg) -> TaskData:

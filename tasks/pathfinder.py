@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from tasks import cache, lra_release
-from tasks.base import DataStatus, TaskData, disk_size
+from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.generators import pathfinder as generator
 
@@ -131,13 +131,8 @@ def _cache_entry(root: Path, level: Path, cfg, resolution: int) -> tuple[Path, s
 
 def status(root: Path, cfg, resolution: int = RESOLUTION) -> DataStatus:
     level = files_dir(root, cfg, resolution)
-    present = bool(metadata_files(level))
-    verified = None
-    if present:
-        entry, key = _cache_entry(root, level, cfg, resolution)
-        verified = cache.is_valid(entry, key) if entry.exists() else None
-    note = cfg.source if present else f"missing {level / 'metadata'}"
-    return DataStatus(level, present, verified, disk_size(level), note)
+    missing = [] if metadata_files(level) else [str(level / "metadata")]
+    return raw_status(level, missing, lambda: _cache_entry(root, level, cfg, resolution), cfg.source)
 
 
 def prepare(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> Path:

@@ -21,10 +21,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from tasks import cache, lra_release
-from tasks.base import DataStatus, TaskData, disk_size
+from tasks.base import DataStatus, FlatDocs, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.text import PAD, CharCounter, CharEncoder, bar, codepoints, flat
 
@@ -81,13 +80,7 @@ def _cache_entry(root: Path, cfg) -> tuple[Path, str]:
 
 def status(root: Path, cfg) -> DataStatus:
     folder = root / RELEASE_DIR
-    missing = _missing(folder)
-    verified = None
-    if not missing:
-        entry, key = _cache_entry(root, cfg)
-        verified = cache.is_valid(entry, key) if entry.exists() else None
-    return DataStatus(folder, not missing, verified, disk_size(folder),
-                      "missing " + ", ".join(missing) if missing else "release")
+    return raw_status(folder, _missing(folder), lambda: _cache_entry(root, cfg), "release")
 
 
 def fetch(root: Path, cfg, progress: bool = True) -> None:
@@ -137,20 +130,11 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
     return entry
 
 
-class PairDataset(Dataset):
-    """Document pairs stored flat: pair i = (tokens[offsets[2i]:offsets[2i+1]], tokens[offsets[2i+1]:offsets[2i+2]])."""
-
-    def __init__(self, tokens: np.ndarray, offsets: np.ndarray, labels: np.ndarray):
-        self.tokens, self.offsets, self.labels = tokens, offsets, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def _doc(self, k: int) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.tokens[self.offsets[k]: self.offsets[k + 1]], dtype=np.int64))
+class PairDataset(FlatDocs):
+    """Document pairs stored flat: pair i = (document 2i, document 2i + 1, label i)."""
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self._doc(2 * i), self._doc(2 * i + 1), int(self.labels[i])
+        return self.doc(2 * i), self.doc(2 * i + 1), int(self.labels[i])
 
 
 def pad_pairs(batch: list[tuple[torch.Tensor, torch.Tensor, int]]):

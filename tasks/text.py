@@ -21,9 +21,8 @@ from typing import Iterable
 import numpy as np
 
 from tasks import cache, download
-from tasks.base import DataStatus, TaskData, disk_size, pad_tokens
+from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status
 from tasks.errors import DataError
-from tasks.listops import TokenDataset
 
 RAW_DIR = Path("imdb") / "plain_text"
 URL = "https://huggingface.co/datasets/stanfordnlp/imdb/resolve/main/plain_text/"
@@ -177,13 +176,7 @@ def _cache_entry(root: Path, cfg) -> tuple[Path, str]:
 
 def status(root: Path, cfg) -> DataStatus:
     folder = root / RAW_DIR
-    missing = _missing(folder)
-    verified = None
-    if not missing:
-        entry, key = _cache_entry(root, cfg)
-        verified = cache.is_valid(entry, key) if entry.exists() else None
-    return DataStatus(folder, not missing, verified, disk_size(folder),
-                      "missing " + ", ".join(missing) if missing else "release (test doubles as val)")
+    return raw_status(folder, _missing(folder), lambda: _cache_entry(root, cfg), "release (test doubles as val)")
 
 
 def fetch(root: Path, cfg, progress: bool = True) -> None:
