@@ -142,6 +142,29 @@ def time_cauchy(H: int, L: int) -> dict:
 
 
 CAUCHY_CASES = [(128, 2048), (512, 1024), (256, 4096), (256, 16384)]
+def check_kb_conv(B: int, H: int, L: int, device: str = "cuda") -> dict:
+    """The fused KB degree-2 convolution with its Triton spectral products against float64: output and
+    the gradients of u, k, K2, as (Triton error, fp32 PyTorch error) relative to the largest value."""
+    from models.kernels.kb_conv import conv_and_kb2
+
+    torch.manual_seed(0)
+    decay = torch.exp(-torch.arange(L, device=device, dtype=torch.float64) / (L / 4))
+    u = 0.5 + torch.randn(B, H, L, device=device, dtype=torch.float64)
+    k, K2 = (torch.randn(H, L, device=device, dtype=torch.float64) * decay for _ in range(2))
+    g = torch.randn(B, H, L, device=device, dtype=torch.float64)
+    results = []
+    for dtype, use_triton in ((torch.float32, True), (torch.float32, False), (torch.float64, False)):
+        xs = [t.to(dtype).clone().requires_grad_() for t in (u, k, K2)]
+        y = conv_and_kb2(*xs, use_triton=use_triton)
+        (y * g.to(dtype)).sum().backward()
+        results.append([y.detach()] + [x.grad for x in xs])
+    names = ["y", "grad u", "grad k", "grad K2"]
+    return {n: (rel_err(a, c), rel_err(b, c)) for n, a, b, c in zip(names, *results)}
+
+
+KB_CONV_CASES = [(50, 128, 2048), (16, 256, 4096)]
+
+
 CASES = [("s4d", 128, 2048), ("s4d", 512, 1024), ("s4d", 256, 4096), ("s4d", 256, 16384),
          ("kb", 128, 2048), ("kb", 256, 4096), ("kb", 256, 16384)]
 
@@ -164,6 +187,11 @@ def main(timing: bool = True, device: str = "cuda") -> None:
         if timing and device == "cuda":
             t = time_cauchy(H, L)
             print(f"triton time  cauchy H={H} L={L}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in t.items()))
+    for B, H, L in KB_CONV_CASES:
+        errs = check_kb_conv(B, H, L, device)
+        line = ", ".join(f"{k} {a:.2e} (torch fp32 {b:.2e})" for k, (a, b) in errs.items())
+        print(f"triton check kb_conv B={B} H={H} L={L}: {line}")
+        failures += [f"kb_conv {B}x{H}x{L} {k}: {a:.2e}" for k, (a, b) in errs.items() if a > max(TOL, 2 * b)]
     if failures:
         raise AssertionError("triton kernels off: " + "; ".join(failures))
     print(f"triton check: all within tolerance ({TOL:.0e} or twice the fp32 PyTorch path)")

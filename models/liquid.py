@@ -243,7 +243,7 @@ class LiquidS4(S4):
             L = u.shape[-1]
             A_bar, B_bar, C = self.diagonal(rate)
             K2 = self.liquid_kernels(L, rate, A_bar, B_bar, C[0])[0]  # (H, L)
-            return conv_and_kb2(u, self.with_skip(self.kernel(L, rate)[0]), K2)
+            return conv_and_kb2(u, self.with_skip(self.kernel(L, rate)[0]), K2, self.use_triton)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 
     # Exact recurrence of the diagonal system --------------------------------------------------

@@ -1,5 +1,5 @@
-"""The fused Triton kernel-generation kernels (Vandermonde of S4D and the KB liquid kernels, Cauchy
-sums of S4): when the models dispatch to them, and that their outputs and gradients match float64.
+"""The fused Triton kernels (Vandermonde of S4D and the KB liquid kernels, Cauchy sums of S4, the
+spectral products of the KB degree-2 convolution): when the models dispatch to them, and that their outputs and gradients match float64.
 
 On a CPU the kernels run under Triton's interpreter (TRITON_INTERPRET=1, in a subprocess, since the
 variable must be set before triton is imported); benchmarks/triton_check.py runs the same check
@@ -102,10 +102,11 @@ def test_kb_liquid_kernels_dispatch_and_s4_cauchy_unless_switched_off(fake_gpu):
 
 INTERPRETED_CHECK = """
 import json
-from benchmarks.triton_check import check_cauchy, check_vandermonde
+from benchmarks.triton_check import check_cauchy, check_kb_conv, check_vandermonde
 out = {"vandermonde s4d": check_vandermonde("s4d", 3, 128, "cpu"),
        "vandermonde kb": check_vandermonde("kb", 3, 128, "cpu"),
-       "cauchy": check_cauchy(4, 64, "cpu")}
+       "cauchy": check_cauchy(4, 64, "cpu"),
+       "kb_conv spectra": check_kb_conv(3, 2, 700, "cpu")}
 print(json.dumps(out))
 """
 

@@ -15,7 +15,9 @@ per-sequence scalar:
 
     Y0 = U (k^ + mu Kl^) - W K2'^,    Y1 = U K2'^,    y = irFFT(Y0) + V irFFT(Y1)
 
-two forward and two inverse FFTs of (B, H, 2L) signals; the backward below needs as many again. The
+two forward and two inverse FFTs of (B, H, 2L) signals; the backward below needs as many again.
+The pointwise products between them are fused into one Triton kernel each way on the GPU
+(`kb_conv_triton`). The
 mean split keeps fp32 accurate at long L (V is a zero-drift random walk even when u has a mean; the
 plain S (K2' * u) - K2' * (u S) loses ~1e-5 relative at L = 16384 for inputs of mean 1).
 """
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from models.kernels import kb_conv_triton
 
 
 def centred_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -42,12 +46,24 @@ def _centred_cumsum_adjoint(g: torch.Tensor) -> torch.Tensor:
     return (s[..., -1:] - s + d).to(g.dtype)  # reverse cumulative sum
 
 
-def _parseval_weights(L: int, device, dtype) -> torch.Tensor:
-    """w_f (L+1,) with sum_{t<2L} a_t b_t = sum_f w_f Re(conj(A_f) B_f) for real a, b and their
-    rFFT_2L spectra A, B: 1/n at f = 0 and f = L (their own conjugates), 2/n in between."""
-    w = torch.full((L + 1,), 2.0 / (2 * L), device=device, dtype=dtype)
-    w[0] = w[-1] = 1.0 / (2 * L)
-    return w
+def spectra_forward(U, W, k_f, d_f, l_f, mu):
+    """Y0 = U (k^ + mu Kl^) - W K2'^ and Y1 = U K2'^ (B, H, F): the PyTorch twin of
+    `kb_conv_triton.spectra_forward`."""
+    Y0 = U * torch.addcmul(k_f, mu, l_f)
+    Y0.addcmul_(W, d_f, value=-1)
+    return Y0, U * d_f
+
+
+def spectra_backward(G0, G1, U, W, k_f, d_f, l_f, mu):
+    """dU, dW (B, H, F), dk^, dKl^, dK2'^ (H, F) and dmu (B, H, 1) times n = 2L (`_ConvKB2`): the
+    PyTorch twin of `kb_conv_triton.spectra_backward`."""
+    T = G0.conj() * U  # (B, H, F)
+    dU = G0 * torch.addcmul(k_f, mu, l_f).conj() + G1 * d_f.conj()
+    dW = -(G0 * d_f.conj())
+    r = (T * l_f).real  # Parseval on the half spectrum: f = 0 and f = L once, the others twice
+    dmu = 2 * r.sum(-1, keepdim=True) - r[..., :1] - r[..., -1:]
+    dd = (G1 * U.conj() - G0 * W.conj()).sum(0)
+    return dU, dW, T.sum(0).conj(), (T * mu).sum(0).conj(), dd, dmu
 
 
 class _ConvKB2(torch.autograd.Function):
@@ -55,14 +71,16 @@ class _ConvKB2(torch.autograd.Function):
 
     Backward, for g = dL/dy (G0 = rFFT(g), G1 = rFFT(g V), T = conj(G0) U):
         through the spectra:  du = irFFT(G0 conj(k^ + mu Kl^) + G1 conj(K2'^)),  d(uV) = -irFFT(G0 conj(K2'^))
-                              dmu = sum_f w_f Re(T Kl^)                        (Parseval, `_parseval_weights`)
+                              dmu = sum_f w_f Re(T Kl^)     (Parseval: w_f = 1/n at f = 0, L, else 2/n)
         kernels:              dk^ = conj(sum_b T),  dKl^ = conj(sum_b mu T),  dK2'^ = sum_b (G1 conj(U) - G0 conj(W))
         through V and mu:     dV = g irFFT(Y1) + d(uV) u,  du += d(uV) V + adjoint_cumsum(dV),
                               dmu -= sum_t adjoint_cumsum(dV),  du += dmu / L
+    The pointwise products between the FFTs run in one Triton kernel each way when it takes the inputs
+    (`kb_conv_triton.supported`), else in PyTorch (`spectra_forward`, `spectra_backward`).
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor, use_triton: bool) -> torch.Tensor:
         L = u.shape[-1]
         n = 2 * L
         mu = u.mean(-1, keepdim=True)  # (B, H, 1)
@@ -74,10 +92,11 @@ class _ConvKB2(torch.autograd.Function):
         l_f = torch.fft.rfft(lag * K2d, n=n)
         U = torch.fft.rfft(u, n=n)  # (B, H, L+1)
         W = torch.fft.rfft(u * V, n=n)
-        Y0 = U * torch.addcmul(k_f, mu, l_f)  # U (k^ + mu Kl^)
-        Y0.addcmul_(W, d_f, value=-1)
-        y1 = torch.fft.irfft(U * d_f, n=n)[..., :L]  # K2' * u
+        fused = use_triton and kb_conv_triton.supported(U, W, k_f, d_f, l_f)
+        Y0, Y1 = (kb_conv_triton.spectra_forward if fused else spectra_forward)(U, W, k_f, d_f, l_f, mu)
+        y1 = torch.fft.irfft(Y1, n=n)[..., :L]  # K2' * u
         ctx.save_for_backward(u, mu, V, y1, U, W, k_f, d_f, l_f)
+        ctx.fused = fused
         return torch.addcmul(torch.fft.irfft(Y0, n=n)[..., :L], V, y1)
 
     @staticmethod
@@ -87,28 +106,28 @@ class _ConvKB2(torch.autograd.Function):
         n = 2 * L
         G0 = torch.fft.rfft(g, n=n)  # (B, H, L+1)
         G1 = torch.fft.rfft(g * V, n=n)
-        T = G0.conj() * U  # (B, H, L+1)
+        backward = kb_conv_triton.spectra_backward if ctx.fused else spectra_backward
+        dU, dW, dk_f, dl_f, dd_f, dmu = backward(G0, G1, U, W, k_f, d_f, l_f, mu)
         grad_u = grad_k = grad_K2 = None
         if ctx.needs_input_grad[0]:
-            w = _parseval_weights(L, u.device, u.dtype)
-            dmu = (T * l_f).real.mul_(w).sum(-1, keepdim=True)  # (B, H, 1)
-            du = torch.fft.irfft(G0 * torch.addcmul(k_f, mu, l_f).conj() + G1 * d_f.conj(), n=n)[..., :L]
-            duV = torch.fft.irfft(G0 * d_f.conj(), n=n)[..., :L].neg_()  # d(uV)
+            du = torch.fft.irfft(dU, n=n)[..., :L]
+            duV = torch.fft.irfft(dW, n=n)[..., :L]  # d(uV)
             dv = _centred_cumsum_adjoint(torch.addcmul(g * y1, duV, u))  # (B, H, L)
-            grad_u = du.addcmul_(duV, V).add_(dv).add_((dmu - dv.sum(-1, keepdim=True)) / L)
+            grad_u = du.addcmul_(duV, V).add_(dv).add_((dmu / n - dv.sum(-1, keepdim=True)) / L)
         if ctx.needs_input_grad[1]:
-            grad_k = torch.fft.irfft(T.sum(0).conj(), n=n)[..., :L]  # (H, L)
+            grad_k = torch.fft.irfft(dk_f, n=n)[..., :L]  # (H, L)
         if ctx.needs_input_grad[2]:
             lag = torch.arange(L, device=u.device, dtype=u.dtype)
-            dl = torch.fft.irfft((T * mu).sum(0).conj(), n=n)[..., :L]  # d Kl
-            dd = torch.fft.irfft((G1 * U.conj() - G0 * W.conj()).sum(0), n=n)[..., :L]  # d K2'
+            dl = torch.fft.irfft(dl_f, n=n)[..., :L]  # d Kl
+            dd = torch.fft.irfft(dd_f, n=n)[..., :L]  # d K2'
             grad_K2 = F.pad(torch.addcmul(dd, lag, dl)[..., 1:], (0, 1))  # K2' = K2 delayed: shift back
-        return grad_u, grad_k, grad_K2
+        return grad_u, grad_k, grad_K2, None
 
 
-def conv_and_kb2(u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+def conv_and_kb2(u: torch.Tensor, k: torch.Tensor, K2: torch.Tensor, use_triton: bool = True) -> torch.Tensor:
     """k * u + y2 for u (B, H, L), k (H, L), K2 (H, L) -> (B, H, L), in float32 (float64 for float64
-    input), autocast off (complex FFTs have no bfloat16)."""
+    input), autocast off (complex FFTs have no bfloat16). `use_triton`: the fused spectral products
+    where they run (CUDA, complex64), else PyTorch."""
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=u.device.type, enabled=False):
-        return _ConvKB2.apply(u.to(dtype), k.to(dtype), K2.to(dtype))
+        return _ConvKB2.apply(u.to(dtype), k.to(dtype), K2.to(dtype), use_triton)

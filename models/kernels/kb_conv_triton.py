@@ -1,0 +1,149 @@
+"""Fused Triton kernels for the frequency-space products of the degree-2 KB convolution (`kb_conv`).
+
+The FFTs stay in cuFFT; what these kernels fuse are the pointwise products between them, which in
+PyTorch are a dozen passes over (B, H, L+1) complex tensors (each one a full read and write of
+memory). With spectra U, W (B, H, F), kernel spectra k^, K2'^, Kl^ (H, F), mu (B, H), F = L + 1:
+
+    forward    Y0 = U (k^ + mu Kl^) - W K2'^,      Y1 = U K2'^
+    backward   dU = G0 conj(k^ + mu Kl^) + G1 conj(K2'^),      dW = -G0 conj(K2'^)
+               dk^ = conj(sum_b T),  dKl^ = conj(sum_b mu T),  dK2'^ = sum_b (G1 conj(U) - G0 conj(W)),
+               dmu_part = sum_f w_f Re(T Kl^) per block of f            (T = conj(G0) U)
+
+The backward kernel runs one program per (feature, block of frequencies) and loops over the batch, so
+the batch sums need no atomics (deterministic; the batch size is a compile-time constant); the dmu
+partial sums per block are added in PyTorch.
+Complex tensors are read as interleaved float32 pairs (torch.view_as_real).
+
+Runs on CUDA tensors, or on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1 set before
+triton is imported), which the CPU tests use.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # triton ships with torch's CUDA wheels; absent on some CPU-only installs
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+BLOCK_F = 512
+
+
+def supported(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these spectra: triton importable, all complex64, on CUDA (or any device
+    under the interpreter)."""
+    if triton is None or any(t.dtype != torch.complex64 for t in tensors):
+        return False
+    return all(t.is_cuda for t in tensors) or INTERPRET
+
+
+if triton is not None:
+
+    @triton.jit
+    def _kb2_fwd(U, W, K, D, LK, MU, Y0, Y1, H, F, BLOCK: tl.constexpr):
+        bh = tl.program_id(0)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < F
+        x = 2 * (bh * F + offs)  # interleaved (re, im) of (b, h, f)
+        q = 2 * ((bh % H) * F + offs)  # of (h, f)
+        ur = tl.load(U + x, mask=m, other=0.0)
+        ui = tl.load(U + x + 1, mask=m, other=0.0)
+        wr = tl.load(W + x, mask=m, other=0.0)
+        wi = tl.load(W + x + 1, mask=m, other=0.0)
+        kr = tl.load(K + q, mask=m, other=0.0)
+        ki = tl.load(K + q + 1, mask=m, other=0.0)
+        dr = tl.load(D + q, mask=m, other=0.0)
+        di = tl.load(D + q + 1, mask=m, other=0.0)
+        lr = tl.load(LK + q, mask=m, other=0.0)
+        li = tl.load(LK + q + 1, mask=m, other=0.0)
+        mu = tl.load(MU + bh)
+        ar = kr + mu * lr  # A = k^ + mu Kl^
+        ai = ki + mu * li
+        tl.store(Y0 + x, ur * ar - ui * ai - (wr * dr - wi * di), mask=m)
+        tl.store(Y0 + x + 1, ur * ai + ui * ar - (wr * di + wi * dr), mask=m)
+        tl.store(Y1 + x, ur * dr - ui * di, mask=m)
+        tl.store(Y1 + x + 1, ur * di + ui * dr, mask=m)
+
+    @triton.jit
+    def _kb2_bwd(G0, G1, U, W, K, D, LK, MU, DU, DW, DK, DL, DD, DMU, H, F, NFB, B: tl.constexpr,
+                 BLOCK: tl.constexpr):
+        h = tl.program_id(0)
+        fb = tl.program_id(1)
+        offs = fb * BLOCK + tl.arange(0, BLOCK)
+        m = offs < F
+        q = 2 * (h * F + offs)
+        kr = tl.load(K + q, mask=m, other=0.0)
+        ki = tl.load(K + q + 1, mask=m, other=0.0)
+        dr = tl.load(D + q, mask=m, other=0.0)
+        di = tl.load(D + q + 1, mask=m, other=0.0)
+        lr = tl.load(LK + q, mask=m, other=0.0)
+        li = tl.load(LK + q + 1, mask=m, other=0.0)
+        wgt = tl.where((offs == 0) | (offs == F - 1), 1.0, 2.0)  # Parseval weights of the half spectrum
+        zero = tl.zeros((BLOCK,), dtype=tl.float32)
+        akr, aki, alr, ali, adr, adi = zero, zero, zero, zero, zero, zero
+        for b in range(B):
+            bh = b * H + h
+            x = 2 * (bh * F + offs)
+            g0r = tl.load(G0 + x, mask=m, other=0.0)
+            g0i = tl.load(G0 + x + 1, mask=m, other=0.0)
+            g1r = tl.load(G1 + x, mask=m, other=0.0)
+            g1i = tl.load(G1 + x + 1, mask=m, other=0.0)
+            ur = tl.load(U + x, mask=m, other=0.0)
+            ui = tl.load(U + x + 1, mask=m, other=0.0)
+            wr = tl.load(W + x, mask=m, other=0.0)
+            wi = tl.load(W + x + 1, mask=m, other=0.0)
+            mu = tl.load(MU + bh)
+            ar = kr + mu * lr
+            ai = ki + mu * li
+            tl.store(DU + x, g0r * ar + g0i * ai + g1r * dr + g1i * di, mask=m)  # G0 conj(A) + G1 conj(D)
+            tl.store(DU + x + 1, g0i * ar - g0r * ai + g1i * dr - g1r * di, mask=m)
+            tl.store(DW + x, -(g0r * dr + g0i * di), mask=m)  # -G0 conj(D)
+            tl.store(DW + x + 1, -(g0i * dr - g0r * di), mask=m)
+            tr = g0r * ur + g0i * ui  # T = conj(G0) U
+            ti = g0r * ui - g0i * ur
+            akr += tr
+            aki += ti
+            alr += mu * tr
+            ali += mu * ti
+            adr += g1r * ur + g1i * ui - (g0r * wr + g0i * wi)  # G1 conj(U) - G0 conj(W)
+            adi += g1i * ur - g1r * ui - (g0i * wr - g0r * wi)
+            tl.store(DMU + bh * NFB + fb, tl.sum(wgt * (tr * lr - ti * li), axis=0))
+        tl.store(DK + q, akr, mask=m)
+        tl.store(DK + q + 1, -aki, mask=m)
+        tl.store(DL + q, alr, mask=m)
+        tl.store(DL + q + 1, -ali, mask=m)
+        tl.store(DD + q, adr, mask=m)
+        tl.store(DD + q + 1, adi, mask=m)
+
+
+def _r(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t.contiguous())
+
+
+def spectra_forward(U, W, k_f, d_f, l_f, mu):
+    """Y0, Y1 (B, H, F) complex64 from U, W (B, H, F), k^, K2'^, Kl^ (H, F), mu (B, H, 1)."""
+    B, H, F = U.shape
+    Y0, Y1 = torch.empty_like(U), torch.empty_like(U)
+    _kb2_fwd[(B * H, triton.cdiv(F, BLOCK_F))](_r(U), _r(W), _r(k_f), _r(d_f), _r(l_f), mu.contiguous(),
+                                               torch.view_as_real(Y0), torch.view_as_real(Y1), H, F,
+                                               BLOCK=BLOCK_F, num_warps=4)
+    return Y0, Y1
+
+
+def spectra_backward(G0, G1, U, W, k_f, d_f, l_f, mu):
+    """dU, dW (B, H, F), dk^, dKl^, dK2'^ (H, F) complex64 and dmu (B, H, 1) without the 1/n factor."""
+    B, H, F = U.shape
+    nfb = triton.cdiv(F, BLOCK_F)
+    dU, dW = torch.empty_like(U), torch.empty_like(U)
+    dk, dl, dd = (torch.empty_like(k_f) for _ in range(3))
+    part = torch.empty(B, H, nfb, device=U.device, dtype=torch.float32)
+    _kb2_bwd[(H, nfb)](_r(G0), _r(G1), _r(U), _r(W), _r(k_f), _r(d_f), _r(l_f), mu.contiguous(),
+                       torch.view_as_real(dU), torch.view_as_real(dW), torch.view_as_real(dk),
+                       torch.view_as_real(dl), torch.view_as_real(dd), part, H, F, nfb, B=B,
+                       BLOCK=BLOCK_F, num_warps=4)
+    return dU, dW, dk, dl, dd, part.sum(-1, keepdim=True)
