@@ -241,9 +241,10 @@ class LiquidS4(S4):
         if self.fused and (self.liquid_kernel, self.liquid_degree, self.liquid_mode, self.bidirectional) == (
                 "kb", 2, "paper", False):
             L = u.shape[-1]
+            k = self.with_skip(self.kernel(L, rate)[0])  # first: it may grow C~ to length L, which `diagonal` reads
             A_bar, B_bar, C = self.diagonal(rate)
             K2 = self.liquid_kernels(L, rate, A_bar, B_bar, C[0])[0]  # (H, L)
-            return conv_and_kb2(u, self.with_skip(self.kernel(L, rate)[0]), K2, self.use_triton)
+            return conv_and_kb2(u, k, K2, self.use_triton)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 
     # Exact recurrence of the diagonal system --------------------------------------------------

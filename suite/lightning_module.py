@@ -12,6 +12,7 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
+from suite.errors import ConfigError
 from suite.optim import make_optimizer
 
 
@@ -23,7 +24,7 @@ def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
 
 class SequenceModule(L.LightningModule):
     def __init__(self, model: nn.Module, problem: str, d_output: int, optim_cfg, eval_splits: list[str],
-                 config: dict | None = None, eval_rate: dict[str, float] | None = None):
+                 config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool = False):
         super().__init__()
         self.model = model
         self.problem = problem
@@ -34,6 +35,21 @@ class SequenceModule(L.LightningModule):
         self.eval_rate = dict(eval_rate or {})  # split -> SSM step-size multiplier (e.g. test8k: 2.0)
         # keys get a trailing '_': 'train' would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
+        self.cuda_graph = cuda_graph
+        self._graphed = None  # suite.cuda_graphs.GraphedTraining, made at the first training batch
+
+    def on_fit_start(self) -> None:
+        if not self.cuda_graph:
+            return
+        if self.device.type != "cuda":
+            raise ConfigError(f"config: trainer.cuda_graph = true needs a CUDA GPU, but this run is on {self.device.type}.",
+                              hint="drop --set trainer.cuda_graph=true, or run on a GPU (--accelerator gpu)")
+        if self.trainer.world_size > 1:
+            raise ConfigError(f"config: trainer.cuda_graph = true runs on one GPU, but this run has "
+                              f"{self.trainer.world_size} processes.", hint="use --devices 1, or drop trainer.cuda_graph")
+        from suite.cuda_graphs import GraphedTraining
+
+        self._graphed = GraphedTraining(self.model)
 
     def forward(self, x, lengths=None, rate=None):
         return self.model(x, lengths, rate)
@@ -45,7 +61,10 @@ class SequenceModule(L.LightningModule):
 
     def _shared_step(self, batch, split: str) -> torch.Tensor:
         x, y, lengths = batch
-        out = self(x, lengths, self.eval_rate.get(split))
+        if split == "train" and self._graphed is not None:
+            out = self._graphed(x, lengths)  # the same network, replayed as CUDA graphs
+        else:
+            out = self(x, lengths, self.eval_rate.get(split))
         loss = self._loss(out, y)
         preds = out if self.problem == "classification" else out.squeeze(-1)
         self.metrics[f"{split}_"].update(preds, y if self.problem == "classification" else y.float())

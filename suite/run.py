@@ -19,7 +19,7 @@ from pathlib import Path
 
 from suite import __version__, registry, tracking
 from suite.config import RunConfig, dump, flatten, from_dict, load_yaml, to_dict
-from suite.errors import ResourceError, ResumeError
+from suite.errors import ConfigError, ResourceError, ResumeError
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
 
@@ -169,8 +169,14 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.loggers import ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
 
+    import torch
+
     task_entry = registry.task(cfg.task)
     rank_zero = is_rank_zero(cfg.trainer)
+    if cfg.trainer.cuda_graph and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
+        raise ConfigError("config: trainer.cuda_graph = true needs a CUDA GPU, and this run has none "
+                          f"(accelerator {cfg.trainer.accelerator!r}, CUDA available: {torch.cuda.is_available()}).",
+                          hint="drop --set trainer.cuda_graph=true, or run on a machine with a GPU")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_task(cfg)  # rank 0 prepares the cache before Lightning starts the other ranks; they only verify it
     model = build_model(cfg, data)
@@ -229,7 +235,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
                                     pin_memory=t.accelerator in ("gpu", "cuda"))
         eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
         module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits,
-                                to_dict(_masked(cfg)), eval_rate)
+                                to_dict(_masked(cfg)), eval_rate, cuda_graph=t.cuda_graph)
         if not rank_zero:
             logger = SilentLogger()
         else:
