@@ -1,6 +1,7 @@
 """Training throughput on 1 and on 2 GPUs through Lightning DDP (the real `suite.run.train` path).
 
     PYTHONPATH=$PWD python benchmarks/ddp_throughput.py [--gpus 1,2] [--model s4d] [--steps 200] [--out DIR]
+                                                        [--cuda-graph]   (one GPU: trainer.cuda_graph=true)
 
 For each GPU count it starts one process (`... measure --devices N`; Lightning starts the other ranks
 itself), trains the ListOps paper network (batch 12 per GPU, length up to 2048, generated data) for
@@ -63,7 +64,7 @@ def measure(args) -> int:
     out = Path(args.out)
     sets = ["data.source=generated", f"data.generator.n_train={args.n_train}", "data.generator.n_val=240",
             "data.generator.n_test=240", "trainer.progress_bar=false", "trainer.limit_val_batches=2",
-            "trainer.checkpoint_every_minutes=null"]
+            "trainer.checkpoint_every_minutes=null"] + (["trainer.cuda_graph=true"] if args.cuda_graph else [])
     flags = {"trainer": {"accelerator": args.accelerator, "devices": args.devices, "strategy": "ddp" if args.devices > 1 else "auto",
                          "max_steps": args.warmup + args.steps, "max_epochs": 1, "precision": args.precision},
              "data": {"root": str(Path(args.data_dir).resolve())},
@@ -84,7 +85,7 @@ def drive(args) -> int:
         cmd = [sys.executable, __file__, "measure", "--devices", str(n), "--model", args.model, "--steps",
                str(args.steps), "--warmup", str(args.warmup), "--precision", args.precision, "--out", str(out),
                "--accelerator", args.accelerator,
-               "--data-dir", args.data_dir, "--n-train", str(n_train)]
+               "--data-dir", args.data_dir, "--n-train", str(n_train)] + (["--cuda-graph"] if args.cuda_graph else [])
         print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         with open(out / f"ddp_{n}gpu.log", "w") as log:
@@ -97,7 +98,8 @@ def drive(args) -> int:
     if not rows:
         return 1
     base = rows[0]["samples_per_s"] / rows[0]["gpus"]
-    lines = [f"ListOps paper network ({args.model}), batch {rows[0]['batch_per_gpu']} per GPU, {args.precision}, "
+    mode = "CUDA graphs (trainer.cuda_graph)" if args.cuda_graph else "eager"
+    lines = [f"ListOps paper network ({args.model}, {mode}), batch {rows[0]['batch_per_gpu']} per GPU, {args.precision}, "
              f"{args.steps} timed steps after {args.warmup}; {rows[0]['device']}, torch {rows[0]['torch']}", "",
              "| GPUs | samples/s | steps/s | scaling vs 1 GPU (ideal = GPUs) |", "|---|---|---|---|"]
     for r in rows:
@@ -118,6 +120,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--precision", default="32-true")
+    p.add_argument("--cuda-graph", action="store_true", help="train with trainer.cuda_graph=true (one GPU)")
     p.add_argument("--accelerator", default="gpu", help="gpu (the benchmark) or cpu (a check of this script, gloo)")
     p.add_argument("--n-train", type=int, default=6000, help="generated training samples (measure; drive sets it)")
     p.add_argument("--out", default=os.environ.get("OUT") or "ddp_out")

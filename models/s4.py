@@ -84,7 +84,7 @@ class S4(ConvSSM):
         dt, Lambda, P, B, _ = (x.detach().to(torch.complex128) for x in self.system(rate))
         Lf, Pf, Bf = _full_space(Lambda), _full_space(P), _full_space(B)
         A = torch.diag_embed(Lf) - Pf.unsqueeze(-1) * Pf.conj().unsqueeze(-2)  # (H, N, N)
-        eye = torch.eye(A.shape[-1], dtype=A.dtype)
+        eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         half = dt.real.view(-1, 1, 1) / 2 * A
         A_bar = torch.linalg.solve(eye - half, eye + half)
         B_bar = torch.linalg.solve(eye - half, (dt.real.view(-1, 1) * Bf).unsqueeze(-1)).squeeze(-1)
@@ -94,7 +94,7 @@ class S4(ConvSSM):
     def _grow(self, L: int) -> None:
         """Make C~ refer to a length >= L: from C at first use, then by doubling (models.md, 2.2)."""
         A_bar, _ = self.dense_discrete()
-        eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype)
+        eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype, device=A_bar.device)
         C = torch.view_as_complex(self.C).to(torch.complex128)  # (channels, H, N2)
         length = self._length
         if length == 0:  # C -> C (I - A_bar^L)
@@ -117,7 +117,7 @@ class S4(ConvSSM):
     def recover_C(self) -> torch.Tensor:
         """C (channels, H, 2N2) of the full system from C~: C = C~ (I - A_bar^L)^{-1}, float64."""
         A_bar, _ = self.dense_discrete()
-        eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype)
+        eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype, device=A_bar.device)
         Ct = _full_space(torch.view_as_complex(self.C.detach()).to(torch.complex128))
         M = eye - torch.linalg.matrix_power(A_bar, self._length)  # (H, N, N)
         # C M = C~  <=>  M^T C^T = C~^T

@@ -7,6 +7,9 @@ one launch each way. The loss, the metrics, gradient clipping and AdamW stay eag
 
 A graph is captured per batch shape, at the first training batch of that shape, into one shared
 memory pool; at most MAX_GRAPHS shapes are kept, later new shapes run eagerly (with one notice).
+S4-family layers extend their kernel length on first sight of a longer input (`_length`, models/s4.py),
+a Python-side change that a captured graph would not see: when any layer's length changes (in a
+capture, an eager step or a validation pass), every graph is dropped and recaptured on demand.
 Variable-length batches (tasks whose batches carry `lengths`) are zero-padded along the sequence axis
 to a multiple of BUCKET first, so that a few shapes cover an epoch. That changes nothing in the
 result: the network zeroes every position past a sequence's length before each SSM layer and pools
@@ -58,11 +61,18 @@ class GraphedTraining:
         self.graphs: dict[tuple, nn.Module] = {}
         self.pool = None
         self.told = False
+        self.lengths = self._kernel_lengths()
+
+    def _kernel_lengths(self) -> tuple:
+        return tuple(getattr(m, "_length", None) for m in self.model.modules())
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
             x = pad_sequence_axis(x, BUCKET)
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape))
+        if self._kernel_lengths() != self.lengths:  # a layer grew since the graphs were captured
+            self.graphs.clear()
+            self.lengths = self._kernel_lengths()
         graphed = self.graphs.get(key)
         if graphed is None:
             if len(self.graphs) >= MAX_GRAPHS:
@@ -71,7 +81,11 @@ class GraphedTraining:
                           file=sys.stderr)
                     self.told = True
                 return self.model(x, lengths)
-            graphed = self.graphs[key] = self._capture(x, lengths)
+            graphed = self._capture(x, lengths)
+            if self._kernel_lengths() != self.lengths:  # this capture grew a layer: the others are stale
+                self.graphs.clear()
+                self.lengths = self._kernel_lengths()
+            self.graphs[key] = graphed
         return graphed(x) if lengths is None else graphed(x, lengths)
 
     def _capture(self, x: torch.Tensor, lengths: torch.Tensor | None) -> nn.Module:
