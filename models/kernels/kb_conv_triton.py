@@ -45,29 +45,34 @@ def supported(*tensors: torch.Tensor) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _load(P, x, m):
+        """(re, im) of the complex entries at interleaved offsets x (masked: 0)."""
+        return tl.load(P + x, mask=m, other=0.0), tl.load(P + x + 1, mask=m, other=0.0)
+
+    @triton.jit
+    def _store(P, x, re, im, m):
+        """Writes re, im to the complex entries at interleaved offsets x (masked)."""
+        tl.store(P + x, re, mask=m)
+        tl.store(P + x + 1, im, mask=m)
+
+    @triton.jit
     def _kb2_fwd(U, W, K, D, LK, MU, Y0, Y1, H, F, BLOCK: tl.constexpr):
         bh = tl.program_id(0)
         offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         m = offs < F
         x = 2 * (bh * F + offs)  # interleaved (re, im) of (b, h, f)
         q = 2 * ((bh % H) * F + offs)  # of (h, f)
-        ur = tl.load(U + x, mask=m, other=0.0)
-        ui = tl.load(U + x + 1, mask=m, other=0.0)
-        wr = tl.load(W + x, mask=m, other=0.0)
-        wi = tl.load(W + x + 1, mask=m, other=0.0)
-        kr = tl.load(K + q, mask=m, other=0.0)
-        ki = tl.load(K + q + 1, mask=m, other=0.0)
-        dr = tl.load(D + q, mask=m, other=0.0)
-        di = tl.load(D + q + 1, mask=m, other=0.0)
-        lr = tl.load(LK + q, mask=m, other=0.0)
-        li = tl.load(LK + q + 1, mask=m, other=0.0)
+        ur, ui = _load(U, x, m)
+        wr, wi = _load(W, x, m)
+        kr, ki = _load(K, q, m)
+        dr, di = _load(D, q, m)
+        lr, li = _load(LK, q, m)
         mu = tl.load(MU + bh)
         ar = kr + mu * lr  # A = k^ + mu Kl^
         ai = ki + mu * li
-        tl.store(Y0 + x, ur * ar - ui * ai - (wr * dr - wi * di), mask=m)
-        tl.store(Y0 + x + 1, ur * ai + ui * ar - (wr * di + wi * dr), mask=m)
-        tl.store(Y1 + x, ur * dr - ui * di, mask=m)
-        tl.store(Y1 + x + 1, ur * di + ui * dr, mask=m)
+        _store(Y0, x, ur * ar - ui * ai - (wr * dr - wi * di),
+               ur * ai + ui * ar - (wr * di + wi * dr), m)
+        _store(Y1, x, ur * dr - ui * di, ur * di + ui * dr, m)
 
     @triton.jit
     def _kb2_bwd(G0, G1, U, W, K, D, LK, MU, DU, DW, DK, DL, DD, DMU, H, F, NFB, B: tl.constexpr,
@@ -77,33 +82,25 @@ if triton is not None:
         offs = fb * BLOCK + tl.arange(0, BLOCK)
         m = offs < F
         q = 2 * (h * F + offs)
-        kr = tl.load(K + q, mask=m, other=0.0)
-        ki = tl.load(K + q + 1, mask=m, other=0.0)
-        dr = tl.load(D + q, mask=m, other=0.0)
-        di = tl.load(D + q + 1, mask=m, other=0.0)
-        lr = tl.load(LK + q, mask=m, other=0.0)
-        li = tl.load(LK + q + 1, mask=m, other=0.0)
+        kr, ki = _load(K, q, m)
+        dr, di = _load(D, q, m)
+        lr, li = _load(LK, q, m)
         wgt = tl.where((offs == 0) | (offs == F - 1), 1.0, 2.0)  # Parseval weights of the half spectrum
         zero = tl.zeros((BLOCK,), dtype=tl.float32)
         akr, aki, alr, ali, adr, adi = zero, zero, zero, zero, zero, zero
         for b in range(B):
             bh = b * H + h
             x = 2 * (bh * F + offs)
-            g0r = tl.load(G0 + x, mask=m, other=0.0)
-            g0i = tl.load(G0 + x + 1, mask=m, other=0.0)
-            g1r = tl.load(G1 + x, mask=m, other=0.0)
-            g1i = tl.load(G1 + x + 1, mask=m, other=0.0)
-            ur = tl.load(U + x, mask=m, other=0.0)
-            ui = tl.load(U + x + 1, mask=m, other=0.0)
-            wr = tl.load(W + x, mask=m, other=0.0)
-            wi = tl.load(W + x + 1, mask=m, other=0.0)
+            g0r, g0i = _load(G0, x, m)
+            g1r, g1i = _load(G1, x, m)
+            ur, ui = _load(U, x, m)
+            wr, wi = _load(W, x, m)
             mu = tl.load(MU + bh)
             ar = kr + mu * lr
             ai = ki + mu * li
-            tl.store(DU + x, g0r * ar + g0i * ai + g1r * dr + g1i * di, mask=m)  # G0 conj(A) + G1 conj(D)
-            tl.store(DU + x + 1, g0i * ar - g0r * ai + g1i * dr - g1r * di, mask=m)
-            tl.store(DW + x, -(g0r * dr + g0i * di), mask=m)  # -G0 conj(D)
-            tl.store(DW + x + 1, -(g0i * dr - g0r * di), mask=m)
+            _store(DU, x, g0r * ar + g0i * ai + g1r * dr + g1i * di,
+                   g0i * ar - g0r * ai + g1i * dr - g1r * di, m)  # G0 conj(A) + G1 conj(D)
+            _store(DW, x, -(g0r * dr + g0i * di), -(g0i * dr - g0r * di), m)  # -G0 conj(D)
             tr = g0r * ur + g0i * ui  # T = conj(G0) U
             ti = g0r * ui - g0i * ur
             akr += tr
@@ -113,12 +110,9 @@ if triton is not None:
             adr += g1r * ur + g1i * ui - (g0r * wr + g0i * wi)  # G1 conj(U) - G0 conj(W)
             adi += g1i * ur - g1r * ui - (g0i * wr - g0r * wi)
             tl.store(DMU + bh * NFB + fb, tl.sum(wgt * (tr * lr - ti * li), axis=0))
-        tl.store(DK + q, akr, mask=m)
-        tl.store(DK + q + 1, -aki, mask=m)
-        tl.store(DL + q, alr, mask=m)
-        tl.store(DL + q + 1, -ali, mask=m)
-        tl.store(DD + q, adr, mask=m)
-        tl.store(DD + q + 1, adi, mask=m)
+        _store(DK, q, akr, -aki, m)  # conj(sum_b T)
+        _store(DL, q, alr, -ali, m)  # conj(sum_b mu T)
+        _store(DD, q, adr, adi, m)
 
 
 def _r(t: torch.Tensor) -> torch.Tensor:
