@@ -64,6 +64,14 @@ class FlatDocs(Dataset):
         """Document k: (L_k,) int64."""
         return torch.from_numpy(np.asarray(self.tokens[self.offsets[k] : self.offsets[k + 1]], dtype=np.int64))
 
+    @classmethod
+    def load_splits(cls, entry: Path, splits) -> tuple[np.ndarray, dict]:
+        """(vocabulary, {split: dataset}) from a token cache holding `vocab` and, per split,
+        `<split>_tokens`, `<split>_offsets` and `<split>_labels`."""
+        names = ["vocab"] + [f"{s}_{part}" for s in splits for part in ("tokens", "offsets", "labels")]
+        a = cache.load(entry, names)
+        return a["vocab"], {s: cls(a[f"{s}_tokens"], a[f"{s}_offsets"], a[f"{s}_labels"]) for s in splits}
+
 
 class TokenDataset(FlatDocs):
     """One document per item: item i = (document i (L_i,) int64, label)."""

@@ -140,14 +140,12 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
 
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
-    names = ["vocab"] + [f"{s}_{part}" for s in SPLITS for part in ("tokens", "offsets", "labels")]
-    a = cache.load(entry, names)
-    splits = {s: TokenDataset(a[f"{s}_tokens"], a[f"{s}_offsets"], a[f"{s}_labels"]) for s in SPLITS}
+    vocab, splits = TokenDataset.load_splits(entry, SPLITS)
     return TaskData(
         **splits,
         collate=pad_tokens,
         encoder="embedding",
-        d_input=len(a["vocab"]),
+        d_input=len(vocab),
         d_output=N_CLASSES,
         problem="classification",
         source=cfg.source,

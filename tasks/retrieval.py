@@ -151,14 +151,12 @@ def pad_pairs(batch: list[tuple[torch.Tensor, torch.Tensor, int]]):
 
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
-    names = ["vocab"] + [f"{s}_{part}" for s in SPLITS for part in ("tokens", "offsets", "labels")]
-    a = cache.load(entry, names)
-    splits = {s: PairDataset(a[f"{s}_tokens"], a[f"{s}_offsets"], a[f"{s}_labels"]) for s in SPLITS}
+    vocab, splits = PairDataset.load_splits(entry, SPLITS)
     return TaskData(
         **splits,
         collate=pad_pairs,
         encoder="embedding",
-        d_input=len(a["vocab"]),
+        d_input=len(vocab),
         d_output=N_CLASSES,
         problem="classification",
         source="release",

@@ -224,16 +224,15 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
 
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
-    names = ["vocab"] + [f"{s}_{part}" for s in SPLITS for part in ("tokens", "offsets", "labels")]
-    a = cache.load(entry, names)
-    train, test = (TokenDataset(a[f"{s}_tokens"], a[f"{s}_offsets"], a[f"{s}_labels"]) for s in SPLITS)
+    vocab, splits = TokenDataset.load_splits(entry, SPLITS)
+    train, test = splits["train"], splits["test"]
     return TaskData(
         train=train,
         val=test,  # no validation split in LRA: the test set doubles as the validation set
         test=test,
         collate=pad_tokens,  # x (B, L) long, y (B,), lengths (B,)
         encoder="embedding",
-        d_input=len(a["vocab"]),
+        d_input=len(vocab),
         d_output=N_CLASSES,
         problem="classification",
         source="release",
