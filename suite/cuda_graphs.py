@@ -66,13 +66,18 @@ class GraphedTraining:
     def _kernel_lengths(self) -> tuple:
         return tuple(getattr(m, "_length", None) for m in self.model.modules())
 
+    def _drop_if_grown(self) -> None:
+        """Forget every graph when a layer's kernel length changed since they were captured."""
+        now = self._kernel_lengths()
+        if now != self.lengths:
+            self.graphs.clear()
+            self.lengths = now
+
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
             x = pad_sequence_axis(x, BUCKET)
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape))
-        if self._kernel_lengths() != self.lengths:  # a layer grew since the graphs were captured
-            self.graphs.clear()
-            self.lengths = self._kernel_lengths()
+        self._drop_if_grown()  # a layer may have grown in an eager step or a validation pass
         graphed = self.graphs.get(key)
         if graphed is None:
             if len(self.graphs) >= MAX_GRAPHS:
@@ -82,9 +87,7 @@ class GraphedTraining:
                     self.told = True
                 return self.model(x, lengths)
             graphed = self._capture(x, lengths)
-            if self._kernel_lengths() != self.lengths:  # this capture grew a layer: the others are stale
-                self.graphs.clear()
-                self.lengths = self._kernel_lengths()
+            self._drop_if_grown()  # this capture's warm-up may have grown a layer: the older graphs are stale
             self.graphs[key] = graphed
         return graphed(x) if lengths is None else graphed(x, lengths)
 
