@@ -5,7 +5,9 @@
   temporary file and renames it, so a kill during the write never leaves a broken `last.ckpt`.
 - Ctrl-C (SIGINT) while `ResumePoint.sigint_handler()` is active only sets a flag; the next training
   batch end saves `last.ckpt` and raises `KeyboardInterrupt` at a consistent point (after the optimizer
-  step). A second Ctrl-C interrupts at once. SIGTERM (which Lightning records) is handled the same way.
+  step). A second Ctrl-C interrupts at once. SIGTERM (kill, SLURM preemption, docker stop) is handled the
+  same way: once training starts, `ResumePoint` takes SIGTERM over from Lightning, whose own handler would
+  stop the run at a batch end without saving (any step since the last periodic save would be lost).
   The last batch of an epoch is never a resume point: the epoch's validation must run first.
 - `DivergenceGuard` stops the run with `DivergenceError` at the first non-finite training loss.
 
@@ -77,13 +79,22 @@ class ResumePoint(L.Callback):
         # runs after the epoch's validation and after ModelCheckpoint saved best.ckpt
         self.save(trainer)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registers its SIGTERM handler just before training starts (after on_fit_start). It raises
+        # SIGTERMException at the next batch end, after this callback has run, so nothing would be saved:
+        # route SIGTERM through the Ctrl-C path instead. Lightning restores the previous handler at teardown.
+        try:
+            signal.signal(signal.SIGTERM, self._on_signal)
+        except ValueError:  # not the main thread: Lightning could not register its handler either
+            pass
+
     # -- Ctrl-C ---------------------------------------------------------------------------------
     @contextmanager
     def sigint_handler(self):
         """While active, a first Ctrl-C asks for a clean stop; a second one interrupts at once."""
         try:
             previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
+            signal.signal(signal.SIGINT, self._on_signal)
         except ValueError:  # not the main thread (e.g. a sweep worker thread): leave Ctrl-C alone
             yield
             return
@@ -92,11 +103,12 @@ class ResumePoint(L.Callback):
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _on_sigint(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
         if self.interrupt_requested:
             raise KeyboardInterrupt
         self.interrupt_requested = True
-        print("\nCtrl-C: saving a checkpoint after this batch and stopping (Ctrl-C again to stop at once)",
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint after this batch and stopping ({name} again to stop at once)",
               file=sys.stderr, flush=True)
 
 
