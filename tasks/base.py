@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -91,13 +91,17 @@ class DataStatus:
     note: str = ""  # e.g. "generated" or what is missing
 
 
-def raw_status(where: Path, missing: list[str], cache_entry: Callable[[], tuple[Path, str]], note: str) -> DataStatus:
+def raw_status(where: Path, missing: list[str], cache_entry: Callable[[], tuple[Path, str]], note: str,
+               files: Sequence[Path] = ()) -> DataStatus:
     """A task's DataStatus from its raw-data folder `where` and the raw files `missing` there. When none is
     missing, `cache_entry()` gives the prepared cache's (folder, key) (asked only then: the key fingerprints
-    the raw files) and `note` is reported; otherwise the note is "missing <files>"."""
+    the raw files) and `note` is reported; otherwise the note names the first missing files. The size on
+    disk is that of `files` when given (a folder shared with other tasks), else of all of `where`."""
+    size = disk_size(*files) if files else disk_size(where)
     if missing:
-        return DataStatus(where, False, None, disk_size(where), "missing " + ", ".join(missing))
-    return DataStatus(where, True, cache.verified(*cache_entry()), disk_size(where), note)
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        return DataStatus(where, False, None, size, "missing " + ", ".join(missing[:4]) + more)
+    return DataStatus(where, True, cache.verified(*cache_entry()), size, note)
 
 
 def disk_size(*paths: Path) -> int:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tasks import cache, download
-from tasks.base import DataStatus, TaskData, disk_size
+from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.ts_format import read_ts
 
@@ -113,14 +113,8 @@ class BidmcTask:
         return root / "cache" / self.name / key, key
 
     def status(self, root: Path, cfg) -> DataStatus:
-        missing = self._missing(root)
-        verified = None
-        if not missing:
-            entry, key = self._cache_entry(root, cfg)
-            verified = cache.is_valid(entry, key) if entry.exists() else None
-        paths = list(self._paths(root).values())
-        note = "missing " + ", ".join(missing) if missing else f"split {cfg.bidmc.split}"
-        return DataStatus(root / RAW_DIR, not missing, verified, disk_size(*paths), note)
+        return raw_status(root / RAW_DIR, self._missing(root), lambda: self._cache_entry(root, cfg),
+                          f"split {cfg.bidmc.split}", files=list(self._paths(root).values()))
 
     def fetch(self, root: Path, cfg, progress: bool = True) -> None:
         """Download both files from Zenodo (resumable); parse each new download to verify it."""

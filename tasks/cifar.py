@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tasks import cache, download
-from tasks.base import DataStatus, TaskData, disk_size
+from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 
 RAW_DIR = Path("cifar10") / "plain_text"
@@ -184,13 +184,7 @@ class CifarTask:
 
     def status(self, root: Path, cfg) -> DataStatus:
         folder = root / RAW_DIR
-        missing = _missing(folder)
-        verified = None
-        if not missing:
-            entry, key = _cache_entry(root)
-            verified = cache.is_valid(entry, key) if entry.exists() else None
-        return DataStatus(folder, not missing, verified, disk_size(folder),
-                          "missing " + ", ".join(missing) if missing else f"release ({self.pixels})")
+        return raw_status(folder, _missing(folder), lambda: _cache_entry(root), f"release ({self.pixels})")
 
     def fetch(self, root: Path, cfg, progress: bool = True) -> None:
         """Download the train and test Parquet files of uoft-cs/cifar10 (resumable)."""

@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tasks import cache, download
-from tasks.base import DataStatus, TaskData, disk_size
+from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.wav import read_pcm16
 
@@ -130,13 +130,7 @@ def fetch(root: Path, cfg, progress: bool = True) -> None:
 
 def status(root: Path, cfg) -> DataStatus:
     folder = files_dir(root)
-    missing = _missing(folder)
-    verified = None
-    if not missing:
-        entry, key = _cache_entry(root, folder)
-        verified = cache.is_valid(entry, key) if entry.exists() else None
-    note = "missing " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "") if missing else "release"
-    return DataStatus(folder, not missing, verified, disk_size(folder), note)
+    return raw_status(folder, _missing(folder), lambda: _cache_entry(root, folder), "release")
 
 
 def prepare(root: Path, cfg, progress: bool = True) -> Path:

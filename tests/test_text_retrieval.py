@@ -377,11 +377,15 @@ def test_raw_status_says_what_is_missing_and_whether_the_cache_verifies(tmp_path
 
     st = raw_status(tmp_path, ["a.tsv", "b.tsv"], not_asked, "release")
     assert (st.present, st.verified, st.note) == (False, None, "missing a.tsv, b.tsv")
+    many = [f"{k}.wav" for k in range(7)]  # a whole tree missing: the note stays one line
+    assert raw_status(tmp_path, many, not_asked, "release").note == "missing 0.wav, 1.wav, 2.wav, 3.wav and 3 more"
 
     (tmp_path / "a.tsv").write_text("xy")
     entry = tmp_path / "cache" / "k1"
     st = raw_status(tmp_path, [], lambda: (entry, "k1"), "release")
     assert (st.where, st.present, st.verified, st.size_bytes, st.note) == (tmp_path, True, None, 2, "release")
+    (tmp_path / "other task's file").write_text("12345")  # a shared folder: count only the task's own files
+    assert raw_status(tmp_path, [], lambda: (entry, "k1"), "release", files=[tmp_path / "a.tsv"]).size_bytes == 2
 
     cache.build(entry, "k1", lambda: {"x": np.arange(3)})
     assert raw_status(tmp_path, [], lambda: (entry, "k1"), "release").verified is True
