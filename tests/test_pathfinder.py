@@ -34,9 +34,29 @@ def test_lanczos_resize_is_pillows(n_in, n_out):
     a[:, : n_in // 3] = 0  # edges make ringing and clipping
     ref8 = np.asarray(Image.fromarray(a).resize((n_out, n_out), Image.LANCZOS))
     assert (gen.resize8(a, n_out) == ref8).all()
-    f = (a > 128).astype(np.float32) * 255
-    ref_f = np.asarray(Image.fromarray(f, mode="F").resize((n_out, n_out), Image.LANCZOS))
-    assert np.abs(gen.resize_float(f.astype(np.float64), n_out) - ref_f).max() < 1e-3
+
+
+def test_paddle_stroke_is_resized_in_8_bits_as_scipy_imresize_did():
+    """generators.md 2.3 step 3 / 2.10: the 0/255 stroke goes through BYTES (the identity here) and Pillow's
+    8-bit Lanczos, so it never exceeds 1.0 (a float resize rings to ~1.2 at 128 px)."""
+    for p in (P32, gen.lra_params(128)):
+        bank = gen.PaddleBank(p, p.margins[0])
+        sb, cb = 2 * bank.K * p.aa + 1, bank.K * p.aa
+        for deg in (0, 17, 45, 90, -123):
+            theta = math.radians(deg)
+            blown = gen.stroke(sb, cb, gen.step((cb, cb), theta, p.paddle_length * p.aa), bank.width)
+            ref = np.asarray(Image.fromarray(blown.astype(np.uint8)).resize((2 * bank.K + 1,) * 2, Image.LANCZOS))
+            assert (np.round(bank.paddle(theta).line * 255) == ref).all()
+            assert 0.0 <= bank.paddle(theta).line.min() and bank.paddle(theta).line.max() <= 1.0
+
+
+def test_128px_images_are_not_rescaled_the_markers_are_the_brightest():
+    """generators.md 2.7 step 8: at 128 px max(I) is the marker peak 1.0 (paddles reach 0.9), so the save's
+    min-max scaling is the identity; every 128-px reference image has this property."""
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        s = gen.sample(gen.lra_params(128, "curv_baseline"), rng)
+        assert s.peak == 1.0 and s.image.max() == 255
 
 
 def test_step_rounds_up_and_rev_stays_in_range():
@@ -104,6 +124,44 @@ def test_generator_is_seeded():
     a = [gen.sample(P32, np.random.default_rng(3)).image for _ in range(2)]
     b = gen.sample(P32, np.random.default_rng(4)).image
     assert (a[0] == a[1]).all() and not (a[0] == b).all()
+
+
+def test_a_seed_angle_whose_kernel_leaves_a_pixel_uncovered_finds_no_tail():
+    """SEED / tail 1 (generators.md 2.6): E = DIL(B, kernel) is a maximum over nothing (-inf; OpenCV's
+    -DBL_MAX) at a pixel none of whose kernel cells lies on the canvas, and the original's search over
+    ceil(E - 0.3) then returns no candidate anywhere. Checked against the spec's DIL: every angle at 32 px,
+    every 4th at 128 px, plus -59 and -54 (m = 2 leaves -59..-54 uncovered; -56 is a 4th)."""
+    cases = [(P32, 1, range(-180, 180), 330), (gen.lra_params(128), 2, [*range(-180, 180, 4), -59, -54], 3),
+             (gen.lra_params(128), 3, range(-180, 180, 4), 0)]
+    for p, m, angles, expected in cases:
+        bank = gen.PaddleBank(p, m)
+        scene = gen.Scene(p, bank, np.random.default_rng(0))
+        lm = p.paddle_length + m
+        uncovered = 0
+        for deg in angles:
+            kernel = np.zeros((2 * lm + 1,) * 2, bool)
+            kernel[tuple((bank.seed_offsets(deg) + lm).T)] = True
+            e = gen.dilate(scene.mask, kernel)  # (n, n), -inf where the kernel reaches nothing
+            tails = scene.free_tails(deg, scene.mask > 0.3)
+            if np.isneginf(e).any():
+                uncovered += 1
+                assert len(tails) == 0
+            else:
+                assert len(tails) > 0 and (tails == np.argwhere(e <= 0.3)).all()
+        assert uncovered == expected  # 32 px: 1-4 kernel cells, mostly on one side; 128 px: 10-41 around the anchor
+
+
+def test_32px_hard_matches_the_reference_distractor_count_and_brightness():
+    """generators.md 3.2, 32 px hard: 1.2 of 5 distractor snakes placed, mean pixel 20.2 (sd 2.1 per image),
+    about 218 two-snake attempts (median). Per image the number placed has sd ~1.0, so 24 seeded images
+    give a standard error of ~0.2: the bands below are about 3 standard errors wide. Before the
+    uncovered-kernel rule the generator placed 4.6 and its images averaged 27 (31 attempts)."""
+    rng = np.random.default_rng(1)  # this seed: 1.17 placed, mean pixel 20.1, median 254 attempts
+    samples = [gen.sample(P32, rng) for _ in range(24)]
+    placed = np.mean([len(s.distractors) for s in samples])
+    assert 0.6 <= placed <= 1.8
+    assert 18.9 <= np.mean([s.image.mean() for s in samples]) <= 21.5
+    assert np.median([s.attempts for s in samples]) >= 60  # reference 218 (10th pct 31); ours was 31 before
 
 
 def test_labels_are_balanced_fair_coins():

@@ -4,11 +4,11 @@ One image: two "target snakes" of N dashed paddles grown from tails D pixels apa
 distractor snakes, and two markers: one on the first tail of a target snake, the other on the last
 paddle of the same snake (label 1) or of the other one (label 0). The legacy behaviour the release
 depends on is reproduced on purpose (section 2.9): ceiling steps and floored ring candidates, the
-one-pixel-offset seed kernel, "value <= 0.3" availability, the max(M + mu) < 1.8 collision rule,
-masks committed one paddle late, restart of both targets on any failure, the stroke drawn by PIL's
-ImageDraw (as the original does), PIL's Lanczos filter (in numpy: 8-bit fixed point for masks and
-markers; the stroke is a float 'F' image in the original, resized in floating point), and the final
-min-max save. Paddles are rasterised once per angle and reused.
+one-pixel-offset seed kernel, "value <= 0.3" availability (with no tail at all where the seed kernel
+leaves a pixel uncovered), the max(M + mu) < 1.8 collision rule, masks committed one paddle late,
+restart of both targets on any failure, the stroke drawn by PIL's ImageDraw (as the original does),
+scipy.misc.imresize's 8-bit Lanczos for strokes, masks and markers (Pillow's fixed point, in numpy),
+and the final min-max save. Paddles are rasterised once per angle and reused.
 
 Images are written as the release lays them out:
     <level>/imgs/<batch>/sample_<k>.png   (8-bit grey, res x res)
@@ -164,11 +164,6 @@ def resize8(a: np.ndarray, n: int) -> np.ndarray:
     return _pass8(tmp.T, _fixed_weights(a.shape[0], n)).T.astype(np.uint8)  # (n, n)
 
 
-def resize_float(a: np.ndarray, n: int) -> np.ndarray:
-    """PIL LANCZOS of a float ('F') image to (n, n): the same filter in floating point, no clipping."""
-    return lanczos_weights(a.shape[0], n) @ a @ lanczos_weights(a.shape[1], n).T
-
-
 # ------------------------------------------------------------------------------------------------
 # Rasterisers (generators.md 2.3, 2.4)
 # ------------------------------------------------------------------------------------------------
@@ -206,6 +201,7 @@ class PaddleBank:
         self.small_disc = disc(margin)
         self._paddles: dict[float, Paddle] = {}
         self._seed_kernels: dict[int, np.ndarray] = {}
+        self._seed_reach: dict[int, bool] = {}
         self._rings: dict[tuple[int, int], tuple | None] = {}
 
     def ring(self, q: tuple[int, int]):
@@ -237,7 +233,10 @@ class PaddleBank:
         p, K = self.p, self.K
         sb, cb = 2 * K * p.aa + 1, K * p.aa
         line_b = stroke(sb, cb, step((cb, cb), theta, p.paddle_length * p.aa), self.width)  # (S_b, S_b)
-        line = resize_float(line_b, 2 * K + 1) / 255.0  # (S, S)
+        # scipy.misc.imresize as the original: BYTES (the identity on this 0/255 stroke), then 8-bit Lanczos,
+        # clipped to 0..255 (generators.md 2.3 step 3, 2.10). A float resize overshoots to ~1.2 at 128 px,
+        # so 0.9-contrast paddles would outshine the markers and every image would be rescaled darker.
+        line = resize8(to_bytes(line_b), 2 * K + 1) / 255.0  # (S, S)
         mask = resize8(dilate(line_b, self.big_disc).astype(np.uint8), 2 * K + 1) / 255.0  # (S, S)
         m = self.m
         padded = np.zeros((2 * K + 1 + 2 * m,) * 2)
@@ -252,6 +251,25 @@ class PaddleBank:
             size = 2 * lm + 1
             mask = paste(np.zeros((size, size)), self.paddle(math.radians(degrees)).mask, (lm + 1, lm + 1))
             hit = self._seed_kernels[degrees] = np.argwhere(mask == 1.0) - lm
+        return hit
+
+    def seed_reaches_every_pixel(self, degrees: int) -> bool:
+        """Whether every canvas pixel p has a kernel cell p + q inside the canvas.
+
+        Where none has, E = DIL(B, kernel) at p is a maximum over nothing: OpenCV's dilation of a float64
+        array gives -DBL_MAX there, and the original's availability search (find_available_coordinates
+        on ceil(E - 0.3)) returns no candidate at all as soon as any value is negative. So a seed angle
+        whose kernel leaves a pixel uncovered finds no tail anywhere (generators.md 2.6 SEED 1.5). At 32 px
+        the kernel has 1-4 cells, all on one side of the anchor for 330 of 360 angles (the last row or
+        column is uncovered); at 128 px it has 10-41 cells around the anchor and misses only at -59..-54
+        degrees with m = 2."""
+        hit = self._seed_reach.get(degrees)
+        if hit is None:
+            i = np.arange(self.p.window)
+            reach = np.zeros((len(i), len(i)), bool)  # (n, n): some kernel cell of p lies on the canvas
+            for dr, dc in self.seed_offsets(degrees):
+                reach |= ((i + dr >= 0) & (i + dr < len(i)))[:, None] & ((i + dc >= 0) & (i + dc < len(i)))[None, :]
+            hit = self._seed_reach[degrees] = bool(reach.all())
         return hit
 
 
@@ -338,9 +356,13 @@ class Scene:
         return all(0 <= r < n and 0 <= c < n for r, c in points)
 
     def free_tails(self, degrees: int, blocked: np.ndarray) -> np.ndarray:
-        """Pixels p whose seed-kernel footprint avoids every blocked pixel (E <= 0.3): (k, 2) positions."""
+        """Pixels p whose seed-kernel footprint avoids every blocked pixel (E <= 0.3): (k, 2) positions.
+        None at all when the kernel leaves some canvas pixel uncovered (E = -inf there; see
+        PaddleBank.seed_reaches_every_pixel), as in the original."""
         offsets = self.bank.seed_offsets(degrees)
         n = self.p.window
+        if not self.bank.seed_reaches_every_pixel(degrees):
+            return np.zeros((0, 2), np.int64)
         r = int(np.abs(offsets).max()) if len(offsets) else 0
         pad = np.zeros((n + 2 * r, n + 2 * r), bool)
         pad[r:r + n, r:r + n] = blocked
@@ -500,6 +522,7 @@ class Sample:
     markers: tuple[tuple[int, int], tuple[int, int]]  # (origin tip, terminal tip)
     distractors: list[Snake]
     attempts: int  # two-snake attempts it took
+    peak: float  # max(I) before the save's min-max scaling (1.0: the image was not rescaled)
 
 
 def sample(p: Params, rng: np.random.Generator, banks: dict[int, PaddleBank] | None = None) -> Sample:
@@ -522,7 +545,8 @@ def sample(p: Params, rng: np.random.Generator, banks: dict[int, PaddleBank] | N
     tips = (targets[origin].tail, targets[terminal].tip)
     marks = np.maximum(*(marker(p.window, t, p.marker_radius, p.aa) for t in tips))
     image = np.maximum(scene.image, marks)
-    return Sample(to_bytes(image), label, margin, targets, origin, terminal, tips, distractors, attempts)
+    return Sample(to_bytes(image), label, margin, targets, origin, terminal, tips, distractors, attempts,
+                  float(image.max()))
 
 
 # ------------------------------------------------------------------------------------------------
