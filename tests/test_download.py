@@ -122,8 +122,8 @@ def test_corrupt_archive_is_a_data_error(tmp_path):
 
 def test_fetch_listops_through_the_cli_offline_names_the_manual_path(tmp_path):
     r = run_suite("data", "fetch", "listops", "--data-dir", str(tmp_path / "d"),
-                  env={"http_proxy": "http://127.0.0.1:9",
-                       "https_proxy": "http://127.0.0.1:9"})
+                  env={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+                       "no_proxy": "", "NO_PROXY": ""})  # an ambient no_proxy would bypass the dead proxy
     assert r.returncode == 4, r.stderr
     assert "lra_release.gz" in r.stderr and str(tmp_path / "d" / "downloads" / "lra_release.gz") in r.stderr
     assert "Traceback" not in r.stderr

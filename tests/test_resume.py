@@ -26,12 +26,24 @@ SLOW_SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke",
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy")
 
 
-def start_suite(*args: str) -> subprocess.Popen:
-    """The real `suite` command in the background (the same entry point as conftest.run_suite)."""
-    exe = Path(sys.executable).with_name("suite")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=ROOT)
+@pytest.fixture
+def start_suite():
+    """Starts the real `suite` command in the background (the same entry point as conftest.run_suite); any
+    process still there when the test ends (a failed assertion, a process left stopped) is killed."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        exe = Path(sys.executable).with_name("suite")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs.append(subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=env, cwd=ROOT))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()  # SIGKILL ends a stopped process too
+            proc.communicate()
 
 
 def store(tmp_path: Path) -> tuple[str, Path]:
@@ -39,18 +51,45 @@ def store(tmp_path: Path) -> tuple[str, Path]:
     return f"sqlite:///{db}", db.parent / "checkpoints"
 
 
-def wait_for_checkpoint(proc: subprocess.Popen, ckpt_root: Path, min_step: int, timeout: float = 240) -> tuple[str, int]:
-    """Poll until some run's last.ckpt holds global_step >= min_step; return (run id, that step)."""
+def latest_checkpoint(ckpt_root: Path) -> tuple[str, int] | None:
+    """(run id, global_step) of the run's last.ckpt, None while there is none (ResumePoint replaces it atomically)."""
+    for ckpt in ckpt_root.glob("*/last.ckpt"):
+        try:
+            return ckpt.parent.name, torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+        except Exception:  # replaced while opening it
+            return None
+    return None
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the kernel reports the process stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        assert state != "Z", proc.communicate()[1][-3000:]  # it ended on its own
+        time.sleep(0.005)
+    pytest.fail(f"process {proc.pid} did not stop")
+
+
+def stop_at_checkpoint(proc: subprocess.Popen, ckpt_root: Path, wanted, timeout: float = 240) -> tuple[str, int]:
+    """Poll until the run's last.ckpt holds a step for which `wanted(step)` holds, then stop the process
+    (SIGSTOP) and return (run id, step) with the process stopped and that step confirmed: its last.ckpt is
+    the newest it wrote. The signal a test sends next therefore lands just after that checkpoint, whatever
+    the load on the machine; without the stop, the run goes on while this loop reads the file (a 40-step
+    epoch takes about 2 s on 2 idle cores), and may already be past the point the test is about."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        for ckpt in ckpt_root.glob("*/last.ckpt"):
-            try:
-                step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
-            except Exception:  # replaced while reading
-                continue
-            if step >= min_step:
-                return ckpt.parent.name, step
+        found = latest_checkpoint(ckpt_root)
+        if found is not None and wanted(found[1]):
+            proc.send_signal(signal.SIGSTOP)
+            wait_stopped(proc)
+            found = latest_checkpoint(ckpt_root)  # it may have saved again before it stopped
+            if found is not None and wanted(found[1]):
+                return found
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     proc.kill()
     pytest.fail("no checkpoint in time")
@@ -66,14 +105,17 @@ def epoch_histories(client: MlflowClient, run_id: str) -> dict[str, list[tuple[i
     return out
 
 
-def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path):
+def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path, start_suite):
     uri, ckpt_root = store(tmp_path)
     proc = start_suite(*SLOW_SMOKE, "--max-epochs", "3", "--tracking-uri", uri)
-    run_id, _ = wait_for_checkpoint(proc, ckpt_root, min_step=STEPS_PER_EPOCH + 10)  # inside epoch 1
+    # Stopped at a checkpoint inside epoch 1 or 2 (after epoch 0 was logged), not at an epoch end: killed there,
+    # the resume point is mid-epoch however late this test noticed the checkpoint.
+    run_id, stopped_at = stop_at_checkpoint(proc, ckpt_root, lambda step: step >= STEPS_PER_EPOCH + 10
+                                            and step % STEPS_PER_EPOCH != 0)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     killed_at = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
-    assert killed_at % STEPS_PER_EPOCH != 0, "the resume point must be mid-epoch for this test"
+    assert killed_at == stopped_at and killed_at % STEPS_PER_EPOCH != 0, "the resume point must be mid-epoch"
 
     # The store is readable after the kill; the run is left RUNNING, owned by a process that is gone.
     client = MlflowClient(uri)
@@ -101,12 +143,18 @@ def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path):
+def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path, start_suite):
     """SIGTERM (kill, SLURM preemption, docker stop) is handled like Ctrl-C."""
     uri, ckpt_root = store(tmp_path)
-    proc = start_suite(*SLOW_SMOKE, "--max-epochs", "1", "--tracking-uri", uri)
-    run_id, seen = wait_for_checkpoint(proc, ckpt_root, min_step=5)
-    proc.send_signal(sig)
+    proc = start_suite(*SLOW_SMOKE, "--max-epochs", "2", "--tracking-uri", uri)
+    # The signal goes to a run stopped just after a periodic checkpoint at least 10 steps before its epoch's
+    # end, then the run continues: it reaches its next batch end (at most 6 steps on) well before the epoch's
+    # last batch and validation, where a Ctrl-C lets the run finish instead (guards.py). A run that goes on
+    # while the signal is on its way could be there already (the whole epoch takes about 2 s on 2 cores).
+    run_id, seen = stop_at_checkpoint(proc, ckpt_root,
+                                      lambda step: 5 <= step % STEPS_PER_EPOCH <= STEPS_PER_EPOCH - 10)
+    proc.send_signal(sig)  # held by the kernel until the process continues
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert f"suite run --resume {run_id}" in err and "Traceback" not in err
@@ -116,7 +164,7 @@ def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path):
     assert client.get_run(run_id).info.status == "KILLED"
     saved = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
     # Saved at the interrupt, not only the periodic checkpoint seen before. The signal lands just after that
-    # save, while the batch's loggers still run: Lightning's own SIGTERM handler would stop there unsaved.
+    # save, possibly while the batch's loggers still run: Lightning's own SIGTERM handler would stop there unsaved.
     assert saved > seen and f"stopped at step {saved}, checkpoint saved" in err, (saved, seen, err[-3000:])
 
     r = run_suite("run", "--resume", run_id, "--tracking-uri", uri)
@@ -124,7 +172,7 @@ def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     for key, hist in epoch_histories(client, run_id).items():
-        assert [e for _, e, _ in hist] == [0], (key, hist)
+        assert [e for _, e, _ in hist] == [0, 1], (key, hist)
 
 
 def test_resume_refuses_unknown_finished_and_reconfigured_runs(tmp_path):

@@ -6,6 +6,7 @@ Every sweep here runs through the real `suite sweep` command in a subprocess, on
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite import sweep_config
+from suite import sweep, sweep_config
 from suite.errors import ConfigError, UnknownNameError
 from tests.conftest import ROOT, run_suite
 
@@ -98,6 +99,50 @@ def assert_accounted(trials, children) -> None:
         if t.state.name == "PRUNED":
             assert run.data.tags["suite.sweep.pruned"] == "true"
             assert "suite.failure" not in run.data.tags
+
+
+def start_sweep(*args: str) -> subprocess.Popen:
+    """`suite sweep ...` in the background (the entry point of conftest.run_suite), output merged."""
+    exe = Path(sys.executable).with_name("suite")
+    return subprocess.Popen([str(exe), "sweep", *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class TrialGate:
+    """Holds a study's trial lock, the file lock under which each `suite sweep` worker counts the trials and
+    starts one (suite/sweep.py), until the workers wait on it; then every worker starts a trial.
+
+    Once released, the first worker takes the lock, starts a trial and releases it as the trial begins; the
+    next one, already waiting, takes it at once and finds the budget open. Without the gate, a worker that
+    starts late on a loaded machine may find the budget taken by the other, which is correct behaviour but
+    leaves the concurrent case untested. Linux: the waiters are read from /proc/locks."""
+
+    def __init__(self, storage: str, study: str):
+        path = sweep._lock_path(storage, study)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        st = os.fstat(self._file.fileno())
+        self._id = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "  # as /proc/locks writes it
+
+    def waiting(self) -> int:
+        """Processes blocked on the lock (their lines in /proc/locks start with '->')."""
+        return sum(" -> " in line and self._id in line for line in Path("/proc/locks").read_text().splitlines())
+
+    def open_when_waiting(self, n: int, procs: list[subprocess.Popen], timeout: float = 300) -> None:
+        """Release the lock once `n` processes wait on it (or one of `procs` ended, or after `timeout` s: the
+        test's own assertions then say what went wrong)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while self.waiting() < n and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+                time.sleep(0.1)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,8 +243,16 @@ def test_a_sweep_is_one_study_run_with_a_child_run_per_trial_and_a_rerun_resumes
 def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
     uri, storage = store(tmp_path)
     spec = write_sweep(tmp_path, "pair", study="pair", trials=4)
-    result = run_suite("sweep", str(spec), "--workers", "2", "--data-dir", str(data_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
+    gate = TrialGate(sweep.resolve_storage(None, uri), "pair")  # both workers line up before trial 0
+    proc = start_sweep(str(spec), "--workers", "2", "--data-dir", str(data_dir))
+    try:
+        gate.open_when_waiting(2, [proc])
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        gate.release()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
 
     trials = load_trials(storage, "pair")
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # exactly the budget, no overshoot
@@ -207,6 +260,28 @@ def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
     _, children = runs_of(uri, "pair")
     assert_accounted(trials, children)
+
+
+def kill_mid_trial(rdb, trial, epochs: int) -> bool:
+    """SIGKILL the worker of `trial` if, stopped (SIGSTOP), it is still training that trial; else let it go on.
+
+    A trial seen RUNNING a moment ago may have finished since: a worker killed then would lose another trial,
+    or none. Stopped, the worker cannot finish it: if the trial is still RUNNING with fewer than `epochs`
+    validation results reported (Optuna's pruning callback reports one per epoch), training has an epoch to
+    go. The worker stays stopped for one short read (timeout 0.5 s), well inside the heartbeat's grace."""
+    pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            assert time.monotonic() < deadline, f"worker {pid} did not stop"
+            time.sleep(0.005)
+        now = rdb.get_trial(trial._trial_id)
+        training = now.state.name == "RUNNING" and len(now.intermediate_values) < epochs
+    except Exception:  # the database is locked by the stopped worker: look again later
+        training = False
+    os.kill(pid, signal.SIGKILL if training else signal.SIGCONT)
+    return training
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -217,25 +292,27 @@ def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried_by_the_other
     spec = write_sweep(tmp_path, "kill", study="kill", trials=3, pruner="none",
                        heartbeat={"interval": 1, "grace": 3, "max_retry": 1},
                        fixed={"trainer.max_epochs": 6})
-    exe = Path(sys.executable).with_name("suite")
-    proc = subprocess.Popen([str(exe), "sweep", str(spec), "--workers", "2", "--data-dir", str(data_dir)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # This test reads the study while the sweep runs. It creates the storage (an empty Optuna schema) before the
+    # sweep starts, so that its reads never race the sweep's creation of a fresh SQLite file; a short busy
+    # timeout, so that a read blocked by a worker stopped mid-write gives up at once (see below).
+    (tmp_path / "store").mkdir(exist_ok=True)
+    rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 0.5}})
+    proc = start_sweep(str(spec), "--workers", "2", "--data-dir", str(data_dir))
     victim = None
     try:
-        deadline = time.time() + 180
-        while victim is None and time.time() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 300
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.3)
             try:
-                running = load_trials(storage, "kill")
-            except Exception:  # the study is not created yet
+                running = optuna.load_study(study_name="kill", storage=rdb).get_trials(deepcopy=False)
+            except Exception:  # the study is not created yet, or the database is busy
                 continue
             for t in running:  # a trial whose run is training (the run id is recorded at fit start)
-                if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs:
+                if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs and kill_mid_trial(rdb, t, 6):
                     victim = t
                     break
         assert victim is not None, "no trial reached training in time"
-        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
