@@ -3,7 +3,7 @@
 - `ResumePoint` keeps `<checkpoints>/<run id>/last.ckpt` fresh: every `every_n_steps` optimizer steps
   and/or every `every_seconds`, at the end of every epoch, and when Ctrl-C is pressed. It writes a
   temporary file and renames it, so a kill during the write never leaves a broken `last.ckpt`.
-- Ctrl-C (SIGINT) while `ResumePoint.sigint_handler()` is active only sets a flag; the next training
+- Ctrl-C (SIGINT) while `ResumePoint.signal_handlers()` is active only sets a flag; the next training
   batch end saves `last.ckpt` and raises `KeyboardInterrupt` at a consistent point (after the optimizer
   step). A second Ctrl-C interrupts at once. SIGTERM (kill, SLURM preemption, docker stop) is handled the
   same way: once training starts, `ResumePoint` takes SIGTERM over from Lightning, whose own handler would
@@ -49,6 +49,8 @@ class ResumePoint(L.Callback):
         self._last_save = time.monotonic()
         self.interrupt_requested = False  # Ctrl-C seen; stop at the next batch end
         self.interrupted_at_step: int | None = None  # set when the run was stopped by Ctrl-C
+        self.trained = False  # training ended normally (on_train_end)
+        self.signal_name = "Ctrl-C"  # the stop request's signal, for messages
 
     # -- saving ---------------------------------------------------------------------------------
     def save(self, trainer: L.Trainer) -> None:
@@ -90,26 +92,32 @@ class ResumePoint(L.Callback):
 
     # -- Ctrl-C ---------------------------------------------------------------------------------
     @contextmanager
-    def sigint_handler(self):
-        """While active, a first Ctrl-C asks for a clean stop; a second one interrupts at once."""
+    def signal_handlers(self):
+        """While active, a first Ctrl-C or SIGTERM asks for a clean stop; a second one interrupts at once.
+        Keep it active until the run is marked FINISHED: a signal after training only sets the flag."""
         try:
-            previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_signal)
-        except ValueError:  # not the main thread (e.g. a sweep worker thread): leave Ctrl-C alone
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+            for sig in previous:
+                signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread (e.g. a sweep worker thread): leave the signals alone
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.trained = True  # from here a stop request only lets the run finish its summary
 
     def _on_signal(self, signum, frame) -> None:
         if self.interrupt_requested:
             raise KeyboardInterrupt
         self.interrupt_requested = True
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\n{name}: saving a checkpoint after this batch and stopping ({name} again to stop at once)",
-              file=sys.stderr, flush=True)
+        self.signal_name = name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        doing = "finishing the run's summary" if self.trained else "saving a checkpoint after this batch and stopping"
+        print(f"\n{name}: {doing} ({name} again to stop at once)", file=sys.stderr, flush=True)
 
 
 class DivergenceGuard(L.Callback):

@@ -263,24 +263,26 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
         )
         if rank_zero:
             os.environ[RUN_ID_ENV] = run_id  # DDP: the ranks Lightning starts inside fit() inherit it
-        with resume_point.sigint_handler():
+        # Active until the run is FINISHED: a Ctrl-C or SIGTERM after training lets the summary be written.
+        with resume_point.signal_handlers():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
-        if not rank_zero:
-            return run_id
-        if resume_point.interrupt_requested:
-            print("Ctrl-C came during the last validation; the run had finished.", file=sys.stderr)
+            if not rank_zero:
+                return run_id
 
-        histories = tracking.metric_histories(uri, run_id)
-        best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
-        tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
-        _log_config(uri, run_id, cfg)
-        with tempfile.TemporaryDirectory() as tmp:
-            epochs = {step: int(e) for step, e in histories.get("epoch", [])}
-            png = learning_curves(histories, epochs, metric, run_name, Path(tmp) / "learning_curves.png")
-            tracking.log_artifact(uri, run_id, png)
-        if checkpoint.best_model_path:
-            tracking.log_artifact(uri, run_id, Path(checkpoint.best_model_path), "checkpoints")
-        tracking.set_terminated(uri, run_id, "FINISHED")
+            histories = tracking.metric_histories(uri, run_id)
+            best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
+            tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
+            _log_config(uri, run_id, cfg)
+            with tempfile.TemporaryDirectory() as tmp:
+                epochs = {step: int(e) for step, e in histories.get("epoch", [])}
+                png = learning_curves(histories, epochs, metric, run_name, Path(tmp) / "learning_curves.png")
+                tracking.log_artifact(uri, run_id, png)
+            if checkpoint.best_model_path:
+                tracking.log_artifact(uri, run_id, Path(checkpoint.best_model_path), "checkpoints")
+            tracking.set_terminated(uri, run_id, "FINISHED")
+        if resume_point.interrupt_requested:
+            print(f"{resume_point.signal_name} came after training had ended; the run was completed (FINISHED).",
+                  file=sys.stderr)
     except (KeyboardInterrupt, SystemExit) as exc:
         # Lightning turns a KeyboardInterrupt inside fit() into sys.exit(1); both mean: stopped by the user
         if not rank_zero:

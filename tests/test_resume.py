@@ -214,3 +214,22 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive():
     tags = tracking.owner_tags()
     assert tracking.owner_alive(tags) is True
     assert tracking.owner_alive({**tags, "suite.pid_since": "0"}) is False  # this process started after 1970
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_after_training_lets_the_run_finish_and_a_second_one_stops_at_once(sig, tmp_path, capsys):
+    """Between the end of fit() and FINISHED the run writes its summary (best metrics, curves, artifacts): a
+    first Ctrl-C or SIGTERM there must not turn a fully trained run into a KILLED one."""
+    from suite.guards import ResumePoint
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    point = ResumePoint(tmp_path / "last.ckpt")
+    with point.signal_handlers():
+        point.on_train_end(None, None)
+        os.kill(os.getpid(), sig)  # Python runs the handler before the next bytecode
+        assert point.interrupt_requested
+        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+        assert f"{name}: finishing the run's summary ({name} again to stop at once)" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), sig)
+    assert {s: signal.getsignal(s) for s in before} == before  # the caller's handlers are back
