@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Variables of the environment the tests were started from that would change what a run does: a CI job under
+# SLURM or torchrun would make every run a non-zero rank, an MLflow run or experiment set outside would
+# capture the tests' logging.
+AMBIENT = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+           "MASTER_PORT", "SUITE_RUN_ID", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
@@ -18,15 +25,28 @@ def isolated_env(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SUITE_DATA", str(tmp_path / "data"))
+    for name in [*AMBIENT, *(k for k in os.environ if k.startswith("SLURM_"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("no_proxy", "NO_PROXY"):  # local servers of the tests never through a proxy
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
     if "mlflow" in sys.modules:  # an earlier in-process run may have set MLflow's global URI: reset it
         sys.modules["mlflow"].set_tracking_uri(uri)
     yield
 
 
 def run_suite(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real `suite` entry point in a subprocess (the console script of this environment)."""
+    """The real `suite` entry point in a subprocess (the console script of this environment). On a timeout
+    its whole process group is killed (sweep workers, DDP ranks), then TimeoutExpired is raised."""
     exe = Path(sys.executable).with_name("suite")
     cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "suite.cli", *args]
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
