@@ -1,7 +1,7 @@
 """Lightning callbacks that keep a run safe: a resume point on disk, a clean Ctrl-C, a divergence stop.
 
 - `ResumePoint` keeps `<checkpoints>/<run id>/last.ckpt` fresh: every `every_n_steps` optimizer steps
-  and/or every `every_seconds`, at the end of every epoch, and when Ctrl-C is pressed. It writes a
+  and/or every `every_seconds`, at the end of every epoch, and at a Ctrl-C or SIGTERM. It writes a
   temporary file and renames it, so a kill during the write never leaves a broken `last.ckpt`.
 - Ctrl-C (SIGINT) while `ResumePoint.signal_handlers()` is active only sets a flag; the next training
   batch end saves `last.ckpt` and raises `KeyboardInterrupt` at a consistent point (after the optimizer
@@ -81,6 +81,7 @@ class ResumePoint(L.Callback):
         # runs after the epoch's validation and after ModelCheckpoint saved best.ckpt
         self.save(trainer)
 
+    # -- Ctrl-C and SIGTERM -----------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         # Lightning registers its SIGTERM handler just before training starts (after on_fit_start). It raises
         # SIGTERMException at the next batch end, after this callback has run, so nothing would be saved:
@@ -90,7 +91,9 @@ class ResumePoint(L.Callback):
         except ValueError:  # not the main thread: Lightning could not register its handler either
             pass
 
-    # -- Ctrl-C ---------------------------------------------------------------------------------
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.trained = True  # from here a stop request only lets the run finish its summary
+
     @contextmanager
     def signal_handlers(self):
         """While active, a first Ctrl-C or SIGTERM asks for a clean stop; a second one interrupts at once.
@@ -107,9 +110,6 @@ class ResumePoint(L.Callback):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.trained = True  # from here a stop request only lets the run finish its summary
 
     def _on_signal(self, signum, frame) -> None:
         if self.interrupt_requested:
