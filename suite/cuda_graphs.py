@@ -95,8 +95,8 @@ class GraphedTraining:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
             # The parameters' AccumulateGrad nodes are created on make_graphed_callables' capture stream and
-            # kept alive by the graph, so the first graphed backward warns of a stream mismatch (one cheap
-            # stream sync, measured in BENCHMARKS.md, results unchanged: tests/test_cuda_graphs.py).
+            # kept alive by the graph, so the first graphed backward warns of a stream mismatch: one stream sync,
+            # included in the throughput of BENCHMARKS.md; results unchanged (tests/test_cuda_graphs.py).
             torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
         params = list(self.model.parameters())
         grads = [p.grad for p in params]  # the warm-up runs of the capture must not add to them

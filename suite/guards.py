@@ -66,7 +66,7 @@ class ResumePoint(L.Callback):
             # A checkpoint taken here would resume without this epoch's validation: wait for the epoch-end save
             # (and, after Ctrl-C, stop at the next epoch's first batch).
             return
-        # Ctrl-C, or SIGTERM (kill, SLURM preemption, docker stop), which Lightning records
+        # Ctrl-C or SIGTERM (our handler), or a SIGTERM that Lightning's handler recorded before on_train_start
         asked = self.interrupt_requested or bool(getattr(trainer, "received_sigterm", False))
         by_steps = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
         by_time = bool(self.every_seconds) and time.monotonic() - self._last_save >= self.every_seconds

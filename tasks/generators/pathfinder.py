@@ -359,11 +359,11 @@ class Scene:
         """Pixels p whose seed-kernel footprint avoids every blocked pixel (E <= 0.3): (k, 2) positions.
         None at all when the kernel leaves some canvas pixel uncovered (E = -inf there; see
         PaddleBank.seed_reaches_every_pixel), as in the original."""
+        if not self.bank.seed_reaches_every_pixel(degrees):  # also the case of an empty kernel
+            return np.zeros((0, 2), np.int64)
         offsets = self.bank.seed_offsets(degrees)
         n = self.p.window
-        if not self.bank.seed_reaches_every_pixel(degrees):
-            return np.zeros((0, 2), np.int64)
-        r = int(np.abs(offsets).max()) if len(offsets) else 0
+        r = int(np.abs(offsets).max())
         pad = np.zeros((n + 2 * r, n + 2 * r), bool)
         pad[r:r + n, r:r + n] = blocked
         hit = np.zeros((n, n), bool)
