@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,31 @@ def run_suite(*args: str, env: dict | None = None, timeout: int = 300) -> subpro
             proc.communicate()
             raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the process group of `proc` (started with `start_new_session=True`: a server and its workers),
+    then SIGKILL to whatever is left: a server slow to stop on a loaded machine is not a test failure."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=grace)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
+def wait_stopped(pid: int, timeout: float = 30) -> bool:
+    """After a SIGSTOP (delivered asynchronously): True once the kernel reports process `pid` stopped, False if
+    it ended (or became a zombie) first or did not stop within `timeout` seconds. Linux (/proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("T", "t"):
+            return True
+        if state == "Z":
+            return False
+        time.sleep(0.005)
+    return False

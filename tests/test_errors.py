@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from suite.errors import (EXIT_CODES, INTERRUPTED_EXIT_CODE, ConfigError, Diverg
 from suite.paths import checkpoints_dir
 from suite.run import train
 from tasks.errors import DataError
-from tests.conftest import run_suite
+from tests.conftest import run_suite, stop_group
 
 SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "trainer.progress_bar=false"]
 
@@ -163,12 +162,7 @@ def mlflow_server(tmp_path):
             pytest.fail("mlflow server did not start")
         yield port
     finally:  # the server and its workers; one slow to stop on a loaded machine is killed, not a test error
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=grace)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
+        stop_group(proc)
 
 
 def test_credentials_and_environment_never_reach_the_run(mlflow_server, tmp_path):

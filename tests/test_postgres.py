@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_suite
+from tests.conftest import run_suite, stop_group
 from tests.test_sweep import TrialGate, assert_accounted, load_trials, runs_of, write_sweep
 
 
@@ -44,17 +43,6 @@ def _as_owner(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
     return ["runuser", "-u", "postgres", "--", *cmd]
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to the process group started with `start_new_session=True` (a server and its workers), then SIGKILL
-    to whatever is left: a server slow to stop on a loaded machine is not a test failure."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=grace)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from suite import tracking
-from tests.conftest import ROOT, run_suite
+from tests.conftest import ROOT, run_suite, wait_stopped
 
 # ListOps smoke model, 640 training samples: batch 16 -> 40 steps per epoch; last.ckpt every 5 steps.
 STEPS_PER_EPOCH = 40
@@ -61,18 +61,6 @@ def latest_checkpoint(ckpt_root: Path) -> tuple[str, int] | None:
     return None
 
 
-def wait_stopped(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Until the kernel reports the process stopped (SIGSTOP is delivered asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("T", "t"):
-            return
-        assert state != "Z", proc.communicate()[1][-3000:]  # it ended on its own
-        time.sleep(0.005)
-    pytest.fail(f"process {proc.pid} did not stop")
-
-
 def stop_at_checkpoint(proc: subprocess.Popen, ckpt_root: Path, wanted, timeout: float = 240) -> tuple[str, int]:
     """Poll until the run's last.ckpt holds a step for which `wanted(step)` holds, then stop the process
     (SIGSTOP) and return (run id, step) with the process stopped and that step confirmed: its last.ckpt is
@@ -85,7 +73,9 @@ def stop_at_checkpoint(proc: subprocess.Popen, ckpt_root: Path, wanted, timeout:
         found = latest_checkpoint(ckpt_root)
         if found is not None and wanted(found[1]):
             proc.send_signal(signal.SIGSTOP)
-            wait_stopped(proc)
+            if not wait_stopped(proc.pid):  # it ended on its own (its error says why), or did not stop in time
+                proc.kill()
+                pytest.fail(f"process {proc.pid} did not stop: {proc.communicate()[1][-3000:]}")
             found = latest_checkpoint(ckpt_root)  # it may have saved again before it stopped
             if found is not None and wanted(found[1]):
                 return found

@@ -19,7 +19,7 @@ import yaml
 
 from suite import sweep, sweep_config
 from suite.errors import ConfigError, UnknownNameError
-from tests.conftest import ROOT, run_suite
+from tests.conftest import ROOT, run_suite, wait_stopped
 
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
 
@@ -272,12 +272,8 @@ def kill_mid_trial(rdb, trial, epochs: int) -> bool:
     pid = int(trial.user_attrs["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGSTOP)
     try:
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
-            assert time.monotonic() < deadline, f"worker {pid} did not stop"
-            time.sleep(0.005)
-        now = rdb.get_trial(trial._trial_id)
-        training = now.state.name == "RUNNING" and len(now.intermediate_values) < epochs
+        now = rdb.get_trial(trial._trial_id) if wait_stopped(pid, timeout=5) else None
+        training = now is not None and now.state.name == "RUNNING" and len(now.intermediate_values) < epochs
     except Exception:  # the database is locked by the stopped worker: look again later
         training = False
     os.kill(pid, signal.SIGKILL if training else signal.SIGCONT)
