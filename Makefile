@@ -20,8 +20,15 @@ install: $(STAMP)  ## create .venv and install the suite with its pinned depende
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,keops,postgres]'
+	$(BIN)/python -m pip install --quiet --retries 10 --upgrade pip
+	@# torch 2.11 brings about 3 GB of CUDA wheels: a dropped connection resumes the wheel, and if that
+	@# fails the whole install is tried again (finished wheels come from pip's cache the second time)
+	@for attempt in 1 2 3; do \
+	  $(BIN)/python -m pip install --quiet --retries 10 --resume-retries 20 \
+	    -c requirements.lock -e '.[dev,keops,postgres]' && break; \
+	  if [ $$attempt = 3 ]; then echo "pip install failed 3 times: check the network and run 'make install' again" >&2; exit 1; fi; \
+	  echo "pip install failed (attempt $$attempt of 3); trying again in 15 s" >&2; sleep 15; \
+	done
 	@touch $@
 	@echo "installed: $(SUITE)  (activate with: source $(BIN)/activate)"
 
