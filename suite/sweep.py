@@ -359,7 +359,7 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def run_worker(ctx: Context, index: int = 0, tag: str = "") -> int:
+def run_worker(ctx: Context, tag: str = "") -> int:
     """Run trials until COMPLETE + PRUNED reaches the target (or too many failures). Returns trials run."""
     import optuna
 
@@ -367,8 +367,7 @@ def run_worker(ctx: Context, index: int = 0, tag: str = "") -> int:
     spec = load(ctx.file)
     storage = open_storage(ctx.storage, spec, ctx.uri)
     study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=None, pruner=make_pruner(spec))
-    n_at_start = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(spec, seed_offset=7919 * index + n_at_start)
+    study.sampler = make_sampler(spec)
     lock = _Lock(_lock_path(ctx.storage, ctx.study))
     objective = make_objective(spec, ctx, lock)
     report = _report(tag, spec, ctx.target)
@@ -407,7 +406,7 @@ def _worker_entry(ctx: Context, index: int) -> None:
     from suite.errors import USER_ERRORS
 
     try:
-        run_worker(ctx, index, tag=f"[worker {index}] ")
+        run_worker(ctx, tag=f"[worker {index}] ")
     except KeyboardInterrupt:
         sys.exit(130)
     except USER_ERRORS as exc:
@@ -417,7 +416,7 @@ def _worker_entry(ctx: Context, index: int) -> None:
 
 def run_workers(ctx: Context, workers: int) -> None:
     if workers <= 1:
-        run_worker(ctx, 0)
+        run_worker(ctx)
         return
     import multiprocessing as mp
 

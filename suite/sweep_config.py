@@ -381,12 +381,21 @@ def pruner_class(name: str):
             "threshold": optuna.pruners.ThresholdPruner, "none": optuna.pruners.NopPruner}[name]
 
 
-def make_sampler(spec: StudySpec, seed_offset: int = 0):
+def make_sampler(spec: StudySpec):
+    """The study's sampler. With `sampler.seed`, trial n draws from a sampler seeded `seed + n`, so workers
+    started together (several machines, `--workers K`) never repeat each other's draws."""
     s = spec.sampler
-    seed = None if s.seed is None else s.seed + seed_offset
-    if s.name == "grid":
-        return sampler_class("grid")({p.key: p.grid() for p in spec.space}, seed=seed, **s.options)
-    return sampler_class(s.name)(seed=seed, **s.options)
+
+    def build(seed: int | None):
+        if s.name == "grid":
+            return sampler_class("grid")({p.key: p.grid() for p in spec.space}, seed=seed, **s.options)
+        return sampler_class(s.name)(seed=seed, **s.options)
+
+    if s.seed is None:
+        return build(None)
+    from suite.trial_seeded_sampler import TrialSeededSampler
+
+    return TrialSeededSampler(build, s.seed)
 
 
 def make_pruner(spec: StudySpec):
