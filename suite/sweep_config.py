@@ -385,10 +385,11 @@ def make_sampler(spec: StudySpec):
     """The study's sampler. With `sampler.seed`, trial n draws from a sampler seeded `seed + n`, so workers
     started together (several machines, `--workers K`) never repeat each other's draws."""
     s = spec.sampler
+    grid = {p.key: p.grid() for p in spec.space} if s.name == "grid" else None  # built once, not per trial
 
     def build(seed: int | None):
-        if s.name == "grid":
-            return sampler_class("grid")({p.key: p.grid() for p in spec.space}, seed=seed, **s.options)
+        if grid is not None:
+            return sampler_class("grid")(grid, seed=seed, **s.options)
         return sampler_class(s.name)(seed=seed, **s.options)
 
     if s.seed is None:
