@@ -51,7 +51,7 @@ class ModelConfig:
     # Liquid-S4 options (models liquid_s4_kb / liquid_s4_pb)
     liquid_kernel: Literal["kb", "pb", "none"] | None = None  # None = the model's own (kb or pb)
     liquid_degree: int = 2  # P: correlation terms of degrees 2..P
-    liquid_mode: Literal["paper", "reference"] = "paper"  # reference = the public code's behaviour
+    liquid_mode: Literal["reference", "exact"] = "reference"  # reference = the public code's behaviour; exact = the expansion
 
 
 @dataclass
@@ -133,6 +133,9 @@ class SpeechConfig:
     """Speech Commands: how the 8 kHz zero-shot input is made from the 16 kHz clips."""
 
     resample: Literal["decimate", "torchaudio"] = "decimate"  # decimate = x[::2] as the reference; torchaudio = filtered
+    # per_position: each of the 16000 time positions standardised with its own train mean and std (the reference);
+    # global: one mean and std over every training sample
+    normalize: Literal["per_position", "global"] = "per_position"
 
 
 @dataclass
