@@ -11,8 +11,9 @@ import statistics
 import sys
 import time
 
+from suite import registry
+
 SHAPES = [(50, 128, 2048), (50, 512, 1024), (16, 256, 4096), (8, 256, 16384)]
-MODELS = ["s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"]
 
 
 def _timer(device):
@@ -39,13 +40,10 @@ def bench_layer(model: str, B: int, H: int, L: int, device, warmup: int = 5, rep
     import torch
 
     from models.block import SSMLayer
-    from suite import registry
+    from suite.run import ssm_factory
 
-    ssm_cls = registry.resolve(registry.model(model))
-    kwargs = {"d_state": d_state}
-    if model != "s4d":
-        kwargs["l_max"] = L
-    layer = SSMLayer(ssm_cls(H, **kwargs)).to(device)
+    options = registry.model(model).options(name=model, d_state=d_state)
+    layer = SSMLayer(ssm_factory(options, L)(H)).to(device)
     u = torch.randn(B, H, L, device=device, requires_grad=True)
     measure = _timer(device)
 
@@ -81,7 +79,7 @@ def run(models=None, shapes=None, device_name: str | None = None, repeats: int =
 
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
-    for model in models or MODELS:
+    for model in models or list(registry.MODELS):
         for B, H, L in shapes or SHAPES:
             try:
                 rows.append(bench_layer(model, B, H, L, device, repeats=repeats))
@@ -134,7 +132,8 @@ LISTOPS_CLASSES = 10
 
 
 def listops_network(model: str, device, overrides: list[str] | None = None):
-    """(network, resolved config) of the ListOps `paper` recipe, built by `suite.run.build_model`."""
+    """(network, resolved config) of the ListOps `paper` preset of the Liquid-S4 recipe, for every model (the
+    network the public code's figures were measured on), built by `suite.run.build_model`."""
     import types
 
     import torch
@@ -142,7 +141,7 @@ def listops_network(model: str, device, overrides: list[str] | None = None):
     from suite import config
     from suite.run import build_model
 
-    cfg = config.resolve("listops", model, "paper", overrides=overrides)
+    cfg = config.resolve("listops", model, "paper", overrides=overrides, recipe="liquid_s4")
     shapes = types.SimpleNamespace(d_input=LISTOPS_VOCAB, d_output=LISTOPS_CLASSES, encoder="embedding")
     torch.manual_seed(0)
     return build_model(cfg, shapes).to(device).train(), cfg
@@ -216,7 +215,7 @@ def run_train(models=None, device_name: str | None = None, batch: int = 12, leng
 
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
-    for m in models or MODELS:
+    for m in models or list(registry.MODELS):
         for cuda_graph in (False, True) if device.type == "cuda" else (False,):
             try:
                 rows.append(bench_train(m, device, batch, length, warmup, rounds, steps, cuda_graph=cuda_graph))

@@ -174,12 +174,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from suite import batch
 
-    models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or list(_MODEL_NAMES)
+    models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or list(registry.MODELS)
     return batch.run(args.family, models, args.preset, args.seeds or [], args.data_dir, args.tracking_uri,
                      [x for s in args.set or [] for x in ("--set", s)])
-
-
-_MODEL_NAMES = ("s4", "s4d", "liquid_s4_kb", "liquid_s4_pb")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -215,6 +212,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from suite import registry
+
     parser = argparse.ArgumentParser(
         prog="suite",
         description="Benchmark suite for long-range sequence models: S4, S4D and Liquid-S4 on LRA, "
@@ -235,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "defaults < task recipe < --preset < --config files < --set overrides < flags.",
     )
     p.add_argument("--task", help="task name (see `suite list`)")
-    p.add_argument("--model", help="model name: s4, s4d, liquid_s4_kb, liquid_s4_pb")
+    p.add_argument("--model", help=f"model name: {', '.join(registry.MODELS)}")
     _config_args(p)
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")

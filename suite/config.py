@@ -29,29 +29,60 @@ from suite.paths import RECIPES_DIR
 
 @dataclass
 class ModelConfig:
-    """The network: encoder -> n_layers residual SSM blocks -> decoder (models.md, section 5)."""
+    """The options every model takes: the network around the SSM (encoder -> n_layers residual SSM blocks ->
+    decoder, docs/models.md) and the SSM options S4, S4D and Liquid-S4 share. This class is also the options
+    of `s4`; each other model's options are a subclass (below), named in its registry entry."""
 
     name: str = "s4d"
     d_model: int = 128
     n_layers: int = 4
-    d_state: int = 64  # N; diagonal kernels keep N // 2 complex modes (conjugate pairs)
-    n_ssm: int | None = None  # independent (A, B) copies shared across features; None = d_model
     dropout: float = 0.0
     tie_dropout: bool = True  # one dropout mask per (batch, feature), shared along time
     prenorm: bool = True
     norm: Literal["batch", "layer"] = "batch"
-    bidirectional: bool = False
     decoder: Literal["pool", "last", "retrieval"] = "pool"  # retrieval: document pairs (AAN)
-    # Kernel options
-    init: Literal["legs", "inv", "lin"] = "legs"  # S4D: S4D-LegS / S4D-Inv / S4D-Lin
-    disc: Literal["zoh", "bilinear"] = "zoh"  # S4D discretisation (S4 and Liquid-S4 are bilinear)
+    rate: float = 1.0  # step-size multiplier: Delta <- rate * Delta (e.g. 2 for 8 kHz input)
+    # The SSM inside each block
+    d_state: int = 64  # N; the kernels keep N // 2 complex modes (conjugate pairs)
+    n_ssm: int | None = None  # independent (A, B) copies shared across features; None = d_model
+    bidirectional: bool = False
     dt_min: float = 0.001
     dt_max: float = 0.1
-    rate: float = 1.0  # step-size multiplier: Delta <- rate * Delta (e.g. 2 for 8 kHz input)
-    # Liquid-S4 options (models liquid_s4_kb / liquid_s4_pb)
-    liquid_kernel: Literal["kb", "pb", "none"] | None = None  # None = the model's own (kb or pb)
+
+    def ssm_options(self) -> dict[str, Any]:
+        """The keyword arguments of the model's SSM class: every field that is not a network option."""
+        network = {f.name for f in dataclasses.fields(ModelConfig)} - SSM_FIELDS
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in network}
+
+
+SSM_FIELDS = {"d_state", "n_ssm", "bidirectional", "dt_min", "dt_max"}
+
+
+@dataclass
+class S4DConfig(ModelConfig):
+    """`s4d`: the S4D paper's initialisations and discretisations (docs/models.md, S4D)."""
+
+    init: Literal["legs", "inv", "lin"] = "legs"  # S4D-LegS / S4D-Inv / S4D-Lin
+    disc: Literal["zoh", "bilinear"] = "zoh"  # state-spaces/s4's S4D default is zoh
+
+
+@dataclass
+class LiquidConfig(ModelConfig):
+    """Liquid-S4: S4 plus the liquid term of degrees 2..liquid_degree (docs/liquid.md)."""
+
+    liquid_kernel: str = "kb"  # fixed per model below; `none` keeps the recipe and drops the term (ablation)
     liquid_degree: int = 2  # P: correlation terms of degrees 2..P
-    liquid_mode: Literal["reference", "exact"] = "reference"  # reference = the public code's behaviour; exact = the expansion
+    liquid_mode: Literal["reference", "exact"] = "reference"  # reference = the public code's behaviour
+
+
+@dataclass
+class LiquidKBConfig(LiquidConfig):
+    liquid_kernel: Literal["kb", "none"] = "kb"
+
+
+@dataclass
+class LiquidPBConfig(LiquidConfig):
+    liquid_kernel: Literal["pb", "none"] = "pb"
 
 
 @dataclass
@@ -68,6 +99,9 @@ class OptimConfig:
     schedule_steps: int | None = None  # cosine horizon; None = the whole run
     clamp_schedule: bool = False  # False: the factor rises again past the horizon, as in the reference
     grad_clip: float = 0.0  # 0 = off
+    # weight decay on the backbone's biases and normalisation parameters: the Liquid-S4 code decays them,
+    # state-spaces/s4 does not (its train.optimizer_param_grouping)
+    decay_bias_and_norm: bool = True
     step_epochs: int = 100  # scheduler 'step' (BIDMC: MultiStep x0.5 at epochs 100, 200, ...)
     step_gamma: float = 0.5
 
@@ -168,8 +202,9 @@ class TrackingConfig:
 class RunConfig:
     task: str = "listops"
     preset: str = "paper"
+    recipe: str = ""  # the recipe family the model trains with (registry: liquid_s4 or s4); set by resolve
     seed: int = 2222
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=S4DConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -231,6 +266,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif tp is ModelConfig:
+        if isinstance(value, dict):
+            return model_from_dict(value, where)
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return from_dict(tp, value, where)
@@ -259,6 +297,49 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             )
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
+
+
+def model_from_dict(data: dict[str, Any], where: str = "model") -> ModelConfig:
+    """The `model` section as the options class of the model it names (registry): a key that model does not
+    take is refused, naming the model, its options and the models that do take the key."""
+    from suite import registry
+
+    name = data.get("name", ModelConfig.name)
+    if not isinstance(name, str):
+        raise ConfigError(f"config: {where}.name = {name!r} is not valid; expected a model name.",
+                          hint=f"models: {', '.join(registry.MODELS)}")
+    cls = registry.model(name).options
+    taken = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key in taken:
+            continue
+        owners = [n for n, e in registry.MODELS.items() if key in {f.name for f in dataclasses.fields(e.options)}]
+        if not owners:
+            from_dict(cls, {key: data[key]}, where)  # unknown everywhere: the usual did-you-mean
+        raise ConfigError(f"config: model {name} does not take '{where}.{key}' (an option of {', '.join(owners)}).",
+                          hint=f"options of {name}: {', '.join(taken)}; drop '{key}', or choose --model "
+                               f"{owners[0]}")
+    try:
+        return from_dict(cls, data, where)
+    except ConfigError as exc:
+        for key, value in data.items():  # a value another model takes: say which (e.g. liquid_kernel = kb)
+            others = [n for n, e in registry.MODELS.items() if n != name and _accepts(e.options, key, value)]
+            if others and not _accepts(cls, key, value):
+                raise ConfigError(f"config: model {name} does not take {where}.{key} = {value!r} "
+                                  f"(it takes {_type_name(typing.get_type_hints(cls)[key])}).",
+                                  hint=f"for {key} = {value!r} use --model {others[0]}") from None
+        raise exc
+
+
+def _accepts(cls: type, key: str, value: Any) -> bool:
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        return False
+    try:
+        _coerce(value, hints[key], key)
+        return True
+    except ConfigError:
+        return False
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -358,16 +439,24 @@ def recipe_path(task: str) -> Path:
 
 
 def load_recipe(task: str) -> dict[str, Any]:
+    """A task's recipe file: `defaults` (every recipe of the task), `recipes` (one per model family, each with the
+    public config file it `follows` and its `config`), `presets` (overlays: `paper` is empty, `smoke` is tiny)."""
     path = recipe_path(task)
     if not path.is_file():
         raise UnknownNameError(f"no recipe for task '{task}' ({path} is missing).")
     recipe = load_yaml(path)
     recipe.setdefault("presets", {})
+    recipe.setdefault("recipes", {})
     return recipe
 
 
 def preset_names(task: str) -> list[str]:
     return list(load_recipe(task)["presets"])
+
+
+def recipe_source(task: str, recipe: str) -> str:
+    """The public configuration file a task's recipe follows, e.g. 'state-spaces/s4 configs/experiment/...'."""
+    return str(load_recipe(task)["recipes"].get(recipe, {}).get("follows", ""))
 
 
 def resolve(
@@ -377,18 +466,31 @@ def resolve(
     config_files: list[Path] | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> RunConfig:
-    """Merge defaults, recipe, preset, files, --set overrides and flags; validate once."""
-    recipe = load_recipe(task)
-    presets = recipe["presets"]
+    """Merge defaults, the model's recipe, preset, files, --set overrides and flags; validate once.
+
+    The recipe is the model's family's (registry: `liquid_s4` for the Liquid-S4 models, `s4` for S4 and S4D),
+    so every model trains with the published recipe of its own row; `recipe` picks another one (an ablation,
+    or one network for every model in a benchmark)."""
+    from suite import registry
+
+    recipe_name = recipe or registry.model(model).recipe
+    recipe_file = load_recipe(task)
+    presets = recipe_file["presets"]
     if preset not in presets:
         close = difflib.get_close_matches(preset, list(presets), n=1)
         raise UnknownNameError(
             f"unknown preset '{preset}' for task '{task}'." + (f" Did you mean '{close[0]}'?" if close else ""),
             hint=f"presets of {task}: {', '.join(presets)}",
         )
-    merged: dict[str, Any] = {"task": task, "preset": preset}
-    merged = deep_merge(merged, recipe.get("defaults") or {})
+    if recipe_name not in recipe_file["recipes"]:
+        raise UnknownNameError(f"task '{task}' has no '{recipe_name}' recipe.",
+                               hint=f"recipes of {task}: {', '.join(recipe_file['recipes']) or 'none'}; add one to "
+                                    f"{recipe_path(task)}")
+    merged: dict[str, Any] = {"task": task, "preset": preset, "recipe": recipe_name}
+    merged = deep_merge(merged, recipe_file.get("defaults") or {})
+    merged = deep_merge(merged, recipe_file["recipes"][recipe_name].get("config") or {})
     merged = deep_merge(merged, presets[preset] or {})
     merged = deep_merge(merged, {"model": {"name": model}})
     for f in config_files or []:
@@ -397,11 +499,34 @@ def resolve(
         merged = deep_merge(merged, parse_override(o))
     merged = deep_merge(merged, flags or {})
     cfg = from_dict(RunConfig, merged)
-    for name, chosen in (("task", task), ("preset", preset)):
-        if getattr(cfg, name) != chosen:
-            raise ConfigError(f"config: {name} = {getattr(cfg, name)!r} in a config file or --set, but the run is "
-                              f"for {name} {chosen!r}.",
-                              hint=f"choose the {name} with --{name} only; remove '{name}:' from the file / --set")
+    for name, chosen, given in (("task", task, cfg.task), ("preset", preset, cfg.preset),
+                                ("recipe", recipe_name, cfg.recipe), ("model", model, cfg.model.name)):
+        if given != chosen:
+            where = "model.name" if name == "model" else name
+            raise ConfigError(f"config: {where} = {given!r} in a config file or --set, but the run is for {name} "
+                              f"{chosen!r}.",
+                              hint=f"remove '{where}' from the file / --set" + (
+                                  "; the recipe follows the model" if name == "recipe" else
+                                  f"; choose the {name} with --{name} only"))
+    check(cfg)
+    return cfg
+
+
+def from_stored(data: dict[str, Any]) -> RunConfig:
+    """A configuration stored by a run (config.yaml artifact, checkpoint), also by an earlier version of the suite:
+    model options the model never took are dropped (they were ignored then), liquid_mode 'paper' is 'exact'."""
+    from suite import registry
+
+    data = dict(data)
+    model = dict(data.get("model") or {})
+    try:
+        taken = {f.name for f in dataclasses.fields(registry.model(model.get("name", ModelConfig.name)).options)}
+    except Exception:
+        taken = set(model)
+    data["model"] = {k: v for k, v in model.items() if k in taken}
+    if data["model"].get("liquid_mode") == "paper":
+        data["model"]["liquid_mode"] = "exact"
+    cfg = from_dict(RunConfig, data)
     check(cfg)
     return cfg
 
@@ -475,7 +600,7 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"config: need 0 < model.dt_min <= model.dt_max, got {m.dt_min} and {m.dt_max}.")
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"config: model.dropout = {m.dropout} must lie in [0, 1).")
-    if m.liquid_degree < 2:
+    if isinstance(m, LiquidConfig) and m.liquid_degree < 2:
         raise ConfigError(f"config: model.liquid_degree = {m.liquid_degree} must be at least 2.")
     if m.rate <= 0:
         raise ConfigError(f"config: model.rate = {m.rate} must be positive.")
@@ -509,6 +634,10 @@ def check(cfg: RunConfig) -> None:
             close = difflib.get_close_matches(value, choices, n=1)
             raise _bad(where, value, "is not known" + (f" (did you mean {close[0]!r}?)" if close else ""),
                        f"one of: {', '.join(choices)}")
+    if t.precision in ("16-true", "bf16-true"):
+        raise _bad("trainer.precision", t.precision, "is not supported: the SSM kernels need float32 parameters "
+                   "(complex half precision has no FFT or Cauchy kernels)",
+                   "use --precision bf16-mixed (or 16-mixed): float32 weights, half-precision matrix products")
     if t.cuda_graph and t.precision not in ("32-true", "32"):
         raise _bad("trainer.precision", t.precision, "cannot be combined with trainer.cuda_graph = true",
                    "use --precision 32-true with CUDA graphs, or drop --set trainer.cuda_graph=true")

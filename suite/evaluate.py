@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from suite import __version__, registry, tracking
-from suite.config import RunConfig, dump, flatten, from_dict, to_dict
+from suite.config import RunConfig, dump, flatten, from_stored, to_dict
 from suite.errors import ConfigError
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
@@ -39,7 +39,7 @@ def _check_source(cfg: RunConfig, run_id: str, run, state: dict) -> RunConfig:
                           hint="pick a run of task speech or speech8k (`suite ui`, experiment 'speech')")
     if "suite_config" not in state:
         raise ConfigError(f"the checkpoint of run {run_id} carries no suite_config; it was not written by `suite run`.")
-    source = from_dict(RunConfig, state["suite_config"])
+    source = from_stored(state["suite_config"])
     if source.model.name != cfg.model.name:
         raise ConfigError(f"--model {cfg.model.name}, but run {run_id} trained model '{source.model.name}'.",
                           hint=f"use --model {source.model.name}")
@@ -83,6 +83,7 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
         "suite.task": cfg.task,
         "suite.model": source.model.name,
         "suite.preset": source.preset,
+        "suite.recipe": source.recipe,
         "suite.seed": str(source.seed),
         "suite.data_source": data.source,
         "suite.git_commit": tracking.git_commit(),

@@ -10,8 +10,24 @@ from torch import nn
 from models.ssm import ConvSSM
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, dt_lr: float | None, ssm_lr: float | None):
+def _backbone_bias_and_norm(model: nn.Module) -> set[int]:
+    """ids of the backbone's biases and normalisation parameters (state-spaces/s4's optimizer_param_grouping:
+    the residual blocks and the final norm; not the encoder or the decoder, which that code keeps apart)."""
+    backbone = [m for name in ("blocks", "final_norm") if isinstance(m := getattr(model, name, None), nn.Module)]
+    norms = (nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm)
+    out: set[int] = set()
+    for part in backbone:
+        for module in part.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if name.endswith("bias") or isinstance(module, norms):
+                    out.add(id(p))
+    return out
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, dt_lr: float | None, ssm_lr: float | None,
+                 decay_bias_and_norm: bool = True):
     """Three groups: everything else (lr, weight_decay); log dt (dt_lr, no decay); A and B (ssm_lr, no decay).
+    With `decay_bias_and_norm` False, a fourth: the backbone's biases and norms (lr, no decay).
 
     C and D, as in the reference, take the global learning rate and weight decay.
     """
@@ -20,8 +36,11 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, dt_lr: float 
         if isinstance(module, ConvSSM):
             for role, p in module.param_roles():
                 roles[id(p)] = role
+    if not decay_bias_and_norm:
+        roles.update({i: "no_decay" for i in _backbone_bias_and_norm(model) if i not in roles})
     groups = {
         "default": {"params": [], "lr": lr, "weight_decay": weight_decay},
+        "no_decay": {"params": [], "lr": lr, "weight_decay": 0.0},
         "dt": {"params": [], "lr": lr if dt_lr is None else dt_lr, "weight_decay": 0.0},
         "ssm": {"params": [], "lr": lr if ssm_lr is None else ssm_lr, "weight_decay": 0.0},
     }
@@ -29,7 +48,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, dt_lr: float 
         if not p.requires_grad:
             continue
         role = roles.get(id(p))
-        groups["default" if role is None else "dt" if role == "dt" else "ssm"]["params"].append(p)
+        groups["default" if role is None else role if role in ("dt", "no_decay") else "ssm"]["params"].append(p)
     return [dict(g, name=name) for name, g in groups.items() if g["params"]]
 
 
@@ -54,7 +73,8 @@ def make_optimizer(model: nn.Module, cfg, total_steps: int):
     the learning rate every `step_epochs` epochs, the reference's MultiStep schedule for BIDMC.
     """
     opt = torch.optim.AdamW(
-        param_groups(model, cfg.lr, cfg.weight_decay, cfg.dt_lr, cfg.ssm_lr), lr=cfg.lr, betas=tuple(cfg.betas)
+        param_groups(model, cfg.lr, cfg.weight_decay, cfg.dt_lr, cfg.ssm_lr, cfg.decay_bias_and_norm), lr=cfg.lr,
+        betas=tuple(cfg.betas)
     )
     if cfg.scheduler == "step":
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma), "epoch"

@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from suite.config import LiquidKBConfig, LiquidPBConfig, ModelConfig, S4DConfig
 from suite.errors import NotImplementedYet, UnknownNameError
 
 
@@ -23,6 +24,8 @@ class Entry:
     family: str = ""  # tasks only: the benchmark family, used as the default MLflow experiment
     metric: str = "accuracy"  # tasks only: the headline metric (accuracy, higher is better; rmse, lower)
     split: str = "test"  # tasks only: the split of the headline metric (speech8k: test8k, the 8 kHz test)
+    options: type | None = None  # models only: the options dataclass (suite/config.py) the model takes
+    recipe: str = ""  # models only: the recipe family its `paper` preset follows (suite/recipes/<task>.yaml)
 
 
 def _table(*entries: Entry) -> dict[str, Entry]:
@@ -49,14 +52,17 @@ TASKS = _table(
           "rmse"),
 )
 
+# The recipe families: `s4` = the state-spaces/s4 experiment configs (the published S4 and S4D rows),
+# `liquid_s4` = the raminmh/liquid-s4 configs (the published Liquid-S4 rows).
 MODELS = _table(
     Entry("s4", "S4: diagonal-plus-low-rank SSM, HiPPO-LegS init, Cauchy kernel with Woodbury correction",
-          "models.s4:S4"),
-    Entry("s4d", "S4D: diagonal SSM, Vandermonde kernel, LegS/Inv/Lin init, ZOH or bilinear", "models.s4d:S4D"),
-    Entry("liquid_s4_kb", "Liquid-S4, KB liquid kernel: full liquid kernels C A^l B^p for input correlations",
-          "models.liquid:LiquidS4KB"),
-    Entry("liquid_s4_pb", "Liquid-S4, PB liquid kernel: zero-lag coefficients C B^p, pointwise, no extra FFT",
-          "models.liquid:LiquidS4PB"),
+          "models.s4:S4", options=ModelConfig, recipe="s4"),
+    Entry("s4d", "S4D: diagonal SSM, Vandermonde kernel, LegS/Inv/Lin init, ZOH or bilinear", "models.s4d:S4D",
+          options=S4DConfig, recipe="s4"),
+    Entry("liquid_s4_kb", "Liquid-S4, KB liquid kernel: liquid kernels from the S4 kernel for input correlations",
+          "models.liquid:LiquidS4KB", options=LiquidKBConfig, recipe="liquid_s4"),
+    Entry("liquid_s4_pb", "Liquid-S4, PB liquid kernel: coefficients C B^p on input correlations, no extra FFT",
+          "models.liquid:LiquidS4PB", options=LiquidPBConfig, recipe="liquid_s4"),
 )
 
 

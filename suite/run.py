@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from suite import __version__, registry, tracking
-from suite.config import RunConfig, dump, flatten, from_dict, load_yaml, to_dict
+from suite.config import ModelConfig, RunConfig, dump, flatten, from_stored, load_yaml, recipe_source, to_dict
 from suite.errors import ConfigError, ResourceError, ResumeError
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
@@ -36,29 +36,23 @@ def _quiet() -> None:
     disable_possible_user_warnings()
 
 
+def ssm_factory(m: ModelConfig, l_max: int):
+    """d_model -> the model's SSM layer, built with exactly the options the model declares (suite/config.py;
+    validation refused any other) plus the data's length where the SSM takes it (S4's C~ is set up for it)."""
+    ssm_cls = registry.resolve(registry.model(m.name))
+    kwargs = m.ssm_options()
+    if "l_max" in inspect.signature(ssm_cls).parameters:
+        kwargs["l_max"] = l_max
+    return lambda d_model: ssm_cls(d_model, **kwargs)
+
+
 def build_model(cfg: RunConfig, data):
     """The network for `cfg.model` on a task's `TaskData`, with the SSM class from the model registry."""
     from models.network import SequenceModel
 
     m = cfg.model
-    ssm_cls = registry.resolve(registry.model(m.name))
-    options = {
-        "d_state": m.d_state,
-        "bidirectional": m.bidirectional,
-        "n_ssm": m.n_ssm,
-        "init": m.init,
-        "disc": m.disc,
-        "dt_min": m.dt_min,
-        "dt_max": m.dt_max,
-        "l_max": cfg.data.l_max,
-        "liquid_kernel": m.liquid_kernel,
-        "liquid_degree": m.liquid_degree,
-        "liquid_mode": m.liquid_mode,
-    }
-    accepted = inspect.signature(ssm_cls).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted}
     return SequenceModel(
-        make_ssm=lambda H: ssm_cls(H, **kwargs),
+        make_ssm=ssm_factory(m, cfg.data.l_max),
         d_input=data.d_input,
         d_output=data.d_output,
         encoder=data.encoder,
@@ -201,6 +195,8 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             "suite.task": cfg.task,
             "suite.model": cfg.model.name,
             "suite.preset": cfg.preset,
+            "suite.recipe": cfg.recipe,
+            "suite.recipe_source": recipe_source(cfg.task, cfg.recipe),
             "suite.seed": str(cfg.seed),
             "suite.data_source": data.source,
             "suite.git_commit": tracking.git_commit(),
@@ -325,8 +321,6 @@ RESUME_FORBIDDEN = ("task", "model", "config", "set", "seed", "experiment", "run
 
 def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
     """The configuration a run was started with: its `config.yaml` artifact, else its checkpoint's."""
-    from suite.config import check
-
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = tracking.client(uri).download_artifacts(run_id, "config.yaml", tmp)
@@ -340,9 +334,7 @@ def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
     if not data:
         raise ResumeError(f"run {run_id} has neither a config.yaml artifact nor a checkpoint with its configuration.",
                           hint="it was not started by this version of `suite run`; start a new run instead")
-    cfg = from_dict(RunConfig, data)
-    check(cfg)
-    return cfg
+    return from_stored(data)
 
 
 def resume(run_id: str, args) -> str:

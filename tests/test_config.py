@@ -9,14 +9,36 @@ from suite.errors import ConfigError, UnknownNameError
 from tests.conftest import run_suite
 
 
-def test_paper_preset_holds_the_reference_recipe():
-    cfg = resolve("listops", "s4d", "paper")
-    assert isinstance(cfg, RunConfig)
+def test_paper_preset_of_a_liquid_model_is_the_liquid_s4_recipe():
+    """raminmh/liquid-s4 configs/experiment/lra/s4-lra-listops.yaml, with the public code's liquid behaviour."""
+    cfg = resolve("listops", "liquid_s4_pb", "paper")
+    assert isinstance(cfg, RunConfig) and cfg.recipe == "liquid_s4"
     m, o, t = cfg.model, cfg.optim, cfg.trainer
     assert (m.d_model, m.n_layers, m.d_state, m.norm, m.prenorm, m.bidirectional) == (128, 9, 7, "batch", True, False)
+    assert (m.liquid_kernel, m.liquid_degree, m.liquid_mode) == ("pb", 2, "reference")
     assert (o.lr, o.weight_decay, o.ssm_lr, o.dt_lr, o.warmup_steps, o.schedule_steps) == (0.002, 0.03, 0.0009,
                                                                                           None, 1000, 80000)
+    assert o.decay_bias_and_norm is True
     assert (t.batch_size, t.max_epochs, cfg.seed, cfg.data.l_max) == (12, 40, 2222, 2048)
+
+
+@pytest.mark.parametrize("model", ["s4", "s4d"])
+def test_paper_preset_of_s4_and_s4d_is_the_state_spaces_s4_recipe(model):
+    """state-spaces/s4 configs/experiment/lra/s4-listops.yaml: 256 x 6, d_state 4, bidirectional, post-norm
+    BatchNorm, lr 0.01, weight decay 0.05 (not on biases and norms), SSM lr 0.001, dt 0.001-0.1, batch 32,
+    40 epochs, cosine with 12k warm-up steps over 120k, seed 3333."""
+    cfg = resolve("listops", model, "paper")
+    m, o, t = cfg.model, cfg.optim, cfg.trainer
+    assert cfg.recipe == "s4"
+    assert (m.d_model, m.n_layers, m.d_state, m.n_ssm, m.norm, m.prenorm, m.bidirectional) == (
+        256, 6, 4, 1, "batch", False, True)
+    assert (m.dt_min, m.dt_max, m.dropout) == (0.001, 0.1, 0.0)
+    assert (o.lr, o.weight_decay, o.ssm_lr, o.dt_lr, o.warmup_steps, o.schedule_steps) == (0.01, 0.05, 0.001,
+                                                                                          None, 12000, 120000)
+    assert o.decay_bias_and_norm is False
+    assert (t.batch_size, t.max_epochs, cfg.seed, cfg.data.l_max) == (32, 40, 3333, 2048)
+    if model == "s4d":
+        assert (m.init, m.disc) == ("legs", "zoh")  # S4D-LegS, state-spaces/s4's S4D discretisation
 
 
 def test_overlay_order_file_then_set_then_flags(tmp_path):
@@ -61,7 +83,7 @@ def test_booleans_are_not_numbers():
 
 def test_liquid_options_are_config_values():
     cfg = resolve("listops", "liquid_s4_kb", overrides=["model.liquid_kernel=none", "model.liquid_degree=3"])
-    assert (cfg.model.liquid_kernel, cfg.model.liquid_degree, cfg.model.liquid_mode) == ("none", 3, "paper")
+    assert (cfg.model.liquid_kernel, cfg.model.liquid_degree, cfg.model.liquid_mode) == ("none", 3, "reference")
     with pytest.raises(ConfigError, match="liquid_degree = 1 must be at least 2"):
         resolve("listops", "liquid_s4_kb", overrides=["model.liquid_degree=1"])
 
