@@ -326,3 +326,19 @@ def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried_by_the_other
     assert killed.data.tags["suite.sweep.state"] == "FAIL" and killed.data.tags["suite.sweep.stale"] == "true"
     assert_accounted([t for t in trials.values() if t.number != victim.number],
                      {n: r for n, r in children.items() if n != victim.number})
+
+
+def test_a_sweep_over_several_models_checks_each_trial_against_its_own_model(tmp_path):
+    """An option one of the models does not take stops the sweep before any trial runs (exit 2, no run)."""
+    bad = write_sweep(tmp_path, "models", model=["s4d", "liquid_s4_pb"],
+                      space={"model.liquid_degree": {"type": "int", "low": 2, "high": 3}})
+    with pytest.raises(ConfigError, match="model s4d does not take 'model.liquid_degree'"):
+        sweep_config.check_configs(sweep_config.load(bad))
+    result = run_suite("sweep", str(bad), "--trials", "1")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "model s4d does not take 'model.liquid_degree'" in result.stderr and "Traceback" not in result.stderr
+    uri, _ = store(tmp_path)
+    from suite import tracking
+
+    assert not tracking.client(uri).search_experiments() or all(
+        not tracking.client(uri).search_runs([e.experiment_id]) for e in tracking.client(uri).search_experiments())
