@@ -160,7 +160,7 @@ class LiquidS4(S4):
 
     def __init__(self, d_model: int, d_state: int = 64, bidirectional: bool = False, n_ssm: int | None = None,
                  dt_min: float = 0.001, dt_max: float = 0.1, l_max: int = 1024, liquid_kernel: str | None = None,
-                 liquid_degree: int = 2, liquid_mode: str = "reference"):
+                 liquid_degree: int = 2, liquid_mode: str = "reference", liquid_norm: str = "none"):
         super().__init__(d_model, d_state, bidirectional, n_ssm, dt_min, dt_max, l_max)
         self.liquid_kernel = liquid_kernel or self.default_kernel
         if self.liquid_kernel not in ("kb", "pb", "none"):
@@ -169,7 +169,11 @@ class LiquidS4(S4):
             raise ValueError(f"liquid_degree = {liquid_degree} must be at least 2")
         if liquid_mode not in ("reference", "exact"):
             raise ValueError(f"unknown liquid_mode {liquid_mode!r}; expected 'reference' or 'exact'")
-        self.liquid_degree, self.liquid_mode = liquid_degree, liquid_mode
+        if liquid_norm not in ("none", "pole"):
+            raise ValueError(f"unknown liquid_norm {liquid_norm!r}; expected 'none' or 'pole'")
+        if liquid_norm != "none" and liquid_mode != "exact":
+            raise ValueError("liquid_norm 'pole' applies to liquid_mode 'exact' only (the reference term is fixed)")
+        self.liquid_degree, self.liquid_mode, self.liquid_norm = liquid_degree, liquid_mode, liquid_norm
         if liquid_mode == "reference":
             self.freeze_reference()
 
@@ -204,6 +208,16 @@ class LiquidS4(S4):
         C = Ct / (1 - A_bar ** round(self._length / rate))
         return A_bar, B_bar, C
 
+    def modulation(self) -> torch.Tensor:
+        """r (H, 1): the liquid system is x' = (A + r B u) x + B u, so its degree-p terms carry r^(p-1).
+        liquid_norm 'none': r = 1 (the paper's system). 'pole': r = min_n |Re Lambda_n| / |B_n|, so that
+        Re(Lambda_n + r B_n u) <= 0 for every mode while |u| <= 1: the input can no longer push a pole into
+        the right half-plane, and the degree-p term shrinks like |u|^p (docs/liquid.md, "Divergence")."""
+        if self.liquid_norm == "none":
+            return torch.ones(self.H, 1, device=self.log_dt.device, dtype=self.log_dt.dtype)
+        _, Lambda, _, B, _ = self.system()
+        return (Lambda.real.abs() / B.abs()).amin(-1, keepdim=True)
+
     def liquid_term(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         if self.liquid_kernel == "none":
             return torch.zeros_like(u)
@@ -215,7 +229,8 @@ class LiquidS4(S4):
         for c, direction in enumerate((1, -1) if self.bidirectional else (1,)):
             x = u if direction == 1 else u.flip(-1)
             if self.liquid_kernel == "pb":
-                coeffs = [2 * (C[c] * B_bar**p).sum(-1).real for p in degrees]
+                r = self.modulation()
+                coeffs = [2 * (C[c] * B_bar * (r * B_bar) ** (p - 1)).sum(-1).real for p in degrees]
                 y = liquid_pb(x, coeffs)
             else:
                 y = liquid_kb(x, list(self.liquid_kernels(u.shape[-1], rate, A_bar, B_bar, C[c])))
@@ -226,7 +241,8 @@ class LiquidS4(S4):
     def liquid_kernels(self, L: int, rate: float, A_bar, B_bar, C_c) -> torch.Tensor:
         """K_p[l] = 2 Re sum_n C_n A_bar_n^l B_bar_n^p for p = 2 .. P: (P - 1, H, L), one Vandermonde call."""
         p = torch.arange(2, self.liquid_degree + 1, device=B_bar.device).view(-1, 1, 1)  # (P-1, 1, 1)
-        return vandermonde(C_c * B_bar**p, torch.log(A_bar), L, use_triton=self.use_triton)
+        v = C_c * B_bar * (self.modulation() * B_bar) ** (p - 1)  # (P-1, H, N2)
+        return vandermonde(v, torch.log(A_bar), L, use_triton=self.use_triton)
 
     def _reference_term(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         """The public code's liquid term (docs/liquid.md, "Reference mode"): frozen init-time coefficients
@@ -282,7 +298,8 @@ class LiquidS4(S4):
             A_bar, B_bar, C = self.diagonal(rate)
             dtype = self._B_bar.dtype
             self._diag = tuple(x.to(dtype) for x in (A_bar, B_bar, C[0]))  # (H, N2) each
-            self._pb = [2 * (self._diag[2] * self._diag[1] ** p).sum(-1).real
+            self._r = self.modulation().to(dtype)  # (H, 1)
+            self._pb = [2 * (self._diag[2] * self._diag[1] * (self._r * self._diag[1]) ** (p - 1)).sum(-1).real
                         for p in range(2, self.liquid_degree + 1)]  # c_p, (H,) each
 
     def default_state(self, batch: int):
@@ -294,14 +311,14 @@ class LiquidS4(S4):
 
     def step(self, u_t: torch.Tensor, state):
         """u_t (B, H) -> y_t (B, H): the linear S4 step plus
-        KB: x^(1)_k = A x^(1)_{k-1} + B u_k, x^(p)_k = A x^(p)_{k-1} + B u_k x^(p-1)_{k-1}, y += 2 Re C x^(p)_k;
-        PB: y += sum_p c_p u_k u_{k-1} ... u_{k-p+1}."""
+        KB: x^(1)_k = A x^(1)_{k-1} + B u_k, x^(p)_k = A x^(p)_{k-1} + r B u_k x^(p-1)_{k-1}, y += 2 Re C x^(p)_k
+        (r = `modulation()`, 1 unless liquid_norm 'pole'); PB: y += sum_p c_p u_k u_{k-1} ... u_{k-p+1}."""
         x, xs, window = state
         y, x = super().step(u_t, x)
         if self.liquid_kernel == "kb":
             A_bar, B_bar, C = self._diag
             Bu = B_bar * u_t.unsqueeze(-1)  # (B, H, N2)
-            lower = torch.cat([torch.ones_like(xs[:1]), xs[:-1]])  # x^(p-1)_{k-1}, with x^(0) = 1
+            lower = torch.cat([torch.ones_like(xs[:1]), self._r * xs[:-1]])  # r x^(p-1)_{k-1}, x^(0) = 1
             xs = A_bar * xs + Bu * lower
             y = y + 2 * (C * xs[1:]).sum(-1).real.sum(0).to(y.dtype)
         elif self.liquid_kernel == "pb":

@@ -77,7 +77,8 @@ def test_fused_and_plain_layers_agree_in_float64(model):
 
     torch.manual_seed(3)
     cls = registry.resolve(registry.model(model))
-    fast = SSMLayer(cls(4, **({"d_state": 8} | ({} if model == "s4d" else {"l_max": 64, "liquid_mode": "exact"})))).double()
+    kw = {"d_state": 8} | ({} if model == "s4d" else {"l_max": 64, "liquid_mode": "exact"})
+    fast = SSMLayer(cls(4, **kw)).double()
     plain = copy.deepcopy(fast)
     plain.ssm.fused = False
     u = torch.randn(2, 4, 64, dtype=torch.float64)
