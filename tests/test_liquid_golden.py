@@ -61,11 +61,12 @@ def test_the_golden_liquid_term_is_not_the_exact_mode():
 
 
 @pytest.mark.parametrize("name", ["pb3_bi_rate1", "kb2_bi_rate2"])
-def test_double_keeps_the_frozen_complex_coefficients(name):
-    """`.double()` after construction (float32 buffers) must keep the imaginary parts of Lambda, B, C."""
+def test_to_float64_keeps_the_frozen_complex_coefficients(name):
+    """`.to(torch.float64)` casts complex tensors too (dropping imaginary parts): the frozen Lambda, B, C
+    must survive it, and a float32 round trip."""
     case = CASES[name]
-    m32 = layer_from_golden(name).float()
-    m64 = m32.double()
+    m32 = layer_from_golden(name).to(torch.float32)
+    m64 = m32.to(torch.float64)
     u = torch.from_numpy(ARRAYS[f"{name}/u"])
     y, y_linear = (torch.from_numpy(ARRAYS[f"{name}/{k}"]) for k in ("y", "y_linear"))
     with torch.no_grad():
