@@ -61,7 +61,7 @@ def test_booleans_are_not_numbers():
 
 def test_liquid_options_are_config_values():
     cfg = resolve("listops", "liquid_s4_kb", overrides=["model.liquid_kernel=none", "model.liquid_degree=3"])
-    assert (cfg.model.liquid_kernel, cfg.model.liquid_degree, cfg.model.liquid_mode) == ("none", 3, "paper")
+    assert (cfg.model.liquid_kernel, cfg.model.liquid_degree, cfg.model.liquid_mode) == ("none", 3, "reference")
     with pytest.raises(ConfigError, match="liquid_degree = 1 must be at least 2"):
         resolve("listops", "liquid_s4_kb", overrides=["model.liquid_degree=1"])
 
