@@ -35,7 +35,7 @@ from collections import defaultdict
 
 import torch
 
-from models.kernels.fftconv import fft_conv
+from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 from models.kernels.kb_conv import centred_cumsum, conv_and_kb2
 from models.kernels.vandermonde import vandermonde
 from models.s4 import S4
@@ -244,11 +244,11 @@ class LiquidS4(S4):
         v = C_c * B_bar * (self.modulation() * B_bar) ** (p - 1)  # (P-1, H, N2)
         return vandermonde(v, torch.log(A_bar), L, use_triton=self.use_triton)
 
-    def _reference_term(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
+    def _reference_term(self, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | None = None) -> torch.Tensor:
         """The public code's liquid term (docs/liquid.md, "Reference mode"): frozen init-time coefficients
         (init dt even at rate != 1), the conjugate of the raw C, the last-n_p combination window, time flip;
         PB pointwise; KB the rate's S4 kernel (two-sided and cut to L + 1 taps when bidirectional) on
-        mismatched FFT grids. u (B, H, L) -> (B, H, L)."""
+        mismatched FFT grids. u (B, H, L), K the S4 kernel (channels, H, L) if already computed -> (B, H, L)."""
         dt = self._ref_dt[:, None]
         Lambda, B = torch.view_as_complex(self._ref_Lambda), torch.view_as_complex(self._ref_B)
         B_bar = dt * B / (1 - dt * Lambda / 2)  # diagonal part only, (H, N2)
@@ -256,7 +256,7 @@ class LiquidS4(S4):
         L = u.shape[-1]
         out = torch.zeros_like(u)
         if self.liquid_kernel == "kb":
-            K = self.kernel(L, rate)  # the trainable S4 kernel at this rate, (channels, H, L)
+            K = self.kernel(L, rate) if K is None else K  # the trainable S4 kernel at this rate, (channels, H, L)
             k = K[0] if not self.bidirectional else torch.cat([K[0], K[1].flip(-1)], -1)  # (H, L) or (H, 2L)
             k_f = torch.fft.fft(k, n=L + 1)  # quirks 13-14: complex FFT of the first L + 1 taps
         for p in range(2, self.liquid_degree + 1):
@@ -281,6 +281,12 @@ class LiquidS4(S4):
             A_bar, B_bar, C = self.diagonal(rate)
             K2 = self.liquid_kernels(L, rate, A_bar, B_bar, C[0])[0]  # (H, L)
             return conv_and_kb2(u, k, K2, self.use_triton)
+        if self.liquid_mode == "reference" and self.liquid_kernel == "kb":  # one kernel for both terms
+            K = self.kernel(u.shape[-1], rate)  # (channels, H, L)
+            k = two_sided(K[0], K[1]) if self.bidirectional else K[0]
+            linear = (fft_conv_autograd(u, k.to(u.dtype)) + self.D[:, None] * u if not self.fused
+                      else fft_conv(u, self.with_skip(k)))  # as ConvSSM.forward
+            return linear + self._reference_term(u, rate, K)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 
     # Recurrent mode: the convolution mode's output, step by step (docs/liquid.md, "Recurrent mode") ----
