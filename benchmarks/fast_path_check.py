@@ -29,6 +29,7 @@ def check_layer(model: str, B: int = 4, H: int = 32, L: int = 1024, device: str 
     torch.manual_seed(0)
     cls = registry.resolve(registry.model(model))
     kw = {"d_state": 64} | ({} if model == "s4d" else {"l_max": L})
+    kw |= {"liquid_mode": "exact"} if model.startswith("liquid") else {}  # the fused KB path is exact mode's
     fast = SSMLayer(cls(H, **kw)).to(device)
     plain = copy.deepcopy(fast)
     plain.ssm.fused = False
@@ -80,7 +81,9 @@ def check_graphed_layer(model: str, B: int = 4, H: int = 64, L: int = 2048) -> f
 
     torch.manual_seed(0)
     cls = registry.resolve(registry.model(model))
-    layer = SSMLayer(cls(H, **({"d_state": 64} | ({} if model == "s4d" else {"l_max": L})))).cuda()
+    kw = {"d_state": 64} | ({} if model == "s4d" else {"l_max": L})
+    kw |= {"liquid_mode": "exact"} if model.startswith("liquid") else {}  # the fused KB path is exact mode's
+    layer = SSMLayer(cls(H, **kw)).cuda()
     twin = copy.deepcopy(layer)
     u = torch.randn(B, H, L, device="cuda", requires_grad=True)
     fwd = torch.cuda.make_graphed_callables(twin, (u,))

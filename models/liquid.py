@@ -1,5 +1,5 @@
 """Liquid-S4: S4 plus the liquid (input-correlation) term of the linearised LTC SSM
-(Hasani, Lechner et al. 2023; models.md section 1, liquid-math.md).
+(Hasani, Lechner et al. 2023). Derivations, the public code's quirks and measurements: docs/liquid.md.
 
 The model, per feature, on the diagonal part of S4 (A_bar = Lambda_bar, B_bar diagonal):
 
@@ -10,15 +10,21 @@ K_p[l] = 2 Re sum_n C_n A_bar_n^l B_bar_n^p and
 
     y^(p)_k = sum_i K_p[k-(p-1)-i] u_i e_{p-1}(u_{i+1}, ..., u_k)          (e = elementary symmetric)
 
-which, with prefix power sums, is a handful of causal FFT convolutions per degree (liquid-math.md).
+which, with prefix power sums, is a handful of causal FFT convolutions per degree (docs/liquid.md).
 
-liquid_kernel (paper mode):
+liquid_mode:
+  reference (default) the public Liquid-S4 code's liquid term (raminmh/liquid-s4, class S4, liquid_kernel
+            polyb / kb), quirks included: frozen init-time coefficients, time-flipped last-n_p combination
+            window, not causal. Checked against the public layer's numbers (tests/test_liquid_golden.py).
+  exact     the expansion above, truncated after degree P:
+liquid_kernel (exact mode):
   kb    the full liquid kernel K_p for every lag, degrees 2..P: exact up to degree P, so the
         difference to the recurrence is O(eps^(P+1)) for inputs of size eps.
   pb    the zero-lag part only, y^(p)_k = c_p u_{k-p+1} ... u_k with c_p = 2 Re sum_n C_n B_bar_n^p:
         pointwise and causal; it misses the lagged degree-2 terms, so its difference is O(eps^2).
   none  the Liquid-S4 configuration with the liquid term off (an ablation).
-liquid_mode: reference reproduces the public implementation's behaviour (models.md 1.4) instead.
+The exact mode's recurrent mode (`setup_step` / `step`) reproduces its convolution mode: KB by the states
+x^(p)_k = A_bar x^(p)_{k-1} + B_bar u_k x^(p-1)_{k-1} of each degree, PB with the last P - 1 inputs.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections import defaultdict
 
 import torch
 
-from models.kernels.fftconv import fft_conv
+from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 from models.kernels.kb_conv import centred_cumsum, conv_and_kb2
 from models.kernels.vandermonde import vandermonde
 from models.s4 import S4
@@ -148,32 +154,46 @@ def reference_correlations(u: torch.Tensor, p: int) -> torch.Tensor:
 
 class LiquidS4(S4):
     """S4 with the liquid term. Extra options: liquid_kernel (kb, pb, none), liquid_degree P >= 2,
-    liquid_mode (paper, reference)."""
+    liquid_mode (reference: the public code's term, the default; exact: the expansion)."""
 
     default_kernel = "kb"
 
     def __init__(self, d_model: int, d_state: int = 64, bidirectional: bool = False, n_ssm: int | None = None,
                  dt_min: float = 0.001, dt_max: float = 0.1, l_max: int = 1024, liquid_kernel: str | None = None,
-                 liquid_degree: int = 2, liquid_mode: str = "paper"):
+                 liquid_degree: int = 2, liquid_mode: str = "reference", liquid_norm: str = "none"):
         super().__init__(d_model, d_state, bidirectional, n_ssm, dt_min, dt_max, l_max)
         self.liquid_kernel = liquid_kernel or self.default_kernel
         if self.liquid_kernel not in ("kb", "pb", "none"):
             raise ValueError(f"unknown liquid_kernel {self.liquid_kernel!r}; expected 'kb', 'pb' or 'none'")
         if liquid_degree < 2:
             raise ValueError(f"liquid_degree = {liquid_degree} must be at least 2")
-        if liquid_mode not in ("paper", "reference"):
-            raise ValueError(f"unknown liquid_mode {liquid_mode!r}; expected 'paper' or 'reference'")
-        self.liquid_degree, self.liquid_mode = liquid_degree, liquid_mode
-        if liquid_mode == "reference":  # quirk 1: coefficients frozen at their initial values (raw C, not C~)
-            _, Lambda, _, B, _ = self.system()
-            self.register_buffer("_ref_dt", torch.exp(self.log_dt.detach()).clone(), persistent=False)
-            self.register_buffer("_ref_Lambda", Lambda.detach().clone(), persistent=False)
-            self.register_buffer("_ref_B", B.detach().clone(), persistent=False)
-            self.register_buffer("_ref_C", torch.view_as_complex(self._C_init).clone(), persistent=False)
+        if liquid_mode not in ("reference", "exact"):
+            raise ValueError(f"unknown liquid_mode {liquid_mode!r}; expected 'reference' or 'exact'")
+        if liquid_norm not in ("none", "pole"):
+            raise ValueError(f"unknown liquid_norm {liquid_norm!r}; expected 'none' or 'pole'")
+        if liquid_norm != "none" and liquid_mode != "exact":
+            raise ValueError("liquid_norm 'pole' applies to liquid_mode 'exact' only (the reference term is fixed)")
+        self.liquid_degree, self.liquid_mode, self.liquid_norm = liquid_degree, liquid_mode, liquid_norm
+        if liquid_mode == "reference":
+            self.freeze_reference()
+
+    @torch.no_grad()
+    def freeze_reference(self) -> None:
+        """Quirk 1 (docs/liquid.md): the reference term's coefficients are the current (initial) dt, Lambda,
+        B and raw C, frozen as buffers. Complex values are stored as real (..., 2) views, so that
+        `.to(dtype)` / `.double()` convert them without dropping their imaginary parts."""
+        _, Lambda, _, B, _ = self.system()
+        real = lambda z: torch.view_as_real(z.detach().clone().resolve_conj()).clone()  # noqa: E731
+        for name, value in (("_ref_dt", torch.exp(self.log_dt.detach()).clone()), ("_ref_Lambda", real(Lambda)),
+                            ("_ref_B", real(B)), ("_ref_C", self._C_init.detach().clone())):
+            if name in self._buffers:
+                self._buffers[name] = value.to(self._buffers[name].device)
+            else:
+                self.register_buffer(name, value, persistent=False)
 
     def _grow(self, L: int) -> None:
         if self._length == 0:
-            self._C_init = self.C.detach().clone()  # the raw C, before it becomes C~
+            self._C_init = self.C.detach().clone()  # the raw C (real view), before it becomes C~
         super()._grow(L)
 
     # The diagonal system the liquid term lives on ---------------------------------------------
@@ -188,18 +208,29 @@ class LiquidS4(S4):
         C = Ct / (1 - A_bar ** round(self._length / rate))
         return A_bar, B_bar, C
 
+    def modulation(self) -> torch.Tensor:
+        """r (H, 1): the liquid system is x' = (A + r B u) x + B u, so its degree-p terms carry r^(p-1).
+        liquid_norm 'none': r = 1 (the paper's system). 'pole': r = min_n |Re Lambda_n| / |B_n|, so that
+        Re(Lambda_n + r B_n u) <= 0 for every mode while |u| <= 1: the input can no longer push a pole into
+        the right half-plane, and the degree-p term shrinks like |u|^p (docs/liquid.md, "Divergence")."""
+        if self.liquid_norm == "none":
+            return torch.ones(self.H, 1, device=self.log_dt.device, dtype=self.log_dt.dtype)
+        _, Lambda, _, B, _ = self.system()
+        return (Lambda.real.abs() / B.abs()).amin(-1, keepdim=True)
+
     def liquid_term(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         if self.liquid_kernel == "none":
             return torch.zeros_like(u)
         if self.liquid_mode == "reference":
-            return self._reference_term(u)
+            return self._reference_term(u, rate)
         A_bar, B_bar, C = self.diagonal(rate)
         degrees = range(2, self.liquid_degree + 1)
         out = None
         for c, direction in enumerate((1, -1) if self.bidirectional else (1,)):
             x = u if direction == 1 else u.flip(-1)
             if self.liquid_kernel == "pb":
-                coeffs = [2 * (C[c] * B_bar**p).sum(-1).real for p in degrees]
+                r = self.modulation()
+                coeffs = [2 * (C[c] * B_bar * (r * B_bar) ** (p - 1)).sum(-1).real for p in degrees]
                 y = liquid_pb(x, coeffs)
             else:
                 y = liquid_kb(x, list(self.liquid_kernels(u.shape[-1], rate, A_bar, B_bar, C[c])))
@@ -210,63 +241,99 @@ class LiquidS4(S4):
     def liquid_kernels(self, L: int, rate: float, A_bar, B_bar, C_c) -> torch.Tensor:
         """K_p[l] = 2 Re sum_n C_n A_bar_n^l B_bar_n^p for p = 2 .. P: (P - 1, H, L), one Vandermonde call."""
         p = torch.arange(2, self.liquid_degree + 1, device=B_bar.device).view(-1, 1, 1)  # (P-1, 1, 1)
-        return vandermonde(C_c * B_bar**p, torch.log(A_bar), L, use_triton=self.use_triton)
+        v = C_c * B_bar * (self.modulation() * B_bar) ** (p - 1)  # (P-1, H, N2)
+        return vandermonde(v, torch.log(A_bar), L, use_triton=self.use_triton)
 
-    def _reference_term(self, u: torch.Tensor) -> torch.Tensor:
-        """The public code's liquid term (models.md 1.3-1.4): frozen coefficients, last-n_p combination
-        window, time flip, PB pointwise, KB with mismatched FFT grids."""
+    def _reference_term(self, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | None = None) -> torch.Tensor:
+        """The public code's liquid term (docs/liquid.md, "Reference mode"): frozen init-time coefficients
+        (init dt even at rate != 1), the conjugate of the raw C, the last-n_p combination window, time flip;
+        PB pointwise; KB the rate's S4 kernel (two-sided and cut to L + 1 taps when bidirectional) on
+        mismatched FFT grids. u (B, H, L), K the S4 kernel (channels, H, L) if already computed -> (B, H, L)."""
         dt = self._ref_dt[:, None]
-        B_bar = dt * self._ref_B / (1 - dt * self._ref_Lambda / 2)  # diagonal part only
+        Lambda, B = torch.view_as_complex(self._ref_Lambda), torch.view_as_complex(self._ref_B)
+        B_bar = dt * B / (1 - dt * Lambda / 2)  # diagonal part only, (H, N2)
         s = 2 * B_bar.sum(-1).real  # sum over the conjugate-doubled modes, (H,)
         L = u.shape[-1]
         out = torch.zeros_like(u)
+        if self.liquid_kernel == "kb":
+            K = self.kernel(L, rate) if K is None else K  # the trainable S4 kernel at this rate, (channels, H, L)
+            k = K[0] if not self.bidirectional else torch.cat([K[0], K[1].flip(-1)], -1)  # (H, L) or (H, 2L)
+            k_f = torch.fft.fft(k, n=L + 1)  # quirks 13-14: complex FFT of the first L + 1 taps
         for p in range(2, self.liquid_degree + 1):
             corr = reference_correlations(u, p).flip(-1)  # quirk 5: time reversal
             if self.liquid_kernel == "pb":
                 b_p = B_bar * s[:, None] ** (2 ** (p - 1) - 1)  # quirk 11
-                c = 2 * (self._ref_C * b_p).sum(-1).real  # (channels, H)
+                c = 2 * (torch.view_as_complex(self._ref_C).conj() * b_p).sum(-1).real  # (channels, H), quirk 3
                 out = out + c[0][:, None] * corr
                 if self.bidirectional:
                     out = out + c[1][:, None] * corr.flip(-1)
             else:
-                K = self.kernel(L)  # the trainable S4 kernel
-                k = K[0] if not self.bidirectional else (K[0] + torch.nn.functional.pad(K[1].flip(-1), (L, 0))[..., :L])
-                k_p = k[..., : L + 1] * s[:, None] ** (p - 1)  # quirk 12
-                spec = torch.fft.fft(k_p, n=L + 1) * torch.fft.rfft(corr, n=2 * L)  # quirk 13: grid mismatch
+                spec = k_f * s[:, None] ** (p - 1) * torch.fft.rfft(corr, n=2 * L)  # quirk 12
                 out = out + torch.fft.irfft(spec, n=2 * L)[..., :L]
         return out
 
     def forward(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         """u (B, H, L) -> K * u + D u + liquid term."""
         if self.fused and (self.liquid_kernel, self.liquid_degree, self.liquid_mode, self.bidirectional) == (
-                "kb", 2, "paper", False):
+                "kb", 2, "exact", False):
             L = u.shape[-1]
             k = self.with_skip(self.kernel(L, rate)[0])  # first: it may grow C~ to length L, which `diagonal` reads
             A_bar, B_bar, C = self.diagonal(rate)
             K2 = self.liquid_kernels(L, rate, A_bar, B_bar, C[0])[0]  # (H, L)
             return conv_and_kb2(u, k, K2, self.use_triton)
+        if self.liquid_mode == "reference" and self.liquid_kernel == "kb":  # one kernel for both terms
+            K = self.kernel(u.shape[-1], rate)  # (channels, H, L)
+            k = two_sided(K[0], K[1]) if self.bidirectional else K[0]
+            linear = (fft_conv_autograd(u, k.to(u.dtype)) + self.D[:, None] * u if not self.fused
+                      else fft_conv(u, self.with_skip(k)))  # as ConvSSM.forward
+            return linear + self._reference_term(u, rate, K)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 
-    # Exact recurrence of the diagonal system --------------------------------------------------
+    # Recurrent mode: the convolution mode's output, step by step (docs/liquid.md, "Recurrent mode") ----
 
     def setup_step(self, rate: float = 1.0) -> None:
-        self._check_step()
-        if self.liquid_mode == "reference":
-            raise RuntimeError("liquid_mode 'reference' has no recurrent mode (nor has the public code)")
+        """The linear part steps as S4 (dense); KB keeps the degree-1..P states of the diagonal system,
+        PB the last P - 1 inputs."""
+        if self.liquid_mode == "reference" and self.liquid_kernel != "none":
+            raise RuntimeError(
+                "error: liquid_mode 'reference' has no recurrent mode: the public code's liquid term reads the "
+                "sequence's last inputs at its first outputs (time flip), so it is not causal.\n"
+                "fix: use liquid_mode 'exact' (or liquid_kernel 'none') for step-by-step inference.")
+        super().setup_step(rate)  # self._A_bar, self._B_bar, self._C_step: the dense linear system
         with torch.no_grad():
-            self._A_bar, self._B_bar, C = self.diagonal(rate)
-            self._C_step = C[0]
+            A_bar, B_bar, C = self.diagonal(rate)
+            dtype = self._B_bar.dtype
+            self._diag = tuple(x.to(dtype) for x in (A_bar, B_bar, C[0]))  # (H, N2) each
+            self._r = self.modulation().to(dtype)  # (H, 1)
+            self._pb = [2 * (self._diag[2] * self._diag[1] * (self._r * self._diag[1]) ** (p - 1)).sum(-1).real
+                        for p in range(2, self.liquid_degree + 1)]  # c_p, (H,) each
 
-    def default_state(self, batch: int) -> torch.Tensor:
-        return torch.zeros(batch, *self._B_bar.shape, dtype=self._B_bar.dtype, device=self.C.device)
+    def default_state(self, batch: int):
+        """(linear state (B, H, N), liquid states x^(1..P) (P, B, H, N2), last P - 1 inputs (B, H, P - 1))."""
+        x = super().default_state(batch)
+        H, N2 = self._diag[1].shape
+        return (x, x.new_zeros(self.liquid_degree, batch, H, N2),
+                x.real.new_zeros(batch, H, self.liquid_degree - 1))
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x_k = (A_bar + B_bar u_k) x_{k-1} + B_bar u_k with the liquid term; `none` drops B_bar u_k x."""
-        u = u_t.unsqueeze(-1)
-        transition = self._A_bar + (self._B_bar * u if self.liquid_kernel != "none" else 0)
-        state = transition * state + self._B_bar * u
-        y = 2 * (self._C_step * state).sum(-1).real + self.D * u_t
-        return y, state
+    def step(self, u_t: torch.Tensor, state):
+        """u_t (B, H) -> y_t (B, H): the linear S4 step plus
+        KB: x^(1)_k = A x^(1)_{k-1} + B u_k, x^(p)_k = A x^(p)_{k-1} + r B u_k x^(p-1)_{k-1}, y += 2 Re C x^(p)_k
+        (r = `modulation()`, 1 unless liquid_norm 'pole'); PB: y += sum_p c_p u_k u_{k-1} ... u_{k-p+1}."""
+        x, xs, window = state
+        y, x = super().step(u_t, x)
+        if self.liquid_kernel == "kb":
+            A_bar, B_bar, C = self._diag
+            Bu = B_bar * u_t.unsqueeze(-1)  # (B, H, N2)
+            lower = torch.cat([torch.ones_like(xs[:1]), self._r * xs[:-1]])  # r x^(p-1)_{k-1}, x^(0) = 1
+            xs = A_bar * xs + Bu * lower
+            y = y + 2 * (C * xs[1:]).sum(-1).real.sum(0).to(y.dtype)
+        elif self.liquid_kernel == "pb":
+            prod = u_t
+            for j, c in enumerate(self._pb):
+                prod = prod * window[..., j]
+                y = y + c.to(y.dtype) * prod
+        window = torch.cat([u_t.unsqueeze(-1).to(window.dtype), window[..., :-1]], -1)
+        return y, (x, xs, window)
 
 
 class LiquidS4KB(LiquidS4):

@@ -1,4 +1,4 @@
-"""The SSM convolution and the degree-2 KB liquid term in one pass (models.md section 1, liquid-math.md).
+"""The SSM convolution and the degree-2 KB liquid term in one pass (docs/liquid.md, section 1).
 
 For u (B, H, L), the SSM kernel k (H, L) (skip term folded into lag 0) and the degree-2 liquid
 kernel K2 (H, L):
