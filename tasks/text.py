@@ -145,7 +145,7 @@ def read_parquet(path: Path) -> tuple[list[str], np.ndarray]:
     bad = [i for i, (t, y) in enumerate(zip(texts, labels)) if t is None or y not in (0, 1)]
     if bad:
         raise DataError(f"{path}, row {bad[0]}: expected a review text and a label 0 or 1, found "
-                        f"{texts[bad[0]]!r:.60} / {labels[bad[0]]!r}.", hint=fix)
+                        f"{texts[bad[0]]!r:.60} / {labels[bad[0]]}.", hint=fix)
     return texts, labels.astype(np.int64)
 
 

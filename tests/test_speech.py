@@ -192,10 +192,14 @@ def test_the_8khz_input_is_the_16khz_standardised_clip_decimated(sc_root):
 
 
 def test_a_split_without_clips_is_a_data_error_naming_its_list(sc_root):
+    """Before: a folder without a validation clip trained an epoch, then Lightning failed (exit 1)."""
     root, _ = sc_root
     (root / speech.RAW_DIR / "validation_list.txt").write_text("nosuchword/0_nohash_0.wav\n")
     with pytest.raises(DataError, match=r"split 'val' is empty: .*validation_list\.txt names no clip"):
         speech.prepare(root, DataConfig(), progress=False)
+    r = run_suite("run", "--task", "speech", "--model", "s4d", "--preset", "smoke", "--data-dir", str(root),
+                  "--max-epochs", "1", *FEW_BATCHES)
+    assert r.returncode == 4 and "split 'val' is empty" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
 def test_the_8khz_test_is_every_second_sample_at_rate_2(sc_root):
