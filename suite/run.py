@@ -88,15 +88,15 @@ def data_root(cfg: RunConfig) -> Path:
 
 
 def load_task(cfg: RunConfig):
-    """Prepare (generate, verify, cache) and load the task's data; a DataError for an empty split or a label
-    outside the task's classes (tasks.base.check_splits)."""
+    """Prepare (generate, verify, cache) and load the task's data; a DataError for a fixed length other than
+    data.l_max, an empty split or a label outside the task's classes (tasks.base.check_splits)."""
     from tasks.base import check_splits
 
     task_module = registry.resolve(registry.task(cfg.task))
     root = data_root(cfg)
     task_module.prepare(root, cfg.data)
     data = task_module.load(root, cfg.data)
-    check_splits(cfg.task, data, root)
+    check_splits(cfg.task, data, root, cfg.data.l_max)
     return data
 
 

@@ -45,11 +45,15 @@ class TaskData:
         return self.extra_eval[name] if name in self.extra_eval else getattr(self, name)
 
 
-def check_splits(task: str, data: TaskData, where: Path) -> None:
-    """The degeneracies no task may hand to the trainer, each a DataError naming the split: an empty split
-    (train, val, test or an extra evaluation split), or a class label outside 0 .. d_output - 1 (datasets
-    holding a `labels` array; the readers already reject such labels naming file and line, this is the
-    backstop for every task)."""
+def check_splits(task: str, data: TaskData, where: Path, l_max: int | None = None) -> None:
+    """The degeneracies no task may hand to the trainer, each a DataError: a fixed sequence length other than
+    the configured `l_max` (the network's kernels are built for data.l_max; speech clips are 16000 samples,
+    BIDMC cases 4000 whatever data.l_max says), an empty split (train, val, test or an extra evaluation
+    split), or a class label outside 0 .. d_output - 1 (datasets holding a `labels` array; the readers
+    already reject such labels naming file and line, this is the backstop for every task)."""
+    if l_max is not None and data.l_max != l_max:
+        raise DataError(f"task '{task}' has sequences of {data.l_max:,} steps, but data.l_max = {l_max:,}.",
+                        hint=f"set data.l_max={data.l_max} (the recipe's value)")
     sizes = {name: len(data.split(name)) for name in ["train", *data.eval_splits]}
     for name, n in sizes.items():
         if n == 0:
