@@ -68,15 +68,37 @@ def build_model(cfg: RunConfig, data):
 
 
 def data_root(cfg: RunConfig) -> Path:
-    return Path(cfg.data.root).expanduser().resolve() if cfg.data.root else default_data_root()
+    """The data root: data.root (--data-dir), else SUITE_DATA or data/ of this checkout. A DataError (exit 4)
+    when it exists but is not a folder."""
+    from tasks.errors import DataError
+
+    root = Path(cfg.data.root).expanduser().resolve() if cfg.data.root else default_data_root()
+    if root.exists() and not root.is_dir():
+        given = "--data-dir (data.root)" if cfg.data.root else "SUITE_DATA"
+        raise DataError(f"the data root {root} is a file, not a folder.",
+                        hint=f"point {given} at a folder (the one holding lra_release/, speech_commands_v0.02/, ...; "
+                             "a missing one is created)")
+    return root
 
 
 def load_task(cfg: RunConfig):
-    """Prepare (generate, verify, cache) and load the task's data."""
+    """Prepare (generate, verify, cache) and load the task's data; a DataError for a fixed length other than
+    data.l_max, an empty split or a label outside the task's classes (tasks.base.check_splits)."""
+    from tasks.base import check_splits
+
     task_module = registry.resolve(registry.task(cfg.task))
     root = data_root(cfg)
     task_module.prepare(root, cfg.data)
-    return task_module.load(root, cfg.data)
+    data = task_module.load(root, cfg.data)
+    check_splits(cfg.task, data, root, cfg.data.l_max)
+    return data
+
+
+def log_data_stats(uri: str, run_id: str, data) -> None:
+    """Log the task's data statistics (`TaskData.stats`: truncated fractions, <unk> counts, ...) as metrics of
+    the run, at step 0."""
+    if data.stats:
+        tracking.log_metrics(uri, run_id, {k: float(v) for k, v in data.stats.items()}, step=0)
 
 
 def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool,

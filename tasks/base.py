@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tasks import cache
+from tasks.errors import DataError
 
 
 @dataclass
@@ -31,6 +33,9 @@ class TaskData:
     # Step-size multiplier per evaluation split, on top of model.rate (Delta <- rate * Delta), e.g. {"test8k": 2.0}.
     eval_rate: dict[str, float] = field(default_factory=dict)
     collate_eval: dict[str, Callable] = field(default_factory=dict)  # per-split collate, default `collate`
+    # Facts about the data a run should record (suite.run.log_data_stats logs them as MLflow metrics), e.g.
+    # {"data/truncated_fraction/train": 0.93, "data/oov_tokens/val": 12.0}.
+    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def eval_splits(self) -> list[str]:
@@ -38,6 +43,75 @@ class TaskData:
 
     def split(self, name: str) -> Dataset:
         return self.extra_eval[name] if name in self.extra_eval else getattr(self, name)
+
+
+def check_splits(task: str, data: TaskData, where: Path, l_max: int | None = None) -> None:
+    """The degeneracies no task may hand to the trainer, each a DataError: a fixed sequence length other than
+    the configured `l_max` (the network's kernels are built for data.l_max; speech clips are 16000 samples,
+    BIDMC cases 4000 whatever data.l_max says), an empty split (train, val, test or an extra evaluation
+    split), or a class label outside 0 .. d_output - 1 (datasets holding a `labels` array; the readers
+    already reject such labels naming file and line, this is the backstop for every task)."""
+    if l_max is not None and data.l_max != l_max:
+        raise DataError(f"task '{task}' has sequences of {data.l_max:,} steps, but data.l_max = {l_max:,}.",
+                        hint=f"set data.l_max={data.l_max} (the recipe's value)")
+    sizes = {name: len(data.split(name)) for name in ["train", *data.eval_splits]}
+    for name, n in sizes.items():
+        if n == 0:
+            shown = ", ".join(f"{k} {v:,}" for k, v in sizes.items())
+            raise DataError(f"task '{task}': the {name} split is empty (examples per split: {shown}); training "
+                            f"would fail or report nothing for it.",
+                            hint=f"check the raw files of '{task}' under {where} (`suite data status {task}`); "
+                                 "re-fetch them (`suite data fetch`), or for generated data generate more examples")
+    if data.problem != "classification":
+        return
+    for name in sizes:
+        labels = getattr(data.split(name), "labels", None)
+        if labels is None:
+            continue
+        labels = np.asarray(labels)
+        bad = np.flatnonzero((labels < 0) | (labels >= data.d_output))
+        if len(bad):
+            raise DataError(f"task '{task}': the {name} split holds {len(bad):,} labels outside the "
+                            f"{data.d_output} classes 0-{data.d_output - 1} (first: example {bad[0]}, label "
+                            f"{labels[bad[0]]}).",
+                            hint=f"check the raw files of '{task}' under {where}; re-fetch or re-generate them")
+
+
+def truncation_counts(entry: Path, splits: Sequence[str]) -> dict[str, int]:
+    """{split: documents truncated} from a token cache holding `<split>_truncated` (one int64 each)."""
+    a = cache.load(entry, [f"{s}_truncated" for s in splits])
+    return {s: int(a[f"{s}_truncated"][0]) for s in splits}
+
+
+def token_stats(task: str, splits: dict[str, "FlatDocs"], truncated: dict[str, int], l_max: int,
+                unk: int = 1, unit: str = "examples", oov_splits: Sequence[str] = ("val", "test")) -> dict[str, float]:
+    """Truncation and out-of-vocabulary counts of a token task, as a stats dict; one warning line on stderr for
+    each that is not zero. `truncated[split]` = documents cut to l_max - 1 tokens (+ <eos>) when tokenised;
+    a document is one item (or, `unit="documents"`, one of the two of a retrieval pair)."""
+    stats: dict[str, float] = {}
+    cut = []
+    for s, docs in splits.items():
+        n = len(docs.offsets) - 1
+        stats[f"data/truncated_fraction/{s}"] = truncated[s] / n if n else 0.0
+        if truncated[s]:
+            cut.append(f"{s} {truncated[s] / n:.1%} ({truncated[s]:,} of {n:,})")
+    if cut:
+        print(f"warning: {task}: data.l_max = {l_max} truncates {unit} to {l_max - 1} tokens + <eos>: "
+              + ", ".join(cut), file=sys.stderr)
+    oov = []
+    for s in oov_splits:
+        if s not in splits:
+            continue
+        tokens = np.asarray(splits[s].tokens)
+        n_unk = int(np.count_nonzero(tokens == unk))
+        stats[f"data/oov_tokens/{s}"] = float(n_unk)
+        stats[f"data/oov_fraction/{s}"] = n_unk / len(tokens) if len(tokens) else 0.0
+        if n_unk:
+            oov.append(f"{s} {n_unk:,} of {len(tokens):,} tokens ({n_unk / len(tokens):.2%})")
+    if oov:
+        print(f"warning: {task}: tokens outside the training vocabulary, read as <unk>: " + ", ".join(oov),
+              file=sys.stderr)
+    return stats
 
 
 def pad_tokens(batch: list[tuple[torch.Tensor, int]], pad: int = 0):

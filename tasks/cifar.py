@@ -89,7 +89,7 @@ def read_parquet(path: Path, progress: bool = True) -> dict[str, np.ndarray]:
     for i, data in enumerate(tqdm(images, desc=f"decoding {path.name}", unit=" images", file=sys.stderr,
                                   dynamic_ncols=True, disable=not progress)):
         if not 0 <= labels[i] < N_CLASSES:
-            raise DataError(f"{path}, row {i}: label {labels[i]!r} is not a CIFAR-10 class 0-9.", hint=fix)
+            raise DataError(f"{path}, row {i}: label {labels[i]} is not a CIFAR-10 class 0-9.", hint=fix)
         try:
             rgb[i], gray[i] = decode_png(data)
         except Exception as exc:  # PIL raises many types for a broken PNG

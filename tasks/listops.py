@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks import cache, lra_release
-from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status
+from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status, token_stats, truncation_counts
 from tasks.errors import DataError
 from tasks.generators import listops as generator
 
@@ -25,10 +25,17 @@ RELEASE_URL = lra_release.URL
 SPLITS = ("train", "val", "test")
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 N_CLASSES = 10
+LABELS = {str(k) for k in range(N_CLASSES)}
 
 
 def tokenize(source: str) -> list[str]:
     return source.replace("]", "X").replace("(", "").replace(")", "").split()
+
+
+def vocabulary(train_rows: list[tuple[str, int]]) -> list[str]:
+    """SPECIALS, then every token of the training expressions in sorted order (ids independent of
+    PYTHONHASHSEED, which orders a set)."""
+    return list(SPECIALS) + sorted({tok for src, _ in train_rows for tok in tokenize(src)})
 
 
 def read_tsv(path: Path) -> list[tuple[str, int]]:
@@ -41,8 +48,9 @@ def read_tsv(path: Path) -> list[tuple[str, int]]:
         if header != ["Source", "Target"]:
             raise ValueError(f"{path}: expected the header 'Source<TAB>Target', found {header!r}")
         for i, row in enumerate(reader, start=2):
-            if len(row) != 2 or not row[1].strip().isdigit():
-                raise ValueError(f"{path}, line {i}: expected '<expression><TAB><label 0-9>', found {row!r}")
+            if len(row) != 2 or row[1].strip() not in LABELS:
+                what = f"the label {row[1]!r:.20}" if len(row) == 2 else f"{row!r:.80}"
+                raise ValueError(f"{path}, line {i}: expected '<expression><TAB><label 0-9>', found {what}")
             rows.append((row[0], int(row[1])))
     return rows
 
@@ -96,7 +104,7 @@ def _missing(folder: Path) -> list[str]:
 
 
 def _cache_entry(root: Path, folder: Path, cfg) -> tuple[Path, str]:
-    key = cache.fingerprint([folder / f"basic_{s}.tsv" for s in SPLITS], l_max=cfg.l_max, tokenizer=1)
+    key = cache.fingerprint([folder / f"basic_{s}.tsv" for s in SPLITS], l_max=cfg.l_max, tokenizer=2)
     return root / "cache" / "listops" / key, key
 
 
@@ -118,16 +126,17 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
             rows = {s: read_tsv(folder / f"basic_{s}.tsv") for s in SPLITS}
         except ValueError as exc:
             raise DataError(f"ListOps file is corrupt: {exc}", hint="re-download or re-generate the files") from None
-        train_tokens = sorted({tok for src, _ in rows["train"] for tok in tokenize(src)})
-        vocab = list(SPECIALS) + train_tokens
+        vocab = vocabulary(rows["train"])
         index = {tok: i for i, tok in enumerate(vocab)}
         arrays = {"vocab": np.array(vocab)}
         for s in SPLITS:
-            ids, offsets = [], [0]
+            ids, offsets, truncated = [], [0], 0
             for src, _ in rows[s]:
-                seq = [index.get(t, 1) for t in tokenize(src)][: cfg.l_max - 1] + [2]
-                ids.extend(seq)
+                tokens = tokenize(src)
+                truncated += len(tokens) > cfg.l_max - 1
+                ids.extend([index.get(t, 1) for t in tokens[: cfg.l_max - 1]] + [2])
                 offsets.append(len(ids))
+            arrays[f"{s}_truncated"] = np.array([truncated], dtype=np.int64)  # documents cut to l_max - 1
             arrays[f"{s}_tokens"] = np.array(ids, dtype=np.uint8 if len(vocab) < 256 else np.int32)
             arrays[f"{s}_offsets"] = np.array(offsets, dtype=np.int64)
             arrays[f"{s}_labels"] = np.array([label for _, label in rows[s]], dtype=np.int64)
@@ -141,6 +150,7 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
     vocab, splits = TokenDataset.load_splits(entry, SPLITS)
+    stats = token_stats("listops", splits, truncation_counts(entry, SPLITS), cfg.l_max)
     return TaskData(
         **splits,
         collate=pad_tokens,
@@ -150,4 +160,5 @@ def load(root: Path, cfg) -> TaskData:
         problem="classification",
         source=cfg.source,
         l_max=cfg.l_max,
+        stats=stats,
     )

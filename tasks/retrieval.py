@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from tasks import cache, lra_release
-from tasks.base import DataStatus, FlatDocs, TaskData, raw_status
+from tasks.base import DataStatus, FlatDocs, TaskData, raw_status, token_stats, truncation_counts
 from tasks.errors import DataError
 from tasks.text import PAD, CharCounter, CharEncoder, bar, codepoints, flat
 
@@ -74,7 +74,7 @@ def _missing(folder: Path) -> list[str]:
 
 def _cache_entry(root: Path, cfg) -> tuple[Path, str]:
     folder = root / RELEASE_DIR
-    key = cache.fingerprint([tsv_path(folder, s) for s in SPLITS], l_max=cfg.l_max, tokenizer="char-1")
+    key = cache.fingerprint([tsv_path(folder, s) for s in SPLITS], l_max=cfg.l_max, tokenizer="char-2")
     return root / "cache" / "retrieval" / key, key
 
 
@@ -116,10 +116,13 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
         arrays = {"vocab": np.array(vocab)}
         for split in SPLITS:
             path = tsv_path(folder, split)
-            docs, labels = [], []
+            docs, labels, truncated = [], [], 0
             for label, a, b in bar(read_tsv(path), f"AAN {split}: tokens", progress, count_lines(path)):
-                docs += [encode.document(codepoints(a), cfg.l_max), encode.document(codepoints(b), cfg.l_max)]
+                pair = [codepoints(a), codepoints(b)]
+                truncated += sum(len(c) > keep for c in pair)
+                docs += [encode.document(c, cfg.l_max) for c in pair]
                 labels.append(label)
+            arrays[f"{split}_truncated"] = np.array([truncated], dtype=np.int64)  # documents, two per pair
             # pair i's documents are docs 2i and 2i + 1
             arrays[f"{split}_tokens"], arrays[f"{split}_offsets"] = flat(docs, encode.dtype)
             arrays[f"{split}_labels"] = np.array(labels, dtype=np.int64)
@@ -152,6 +155,7 @@ def pad_pairs(batch: list[tuple[torch.Tensor, torch.Tensor, int]]):
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
     vocab, splits = PairDataset.load_splits(entry, SPLITS)
+    stats = token_stats("retrieval", splits, truncation_counts(entry, SPLITS), cfg.l_max, unit="documents")
     return TaskData(
         **splits,
         collate=pad_pairs,
@@ -161,4 +165,5 @@ def load(root: Path, cfg) -> TaskData:
         problem="classification",
         source="release",
         l_max=cfg.l_max,
+        stats=stats,
     )

@@ -5,17 +5,25 @@ ignored, `validation_list.txt`, `testing_list.txt`; train = every other clip), a
 the reference read it (models.md, section 7):
 - labels in the reference's class order (`CLASSES`); clips read with `wave` (16-bit PCM mono),
   zero-padded on the right to 16,000 samples;
-- standardised with the mean and standard deviation of the padded training clips, reproducing the
-  reference's double scaling: it divides torchaudio's already-normalised output (int16 / 2^15) by
-  2^15 again before `(x - mean) / (std + 1e-5)`, so the 1e-5 acts at the scale int16 / 2^30. Here
-  x = (int16 - mean) / (std + 1e-5 * 2^30), the same numbers. The inputs thus have a standard
-  deviation of std / (std + 10737) (below 1), as in the reference.
-- the 8 kHz test (`test8k`, logged as `test8k/accuracy`) is the test set with every second sample
-  (`x[:, ::2]`, no anti-alias filter) and the model's step size doubled (rate 2), as the reference's
-  `eval_resolutions: [1, 2]`; `data.speech.resample = torchaudio` resamples with
+- standardised as the reference (`normalize_all_data` of liquid-s4 and s4 src/dataloaders/datasets/sc.py,
+  applied to x of shape (n, 1, 16000)): `data.speech.normalize = per_position` (default) gives each of
+  the 16,000 time positions t its own mean_t and unbiased std_t over the padded training clips;
+  `global` uses one mean and std over every training sample. Both reproduce the reference's double
+  scaling: it divides torchaudio's already-normalised output (int16 / 2^15) by 2^15 again before
+  `(x - mean) / (std + 1e-5)`, so the 1e-5 acts at the scale int16 / 2^30. Here
+  x = (int16 - mean) / (std + 1e-5 * 2^30), the same numbers. A position where every training clip
+  holds the same value (std_t = 0, e.g. a tail that every training clip pads with zeros) is thus
+  divided by 1e-5 * 2^30 = 10737.4, not by zero: a validation or test sample of int16 value v there
+  becomes (v - mean_t) / 10737.4, as in the reference. The inputs have a standard deviation of
+  std / (std + 10737) (below 1).
+- the 8 kHz test (`test8k`, logged as `test8k/accuracy`) is the test set standardised at 16 kHz (so
+  8 kHz position j carries the statistics of 16 kHz position 2j, as in the reference, whose collate
+  subsamples the already-normalised tensor) with every second sample kept (`x[:, ::2]`, no anti-alias
+  filter) and the model's step size doubled (rate 2), as the reference's `eval_resolutions: [1, 2]`;
+  `data.speech.resample = torchaudio` resamples the standardised clip with
   `torchaudio.functional.resample` (band-limited) instead.
 
-The cache holds the padded clips as int16 (about 3.4 GB for the full set) and the two
+The cache holds the padded clips as int16 (about 3.4 GB for the full set) and both sets of
 normalisation constants; training never decodes a WAV file.
 """
 
@@ -96,6 +104,22 @@ def pad_clip(samples: np.ndarray, length: int = CLIP) -> np.ndarray:
     return out
 
 
+def position_standardisation(train_x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(2, L) float64 [mean_t, scale_t] of the padded int16 training clips (n, L), per time position t:
+    x[:, t] = (int16 - mean_t) / scale_t, scale_t = std_t (unbiased over the n clips, as torch.std) + EPS.
+    Two passes in float64 (mean, then squared deviations), so no cancellation."""
+    n, length = train_x.shape
+    total = np.zeros(length, dtype=np.float64)  # (L,)
+    for i in range(0, n, chunk):
+        total += train_x[i : i + chunk].astype(np.float64).sum(axis=0)
+    mean = total / max(n, 1)  # (L,)
+    sq = np.zeros(length, dtype=np.float64)  # (L,)
+    for i in range(0, n, chunk):
+        sq += np.square(train_x[i : i + chunk].astype(np.float64) - mean).sum(axis=0)
+    std = np.sqrt(sq / max(n - 1, 1))  # (L,); n = 1 gives 0 here where torch.std gives NaN
+    return np.stack([mean, std + EPS])
+
+
 def standardisation(train_x: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
     """(mean, scale) of the padded int16 training clips (n, L): x = (int16 - mean) / scale,
     scale = std (unbiased, as torch.std) + EPS, the reference's constants (see the module docstring)."""
@@ -115,7 +139,7 @@ def _wav_paths(folder: Path) -> list[Path]:
 
 def _cache_entry(root: Path, folder: Path) -> tuple[Path, str]:
     sources = [folder / n for n in LISTS.values()] + _wav_paths(folder)
-    key = cache.fingerprint(sources, clip=CLIP, classes=list(CLASSES), norm="reference-2^30", version=1)
+    key = cache.fingerprint(sources, clip=CLIP, classes=list(CLASSES), norm="reference-2^30", version=2)
     return root / "cache" / "speech" / key, key
 
 
@@ -133,10 +157,24 @@ def status(root: Path, cfg) -> DataStatus:
     return raw_status(folder, _missing(folder), lambda: _cache_entry(root, folder), "release")
 
 
+def check_splits(folder: Path, sizes: dict[str, int]) -> None:
+    """A DataError naming the split (and the list file that defines it) when one of them has no clip."""
+    for split in SPLITS:
+        if sizes[split]:
+            continue
+        if split == "train":
+            raise DataError(f"{folder} holds no training clips (every clip is in a list file, or none exist).",
+                            hint="check the word folders hold .wav files; re-fetch with `suite data fetch speech`")
+        raise DataError(f"Speech Commands split '{split}' is empty: {folder / LISTS[split]} names no clip that exists "
+                        "in the 35 word folders.",
+                        hint=f"restore {LISTS[split]} and the clips it lists (re-fetch with `suite data fetch speech`)")
+
+
 def prepare(root: Path, cfg, progress: bool = True) -> Path:
     """Decode every clip once into padded int16 arrays plus the normalisation constants."""
     folder = files_dir(root)
     splits = scan(folder)
+    check_splits(folder, {s: len(items) for s, items in splits.items()})
     entry, key = _cache_entry(root, folder)
 
     def make() -> dict[str, np.ndarray]:
@@ -153,10 +191,8 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
             arrays[f"{split}_x"] = x
             arrays[f"{split}_y"] = np.array([label for _, label in items], dtype=np.int64)
         bar.close()
-        if len(arrays["train_x"]) == 0:
-            raise DataError(f"{folder} holds no training clips (every clip is in a list file, or none exist).",
-                            hint="check the word folders hold .wav files; re-fetch with `suite data fetch speech`")
         arrays["norm"] = np.array(standardisation(arrays["train_x"]), dtype=np.float64)  # (mean, scale)
+        arrays["norm_position"] = position_standardisation(arrays["train_x"])  # (2, CLIP): mean_t, scale_t
         return arrays
 
     if cache.ensure(entry, key, make, extra={"source": str(folder), "classes": list(CLASSES)}):
@@ -165,17 +201,20 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
 
 
 class ClipDataset(Dataset):
-    """Padded int16 clips (n, L), standardised on access: item = (x (L, 1) float32, label)."""
+    """Padded int16 clips (n, L), standardised on access: item = (x (L, 1) float32, label).
+    `mean` and `scale` are scalars (global) or (L,) arrays (per position)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, mean: float, scale: float):
-        self.x, self.y, self.mean, self.scale = x, y, mean, scale
+    def __init__(self, x: np.ndarray, y: np.ndarray, mean, scale):
+        self.x, self.labels = x, y
+        self.mean = np.asarray(mean, dtype=np.float32)  # () or (L,)
+        self.scale = np.asarray(scale, dtype=np.float32)  # () or (L,)
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        clip = (np.asarray(self.x[i], dtype=np.float32) - np.float32(self.mean)) / np.float32(self.scale)
-        return torch.from_numpy(clip)[:, None], int(self.y[i])
+        clip = (np.asarray(self.x[i], dtype=np.float32) - self.mean) / self.scale  # (L,)
+        return torch.from_numpy(clip)[:, None], int(self.labels[i])
 
 
 def stack_clips(batch: list[tuple[torch.Tensor, int]]):
@@ -203,8 +242,14 @@ EIGHT_KHZ = {"decimate": decimate_clips, "torchaudio": resample_clips}
 
 def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
-    a = cache.load(entry, [f"{s}_{part}" for s in SPLITS for part in ("x", "y")] + ["norm"])
-    mean, scale = (float(v) for v in a["norm"])
+    a = cache.load(entry, [f"{s}_{part}" for s in SPLITS for part in ("x", "y")] + ["norm", "norm_position"])
+    if cfg.speech.normalize == "per_position":
+        mean, scale = np.asarray(a["norm_position"])  # (L,), (L,)
+        # positions every training clip holds the same value at (std 0: scale is the bare epsilon)
+        stats = {"data/zero_std_positions": float(np.count_nonzero(scale == EPS))}
+    else:
+        mean, scale = (float(v) for v in a["norm"])
+        stats = {}
     splits = {s: ClipDataset(a[f"{s}_x"], a[f"{s}_y"], mean, scale) for s in SPLITS}
     return TaskData(
         **splits,
@@ -218,4 +263,5 @@ def load(root: Path, cfg) -> TaskData:
         extra_eval={"test8k": splits["test"]},
         eval_rate={"test8k": 2.0},
         collate_eval={"test8k": EIGHT_KHZ[cfg.speech.resample]},
+        stats=stats,
     )

@@ -21,7 +21,8 @@ from typing import Iterable
 import numpy as np
 
 from tasks import cache, download
-from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status
+from tasks.base import (DataStatus, TaskData, TokenDataset, pad_tokens, raw_status, token_stats,
+                        truncation_counts)
 from tasks.errors import DataError
 
 RAW_DIR = Path("imdb") / "plain_text"
@@ -144,7 +145,7 @@ def read_parquet(path: Path) -> tuple[list[str], np.ndarray]:
     bad = [i for i, (t, y) in enumerate(zip(texts, labels)) if t is None or y not in (0, 1)]
     if bad:
         raise DataError(f"{path}, row {bad[0]}: expected a review text and a label 0 or 1, found "
-                        f"{texts[bad[0]]!r:.60} / {labels[bad[0]]!r}.", hint=fix)
+                        f"{texts[bad[0]]!r:.60} / {labels[bad[0]]}.", hint=fix)
     return texts, labels.astype(np.int64)
 
 
@@ -170,7 +171,7 @@ def _check_source(cfg) -> None:
 def _cache_entry(root: Path, cfg) -> tuple[Path, str]:
     folder = root / RAW_DIR
     files = [p for s in SPLITS for p in shards(folder, s)]
-    key = cache.fingerprint(files, l_max=cfg.l_max, min_freq=MIN_FREQ, tokenizer="char-1")
+    key = cache.fingerprint(files, l_max=cfg.l_max, min_freq=MIN_FREQ, tokenizer="char-2")
     return root / "cache" / "text" / key, key
 
 
@@ -203,8 +204,9 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
 
     def make() -> dict[str, np.ndarray]:
         splits = {s: read_split(folder, s) for s in SPLITS}
-        chars = {s: [codepoints(t)[: cfg.l_max - 1] for t in bar(texts, f"IMDB {s}: characters", progress)]
-                 for s, (texts, _) in splits.items()}
+        full = {s: [codepoints(t) for t in bar(texts, f"IMDB {s}: characters", progress)]
+                for s, (texts, _) in splits.items()}
+        chars = {s: [c[: cfg.l_max - 1] for c in docs] for s, docs in full.items()}
         counter = CharCounter()
         for c in chars["train"]:
             counter.add(c)
@@ -215,6 +217,7 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
             docs = [encode.document(c, cfg.l_max) for c in bar(chars[s], f"IMDB {s}: tokens", progress)]
             arrays[f"{s}_tokens"], arrays[f"{s}_offsets"] = flat(docs, encode.dtype)
             arrays[f"{s}_labels"] = splits[s][1]
+            arrays[f"{s}_truncated"] = np.array([sum(len(c) > cfg.l_max - 1 for c in full[s])], dtype=np.int64)
         return arrays
 
     if cache.ensure(entry, key, make, extra={"source": str(folder)}):
@@ -226,6 +229,7 @@ def load(root: Path, cfg) -> TaskData:
     entry = prepare(root, cfg, progress=False)
     vocab, splits = TokenDataset.load_splits(entry, SPLITS)
     train, test = splits["train"], splits["test"]
+    stats = token_stats("text", splits, truncation_counts(entry, SPLITS), cfg.l_max, oov_splits=("test",))
     return TaskData(
         train=train,
         val=test,  # no validation split in LRA: the test set doubles as the validation set
@@ -237,4 +241,5 @@ def load(root: Path, cfg) -> TaskData:
         problem="classification",
         source="release",
         l_max=cfg.l_max,
+        stats=stats,
     )

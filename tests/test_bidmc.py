@@ -184,3 +184,15 @@ def test_corrupt_ts_exits_4_naming_the_file_and_line(bidmc_root):
     r = run_suite("data", "prepare", "bidmc_hr", "--data-dir", str(root))
     assert r.returncode == 4, r.stderr[-2000:]
     assert "BIDMC32HR_TEST.ts, line 13" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_length_other_than_the_cases_4000_is_a_data_error_not_ignored(bidmc_root):
+    """BIDMC cases are 4000 steps whatever data.l_max says; the network's kernels follow data.l_max, so a
+    mismatch is an error (exit 4) rather than a silently different model."""
+    from tests.conftest import run_suite
+
+    r = run_suite("run", "--task", "bidmc_hr", "--model", "s4d", "--preset", "smoke", "--set", "data.l_max=1000",
+                  "--data-dir", str(bidmc_root[0]))
+    assert r.returncode == 4, r.stderr[-2000:]
+    assert "task 'bidmc_hr' has sequences of 4,000 steps, but data.l_max = 1,000" in r.stderr
+    assert "set data.l_max=4000" in r.stderr and "Traceback" not in r.stderr

@@ -215,3 +215,12 @@ def test_corrupt_file_exits_4_through_the_cli(cifar_root):
     r = run_suite("data", "prepare", "scifar", "--data-dir", str(root))
     assert r.returncode == 4, r.stderr[-3000:]
     assert path.name in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_label_outside_the_ten_classes_names_file_and_row(cifar_root):
+    root, _ = cifar_root
+    images, labels = random_images(4, 6)
+    path = root / cifar.RAW_DIR / cifar.FILES["train"]
+    write_shard(path, images, labels[:3] + [10])
+    with pytest.raises(DataError, match=f"{path.name}, row 3: label 10 is not a CIFAR-10 class 0-9"):
+        cifar.IMAGE.prepare(root, CFG, progress=False)

@@ -188,3 +188,18 @@ def test_credentials_and_environment_never_reach_the_run(mlflow_server, tmp_path
     finally:  # a server store keeps checkpoints under results/checkpoints of the checkout
         for run in runs:
             shutil.rmtree(checkpoints_dir() / run.info.run_id, ignore_errors=True)
+
+
+def test_a_data_dir_that_is_a_file_fails_at_once_with_exit_4(tmp_path):
+    """Before: a NotADirectoryError traceback, after the run had started. Now: before any run or data work."""
+    not_a_dir = tmp_path / "data.tar.gz"
+    not_a_dir.write_bytes(b"not a folder")
+    started = time.monotonic()
+    r = run_suite(*SMOKE, "--data-dir", str(not_a_dir))
+    assert r.returncode == 4, r.stderr[-2000:]
+    assert f"the data root {not_a_dir} is a file, not a folder" in r.stderr and "--data-dir" in r.stderr
+    assert "Traceback" not in r.stderr and "fix:" in r.stderr and time.monotonic() - started < 60
+    assert not (tmp_path / "store" / "mlflow.db").exists() or not MlflowClient(
+        os.environ["MLFLOW_TRACKING_URI"]).search_experiments(filter_string="name = 'listops'")
+    r = run_suite("data", "status", "listops", env={"SUITE_DATA": str(not_a_dir)})  # the same through SUITE_DATA
+    assert r.returncode == 4 and "SUITE_DATA" in r.stderr and "Traceback" not in r.stderr

@@ -158,3 +158,130 @@ def test_generated_source_generates_once(tmp_path):
     data = listops.load(tmp_path, cfg)
     assert data.source == "generated" and len(data.train) == 30
     assert (folder / "basic_train.tsv").stat().st_mtime_ns == stamp
+
+
+# ------------------------------------------------------------------------------------------------
+# degeneracies: an error naming file and line, or a visible warning and a statistic; never silence
+# ------------------------------------------------------------------------------------------------
+
+RELEASE_RUN = ("run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "data.source=release",
+               "--max-epochs", "1", "--set", "trainer.limit_train_batches=2", "--set", "trainer.limit_val_batches=1")
+
+
+def test_a_label_outside_the_ten_classes_is_a_data_error_naming_file_and_line(release_root):
+    """Before: '12' passed the reader (isdigit) and training crashed with 'Target 12 is out of bounds'."""
+    from tests.conftest import run_suite
+
+    root, splits = release_root
+    rows = list(splits["train"])
+    rows[4] = (rows[4][0], 12)
+    write_release(root / listops.RELEASE_DIR, {"train": rows})
+    r = run_suite(*RELEASE_RUN, "--data-dir", str(root))
+    assert r.returncode == 4, r.stderr[-2000:]
+    assert "basic_train.tsv, line 6" in r.stderr and "'12'" in r.stderr and "label 0-9" in r.stderr
+    assert "Traceback" not in r.stderr and "fix:" in r.stderr
+
+
+def test_an_empty_split_is_a_data_error_naming_the_split(release_root):
+    """Before: an empty evaluation split crashed Lightning after the first epoch (exit 1)."""
+    from tests.conftest import run_suite
+
+    root, _ = release_root
+    write_release(root / listops.RELEASE_DIR, {"val": []})
+    r = run_suite(*RELEASE_RUN, "--data-dir", str(root))
+    assert r.returncode == 4, r.stderr[-2000:]
+    assert "task 'listops': the val split is empty (examples per split: train 40, val 0, test 8" in r.stderr
+    assert "suite data status listops" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_labels_outside_the_classes_are_caught_for_any_task(release_root):
+    """The generic backstop of suite.run.load_task, on real loaded data: as if the task had only 5 classes."""
+    from dataclasses import replace
+
+    from tasks.base import check_splits
+
+    root, splits = release_root
+    data = listops.load(root, DataConfig(l_max=64))
+    check_splits("listops", data, root)  # the real data passes
+    first = next(i for i, (_, y) in enumerate(splits["train"]) if y >= 5)
+    with pytest.raises(DataError, match=rf"the train split holds \d+ labels outside the 5 classes 0-4 \(first: "
+                                        rf"example {first}, label {splits['train'][first][1]}\)"):
+        check_splits("listops", replace(data, d_output=5), root)
+
+
+def test_truncation_by_l_max_is_warned_and_counted_per_split(release_root, capsys):
+    root, splits = release_root
+    data = listops.load(root, DataConfig(l_max=5))
+    expected = {s: sum(len(listops.tokenize(src)) > 4 for src, _ in rows) / len(rows) for s, rows in splits.items()}
+    assert all(0 < f <= 1 for f in expected.values())
+    for s, f in expected.items():
+        assert data.stats[f"data/truncated_fraction/{s}"] == pytest.approx(f)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "truncates" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("warning: listops: data.l_max = 5 truncates examples to 4 tokens + <eos>: train ")
+    assert f"val {expected['val']:.1%}" in lines[0]
+    # long enough for every example: no warning, fractions 0
+    data = listops.load(root, DataConfig(l_max=2048))
+    assert all(data.stats[f"data/truncated_fraction/{s}"] == 0 for s in splits)
+    assert "truncates" not in capsys.readouterr().err
+
+
+def test_tokens_outside_the_vocabulary_are_counted_and_reported(tmp_path, capsys):
+    write_release(tmp_path / listops.RELEASE_DIR, {
+        "train": [("( ( [MAX 2 ) 9 ] )", 9), ("( ( [MAX 4 ) 7 ] )", 7)],
+        "val": [("( ( [MIN 2 ) 9 ] )", 2), ("( ( [MAX 4 ) 7 ] )", 7)],  # [MIN: not in the training vocabulary
+        "test": [("( ( ( [SM 3 ) 5 ) 8 ] )", 6)],  # [SM, 3, 5, 8: four unknown tokens
+    })
+    data = listops.load(tmp_path, DataConfig(l_max=64))
+    assert data.stats["data/oov_tokens/val"] == 1 and data.stats["data/oov_tokens/test"] == 4
+    assert data.stats["data/oov_fraction/test"] == pytest.approx(4 / 6)  # [SM 3 5 8 X <eos>
+    assert [int(t) for t in data.test[0][0]].count(1) == 4
+    err = capsys.readouterr().err
+    assert "warning: listops: tokens outside the training vocabulary, read as <unk>: val 1 of 10 tokens" in err
+    assert "test 4 of 6 tokens" in err
+
+
+def test_log_data_stats_logs_the_statistics_to_the_run(release_root):
+    from suite import tracking
+    from suite.run import log_data_stats
+
+    root, _ = release_root
+    data = listops.load(root, DataConfig(l_max=5))
+    uri = tracking.resolve_uri(None)  # the test's own SQLite store (conftest)
+    run_id = tracking.start_run(uri, tracking.ensure_experiment(uri, "stats"), "stats", {})
+    log_data_stats(uri, run_id, data)
+    logged = tracking.client(uri).get_run(run_id).data.metrics
+    assert logged == pytest.approx(data.stats) and "data/truncated_fraction/train" in logged
+
+
+VOCAB_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from suite.config import DataConfig
+from tasks import listops
+entry = listops.prepare(Path(sys.argv[1]), DataConfig(l_max=64), progress=False)
+print(np.load(entry / "vocab.npy").tolist(), np.load(entry / "train_tokens.npy").tolist())
+"""
+
+
+def test_vocabulary_ids_do_not_depend_on_the_hash_seed(tmp_path, release_root):
+    """Each process builds the vocabulary from scratch (its own data root, so no shared cache) with another
+    PYTHONHASHSEED, which reorders any set of strings; ids must not change."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root, _ = release_root
+    outputs = []
+    for seed in ("1", "2", "3"):
+        copy = tmp_path / f"root{seed}"
+        shutil.copytree(root / listops.RELEASE_DIR, copy / listops.RELEASE_DIR)
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        r = subprocess.run([sys.executable, "-c", VOCAB_SCRIPT, str(copy)], capture_output=True, text=True, env=env,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert "'<pad>', '<unk>', '<eos>', '0', '1'" in outputs[0]  # specials, then sorted tokens

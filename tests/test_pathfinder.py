@@ -353,3 +353,23 @@ def test_data_generate_through_the_cli(tmp_path):
     assert str(level) in r.stdout
     assert len((level / "metadata/0.npy").read_text().splitlines()) == 4
     assert sorted(p.name for p in (level / "imgs/0").iterdir()) == [f"sample_{k}.png" for k in range(4)]
+
+
+def test_a_label_other_than_0_or_1_names_the_metadata_file_and_line(tmp_path):
+    write_release(tmp_path, n_per_batch=(10,))
+    meta = tmp_path / "lra_release/pathfinder32/curv_contour_length_14/metadata/0.npy"
+    lines = meta.read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace(" 6 0 1.0 ", " 6 2 1.0 ").replace(" 6 1 1.0 ", " 6 2 1.0 ")
+    meta.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"metadata/0\.npy, line 7: expected .*<label 0/1>"):
+        pathfinder.prepare(tmp_path, DataConfig(), progress=False)
+
+
+def test_too_few_images_for_the_80_10_10_split_fail_naming_the_empty_split(tmp_path):
+    """9 images: int(0.1 * 9) = 0 validation and test images. Before: a crash in Lightning after an epoch."""
+    write_release(tmp_path / "fixtures", n_per_batch=(9,))
+    r = run_suite("run", "--task", "pathfinder", "--model", "s4d", "--preset", "smoke", "--data-dir",
+                  str(tmp_path / "fixtures"), "--set", "data.source=release", "--max-steps", "2", "--max-epochs", "1")
+    assert r.returncode == 4, r.stderr[-3000:]
+    assert "task 'pathfinder': the val split is empty (examples per split: train 9, val 0, test 0)" in r.stderr
+    assert "Traceback" not in r.stderr

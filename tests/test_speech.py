@@ -91,11 +91,80 @@ def test_splits_follow_the_official_lists_and_labels_the_reference_order(sc_root
     assert not any("_background_noise_" in rel for s in splits.values() for rel, _ in s)
 
 
-def test_clips_are_zero_padded_on_the_right_and_standardised_as_the_reference(sc_root):
+def reference_inputs(clips: dict[str, np.ndarray], items: list[tuple[str, int]]) -> torch.Tensor:
+    """The reference's tensor before normalisation: torchaudio's float audio (int16 / 2^15) divided by 2^15
+    again, zero-padded on the right to 16000 samples, shaped (n, 1, 16000) float32."""
+    audio = [torch.from_numpy(clips[rel].astype(np.float32)) / 2**15 / 2**15 for rel, _ in items]
+    return torch.stack([torch.nn.functional.pad(a, (0, 16000 - len(a))) for a in audio])[:, None, :]
+
+
+def reference_normalise_per_position(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """The reference's `normalize_all_data` on raw (n, 1, 16000) inputs: its loop runs over the last axis,
+    the 16000 time positions, and standardises each position t with the mean and (unbiased) std of the
+    training clips at t, in float32: (x - mean_t) / (std_t + 1e-5)."""
+    out = [t.clone() for t in (train, *others)]
+    for t in range(train.shape[-1]):
+        mean, std = train[:, :, t].mean(), train[:, :, t].std()
+        for x in out:
+            x[:, :, t] = (x[:, :, t] - mean) / (std + 1e-5)
+    return out
+
+
+def test_clips_are_zero_padded_and_standardised_per_position_as_the_reference(sc_root):
     root, clips = sc_root
-    data = speech.load(root, DataConfig(l_max=16000))
-    # The reference: torchaudio's float (int16 / 2^15), divided by 2^15 again, zero-padded, then
-    # (x - mean) / (std + 1e-5) with the statistics of the padded training clips.
+    data = speech.load(root, DataConfig(l_max=16000))  # data.speech.normalize = per_position, the default
+    splits = speech.scan(root / speech.RAW_DIR)
+    raw = {s: reference_inputs(clips, splits[s]) for s in speech.SPLITS}
+    ref = dict(zip(speech.SPLITS, reference_normalise_per_position(raw["train"], raw["val"], raw["test"])))
+    for s in speech.SPLITS:
+        ours = torch.stack([data.split(s)[i][0] for i in range(len(splits[s]))])  # (n, 16000, 1)
+        assert ours.shape == (len(splits[s]), 16000, 1) and ours.dtype == torch.float32
+        assert [data.split(s)[i][1] for i in range(len(splits[s]))] == [label for _, label in splits[s]]
+        torch.testing.assert_close(ours[:, :, 0], ref[s][:, 0], rtol=1e-5, atol=2e-6)
+    # Per position, not one global mean/std: the reference's global standardisation gives other numbers.
+    flat = raw["train"].flatten()
+    global_x = (raw["val"] - flat.mean()) / (flat.std() + 1e-5)
+    assert (torch.stack([data.val[i][0] for i in range(35)])[:, :, 0] - global_x[:, 0]).abs().max() > 1e-2
+    assert (data.encoder, data.d_input, data.d_output, data.problem, data.l_max) == ("linear", 1, 35,
+                                                                                        "classification", 16000)
+    xb, yb, lengths = data.collate([data.val[0], data.val[1]])
+    assert xb.shape == (2, 16000, 1) and yb.tolist() == [data.val[0][1], data.val[1][1]] and lengths is None
+
+
+def test_positions_no_training_clip_reaches_are_divided_by_the_scaled_epsilon(sc_root):
+    """The fixture's longest training clip is shorter than 16000 samples: the tail after it is zero in every
+    padded training clip (mean 0, std 0), so the reference divides there by its epsilon 1e-5 at the
+    int16 / 2^30 scale: a test clip's sample v becomes v / (1e-5 * 2^30), finite, never v / 0."""
+    root, clips = sc_root
+    splits = speech.scan(root / speech.RAW_DIR)
+    longest = max(len(clips[rel]) for rel, _ in splits["train"])
+    assert longest < 16000
+    rel = splits["test"][0][0]  # a full-length test clip, reaching into the tail
+    clips[rel] = np.random.default_rng(1).integers(-3000, 3000, 16000).astype(np.int16)
+    write_pcm16(root / speech.RAW_DIR / rel, clips[rel])
+    data = speech.load(root, DataConfig())
+    assert data.stats == {"data/zero_std_positions": 16000 - longest}
+    x = data.test[0][0][longest:, 0].numpy()
+    assert np.all(np.isfinite(x)) and np.abs(x).max() < 1
+    np.testing.assert_allclose(x, clips[rel][longest:] / (1e-5 * 2**30), rtol=1e-5)
+    shorter = splits["test"][1][0]
+    assert len(clips[shorter]) < longest and torch.all(data.test[1][0][longest:] == 0)  # padding there: (0 - 0) / eps
+
+
+def test_statistics_do_not_depend_on_the_chunk_size(sc_root):
+    root, _ = sc_root
+    x = np.load(speech.prepare(root, DataConfig(), progress=False) / "train_x.npy")  # (70, 16000) int16
+    np.testing.assert_allclose(speech.position_standardisation(x, chunk=7), speech.position_standardisation(x),
+                               rtol=1e-12)
+    mean, scale = speech.standardisation(x, chunk=7)
+    assert mean == pytest.approx(x.astype(np.float64).mean()) and scale == pytest.approx(x.std(ddof=1) + speech.EPS)
+
+
+def test_global_option_standardises_with_one_mean_and_std(sc_root):
+    root, clips = sc_root
+    data = speech.load(root, DataConfig(speech=SpeechConfig(normalize="global")))
+    assert data.stats == {}
+    # The reference's arithmetic with one mean and std over every (padded) training sample.
     train = speech.scan(root / speech.RAW_DIR)["train"]
     padded = np.stack([np.pad(clips[rel], (0, 16000 - len(clips[rel]))) for rel, _ in train]) / 2**15 / 2**15
     mean, std = padded.mean(), torch.from_numpy(padded).std().item()
@@ -107,10 +176,30 @@ def test_clips_are_zero_padded_on_the_right_and_standardised_as_the_reference(sc
         np.testing.assert_allclose(x[:, 0].numpy(), expected, rtol=1e-5, atol=1e-6)
         n = len(clips[rel])
         assert torch.all(x[n:, 0] == x[-1, 0])  # the padded tail is the standardised zero
-    assert (data.encoder, data.d_input, data.d_output, data.problem, data.l_max) == ("linear", 1, 35,
-                                                                                        "classification", 16000)
-    xb, yb, lengths = data.collate([data.val[0], data.val[1]])
-    assert xb.shape == (2, 16000, 1) and yb.tolist() == [data.val[0][1], data.val[1][1]] and lengths is None
+
+
+def test_the_8khz_input_is_the_16khz_standardised_clip_decimated(sc_root):
+    """The reference normalises the 16 kHz tensors, then its eval collate keeps every second sample: 8 kHz
+    position j carries the statistics of 16 kHz position 2j."""
+    root, clips = sc_root
+    data = speech.load(root, DataConfig())
+    splits = speech.scan(root / speech.RAW_DIR)
+    raw = {s: reference_inputs(clips, splits[s]) for s in ("train", "test")}
+    _, ref_test = reference_normalise_per_position(raw["train"], raw["test"])
+    x8, y8, _ = data.collate_eval["test8k"]([data.test[i] for i in range(35)])
+    assert x8.shape == (35, 8000, 1) and y8.tolist() == [label for _, label in splits["test"]]
+    torch.testing.assert_close(x8[:, :, 0], ref_test[:, 0, ::2], rtol=1e-5, atol=2e-6)
+
+
+def test_a_split_without_clips_is_a_data_error_naming_its_list(sc_root):
+    """Before: a folder without a validation clip trained an epoch, then Lightning failed (exit 1)."""
+    root, _ = sc_root
+    (root / speech.RAW_DIR / "validation_list.txt").write_text("nosuchword/0_nohash_0.wav\n")
+    with pytest.raises(DataError, match=r"split 'val' is empty: .*validation_list\.txt names no clip"):
+        speech.prepare(root, DataConfig(), progress=False)
+    r = run_suite("run", "--task", "speech", "--model", "s4d", "--preset", "smoke", "--data-dir", str(root),
+                  "--max-epochs", "1", *FEW_BATCHES)
+    assert r.returncode == 4 and "split 'val' is empty" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
 def test_the_8khz_test_is_every_second_sample_at_rate_2(sc_root):
@@ -237,6 +326,43 @@ def test_speech_run_logs_the_8khz_test(speech_run):
         assert len(client.get_metric_history(run.info.run_id, key)) == 1, key
     assert 0.0 <= m["best/test8k/accuracy"] <= 1.0
     assert m["best/test8k/accuracy"] == m["test8k/accuracy"]  # one epoch: the best one
+
+
+def test_test8k_is_the_checkpoint_on_every_second_sample_at_rate_2(speech_run):
+    """Independently of the trainer: the run's best checkpoint, fed the reference's 8 kHz input (the test
+    clips read from their WAV files, standardised per position at 16 kHz, every second sample) with its
+    step size doubled, gives the logged test8k loss and accuracy; at rate 1 (the plain 16 kHz step) it
+    does not."""
+    from suite.config import RunConfig, from_dict
+    from suite.run import build_model, run_checkpoint_dir
+
+    _, run, tmp, env = speech_run
+    ckpt = run_checkpoint_dir(env["MLFLOW_TRACKING_URI"], run.info.run_id) / "best.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    cfg = from_dict(RunConfig, state["suite_config"])
+    folder = tmp / "data" / speech.RAW_DIR
+    splits = speech.scan(folder)
+    clips = {rel: read_pcm16(folder / rel) for s in ("train", "test") for rel, _ in splits[s]}
+    _, ref_test = reference_normalise_per_position(reference_inputs(clips, splits["train"]),
+                                                   reference_inputs(clips, splits["test"]))
+    t = cfg.trainer
+    n = min(len(splits["test"]), int(t.limit_val_batches) * (t.eval_batch_size or t.batch_size))  # what was evaluated
+    x8 = ref_test[:n, 0, ::2, None]  # (n, 8000, 1)
+    y = torch.tensor([label for _, label in splits["test"][:n]])
+    data = speech.load(tmp / "data", cfg.data)
+    model = build_model(cfg, data)
+    model.load_state_dict({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
+    model.eval()
+    with torch.no_grad():
+        out = {rate: model(x8, None, rate) for rate in (2.0 * cfg.model.rate, 1.0 * cfg.model.rate)}
+    loss = {rate: torch.nn.functional.cross_entropy(o, y).item() for rate, o in out.items()}
+    m = run.data.metrics
+    rate2, rate1 = 2.0 * cfg.model.rate, 1.0 * cfg.model.rate
+    # Three training batches leave the logits close to the biases, so the rates' losses differ by only ~4e-5
+    # (here 3.440826 at rate 2, 3.440789 at rate 1); the same computation agrees to float32 rounding (~1e-7).
+    assert m["best/test8k/loss"] == pytest.approx(loss[rate2], abs=1e-6)
+    assert abs(m["best/test8k/loss"] - loss[rate1]) > 1e-5
+    assert m["best/test8k/accuracy"] == pytest.approx((out[rate2].argmax(-1) == y).float().mean().item())
 
 
 def test_speech8k_from_run_evaluates_the_best_checkpoint_at_8khz(speech_run):

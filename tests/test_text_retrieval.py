@@ -163,7 +163,7 @@ def test_corrupt_imdb_file_is_a_data_error_naming_it(imdb_root):
 def test_wrong_label_is_a_data_error_naming_the_row(imdb_root):
     root, _ = imdb_root
     write_imdb_shard(root / text.RAW_DIR / text.FILES["train"], [("fine", 0), ("odd", 7)])
-    with pytest.raises(DataError, match="row 1"):
+    with pytest.raises(DataError, match="row 1: expected a review text and a label 0 or 1, found 'odd' / 7\\."):
         text.prepare(root, DataConfig(l_max=64))
 
 
@@ -392,3 +392,37 @@ def test_raw_status_says_what_is_missing_and_whether_the_cache_verifies(tmp_path
     assert raw_status(tmp_path, [], lambda: (entry, "other key"), "release").verified is False
     np.save(entry / "x.npy", np.arange(4))  # contents no longer match the manifest's checksum
     assert cache.verified(entry, "k1") is False
+
+
+# ------------------------------------------------------------------------------------------------
+# degeneracies made visible: truncation by data.l_max and characters outside the vocabulary
+# ------------------------------------------------------------------------------------------------
+
+
+def test_imdb_truncation_and_unknown_characters_are_warned_and_counted(imdb_root, capsys):
+    root, rows = imdb_root
+    data = text.load(root, DataConfig(l_max=40))
+    for split in ("train", "test"):
+        cut = sum(len(t) > 39 for t, _ in rows[split]) / len(rows[split])
+        assert 0 < cut < 1 and data.stats[f"data/truncated_fraction/{split}"] == pytest.approx(cut)
+    tokens = np.concatenate([data.test[i][0].numpy() for i in range(len(data.test))])
+    n_unk = int((tokens == text.UNK).sum())
+    assert n_unk > 0 and data.stats["data/oov_tokens/test"] == n_unk  # the test split doubles as val
+    assert data.stats["data/oov_fraction/test"] == pytest.approx(n_unk / len(tokens))
+    err = capsys.readouterr().err.splitlines()
+    assert sum(line.startswith("warning: text: data.l_max = 40 truncates examples to 39 tokens") for line in err) == 1
+    assert any(line.startswith("warning: text: tokens outside the training vocabulary") and f"test {n_unk:,} of"
+               in line for line in err)
+
+
+def test_aan_truncation_is_counted_per_document(aan_root, capsys):
+    root, rows = aan_root
+    data = retrieval.load(root, DataConfig(l_max=100))
+    for split in ("train", "val", "test"):
+        docs = [d for r in rows[split] for d in (r[3], r[4])]
+        cut = sum(len(d) > 99 for d in docs) / len(docs)
+        assert 0 < cut < 1 and data.stats[f"data/truncated_fraction/{split}"] == pytest.approx(cut)
+    assert "warning: retrieval: data.l_max = 100 truncates documents to 99 tokens + <eos>" in capsys.readouterr().err
+    data = retrieval.load(root, DataConfig(l_max=4000))
+    assert data.stats["data/truncated_fraction/train"] == 0 and data.stats["data/oov_tokens/val"] >= 0
+    assert "truncates" not in capsys.readouterr().err
