@@ -498,10 +498,43 @@ def _counterpart(runs: list[RunRecord], paper: list[PaperRow]) -> tuple[PaperRow
 GroupKey = tuple[str, str, str, str, tuple[str, ...]]  # model, recipe, preset, data source, config diff
 
 
+def _consistent(runs: list[RunRecord], diff: tuple[str, ...]) -> bool:
+    """Whether every run's configuration has each `key=value` of `diff` (a key it lacks reads "(not logged)")."""
+    for text in diff:
+        key, _, value = text.partition("=")
+        if any((run_config(r) or {}).get(key, "(not logged)") != value for r in runs):
+            return False
+    return True
+
+
+def _merge_tasks(groups: dict[GroupKey, list[RunRecord]]) -> dict[GroupKey, list[RunRecord]]:
+    """One row for runs of different tasks started with the same options. `--set trainer.max_epochs=1` differs
+    from the ListOps smoke recipe (2 epochs) but not from Path-X's (1 epoch): their diffs differ, their settings
+    do not. Two groups of the same model, recipe, preset and data with no task in common share a row when every
+    run has every `key=value` of the union of their diffs; the row's diff is that union. Within a task (a cell)
+    nothing is merged: runs of one cell keep one configuration."""
+    merged: list[tuple[GroupKey, list[RunRecord]]] = []
+    for key, runs in sorted(groups.items(), key=lambda kv: (len(kv[0][4]), kv[0][4])):
+        base, diff = key[:4], key[4]
+        tasks = {r.task for r in runs}
+        for i, (other, members) in enumerate(merged):
+            special = any(d.startswith("config ") for d in (*diff, *other[4]))  # not logged, or no recipe
+            if other[:4] != base or special or tasks & {r.task for r in members}:
+                continue
+            union = tuple(sorted(set(diff) | set(other[4])))
+            if _consistent(members + runs, union):
+                merged[i] = ((*base, union), members + runs)
+                break
+        else:
+            merged.append((key, list(runs)))
+    return dict(merged)
+
+
 def _group(runs: list[RunRecord]) -> dict[GroupKey, list[RunRecord]]:
     groups: dict[GroupKey, list[RunRecord]] = {}
     for r in runs:
         groups.setdefault((r.model, r.recipe, r.preset, r.data_source, config_diff(r)), []).append(r)
+    groups = _merge_tasks(groups)
     model_order = {m: i for i, m in enumerate(registry.MODELS)}
 
     def order(k: GroupKey):
@@ -509,7 +542,7 @@ def _group(runs: list[RunRecord]) -> dict[GroupKey, list[RunRecord]]:
         return ((source, preset) != ("release", "paper"), source, preset != "paper", preset,
                 model_order.get(model, 99), model, recipe, diff)
 
-    return {k: groups[k] for k in sorted(groups, key=order)}
+    return {k: sorted(groups[k], key=lambda r: -r.start_time) for k in sorted(groups, key=order)}
 
 
 def build(family: str, uri: str, experiment: str | None = None, filter_text: str | None = None,

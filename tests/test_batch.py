@@ -76,8 +76,8 @@ def test_make_lra_runs_the_given_models_and_seeds_then_prints_the_table(tmp_path
                   for x in runs)
     assert made == [(t, "s4d", s, "FINISHED") for t in ("listops", "pathfinder", "pathx") for s in ("1", "2")]
     assert "6 of 6 runs finished" in r.stderr
-    row = next(line for line in r.stdout.splitlines() if line.startswith("| s4d"))  # the table, after the runs
-    assert row.count("(n=2") == 3  # ListOps, Pathfinder and Path-X, two seeds each
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("| s4d")]  # the table, after the runs
+    assert row.count("(n=2") == 3  # ListOps, Pathfinder and Path-X, two seeds each, in one row
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")

@@ -253,6 +253,17 @@ def test_what_splits_a_row_and_what_does_not():
         ("config not logged",)
 
 
+def test_runs_of_different_tasks_started_with_the_same_options_share_a_row():
+    # `make lra PRESET=smoke SET="trainer.max_epochs=1 optim.lr=0.0123"`: Path-X's smoke recipe already has 1 epoch
+    same = ["trainer.max_epochs=1", "optim.lr=0.0123"]
+    runs = [_record(t, "s4d", "smoke", overrides=same, seed=s) for t in ("listops", "pathx") for s in (0, 1)]
+    runs.append(_record("pathx", "s4d", "smoke", seed=0))  # the plain recipe: 1 epoch, its own learning rate
+    rows = {key[4]: sorted((r.task, r.seed) for r in members) for key, members in tables._group(runs).items()}
+    assert rows == {("optim.lr=0.0123", "trainer.max_epochs=1"): [("listops", "0"), ("listops", "1"),
+                                                                   ("pathx", "0"), ("pathx", "1")],
+                    (): [("pathx", "0")]}
+
+
 def test_counterparts_match_model_recipe_init_and_the_liquid_term():
     legs, inv = (tables.Counterpart("s4d", "s4", init=i) for i in ("legs", "inv"))
     assert legs.matches(_record("listops", "s4d", recipe="s4"))
