@@ -6,10 +6,19 @@ STAMP  := $(VENV)/.installed
 SUITE  := $(BIN)/suite
 
 # Knobs of the benchmark targets: make lra MODELS="s4d liquid_s4_pb" PRESET=smoke SEEDS="1 2 3"
-MODELS ?= s4 s4d liquid_s4_kb liquid_s4_pb
+#   MODELS  models to run (default: every registered model, `suite list`)
+#   PRESET  paper (default) or smoke
+#   SEEDS   seeds, one run each (default: each recipe's own seed)
+#   SET     overrides for every run, e.g. SET="trainer.max_epochs=1 optim.lr=0.002"
+MODELS ?=
 PRESET ?= paper
 SEEDS  ?=
-BATCH   = $(SUITE) batch --preset $(PRESET) --models "$(MODELS)" $(if $(SEEDS),--seeds $(SEEDS))
+SET    ?=
+# The family comes first: --seeds takes every word after it. A failed run makes the target fail (after the
+# table of what did finish is printed); a task skipped for want of data is not a failure.
+BATCH   = $(SUITE) batch $(1) --preset $(PRESET) $(if $(strip $(MODELS)),--models "$(strip $(MODELS))") \
+          $(foreach s,$(SET),--set $(s)) $(if $(strip $(SEEDS)),--seeds $(SEEDS))
+FAMILY  = $(call BATCH,$(1)); status=$$?; $(SUITE) table $(1) || exit $$?; exit $$status
 
 .PHONY: install test demo ui list bench clean-results help lra scifar speech bidmc tables report
 
@@ -45,20 +54,16 @@ bench: $(STAMP)  ## layer benchmark of the four models (needs a GPU for meaningf
 	$(SUITE) bench
 
 lra: $(STAMP)  ## the six LRA tasks x MODELS (PRESET, SEEDS), then the LRA table
-	-$(BATCH) lra
-	$(SUITE) table lra
+	$(call FAMILY,lra)
 
 scifar: $(STAMP)  ## sequential CIFAR x MODELS, then its table
-	-$(BATCH) scifar
-	$(SUITE) table scifar
+	$(call FAMILY,scifar)
 
 speech: $(STAMP)  ## Speech Commands (16 kHz, with the 8 kHz zero-shot test) x MODELS, then its table
-	-$(BATCH) speech
-	$(SUITE) table speech
+	$(call FAMILY,speech)
 
 bidmc: $(STAMP)  ## BIDMC HR, RR, SpO2 x MODELS, then the table
-	-$(BATCH) bidmc
-	$(SUITE) table bidmc
+	$(call FAMILY,bidmc)
 
 tables: $(STAMP)  ## every table as Markdown, LaTeX and CSV into results/tables/
 	@mkdir -p results/tables

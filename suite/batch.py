@@ -1,4 +1,4 @@
-"""`suite batch FAMILY`: every task of a benchmark family x the chosen models x seeds, then its table.
+"""`suite batch FAMILY`: every task of a benchmark family x the chosen models x seeds (`make FAMILY` adds its table).
 
 Behind `make lra`, `make scifar`, `make speech`, `make bidmc`. Each run is its own `suite run`
 process, so one failure (or an out-of-memory) does not end the batch: the rest go on and the
@@ -45,8 +45,11 @@ def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
     return f"no data in {status.where} ({status.note}); run `suite data fetch {task}`"
 
 
-def run(family: str, models: list[str], preset: str, seeds: list[int], data_dir: str | None,
+def run(family: str, models: list[str] | None, preset: str, seeds: list[int], data_dir: str | None,
         tracking_uri: str | None, extra: list[str]) -> int:
+    """Exit status: 0 when every planned run finished (tasks skipped for want of data are not failures),
+    1 when a run failed, 130 when interrupted. `models` empty or None: every model of the registry."""
+    models = list(models or registry.MODELS)
     for m in models:
         registry.model(m)  # unknown names fail before anything runs
     plan, skipped = [], {}

@@ -9,7 +9,9 @@
   same way: once training starts, `ResumePoint` takes SIGTERM over from Lightning, whose own handler would
   stop the run at a batch end without saving (any step since the last periodic save would be lost).
   The last batch of an epoch is never a resume point: the epoch's validation must run first.
-- `DivergenceGuard` stops the run with `DivergenceError` at the first non-finite training loss.
+- `DivergenceGuard` stops the run with `DivergenceError` at the first non-finite training loss, and at the
+  end of a validation pass whose loss on any evaluation split (val, test, test8k, ...) is NaN or infinite:
+  an evaluation that diverged would otherwise let the run finish with a chance-level "best" accuracy.
 
 Under DDP every decision (save now, stop now, diverged) is reduced across ranks, so no rank waits
 alone at a collective.
@@ -121,7 +123,7 @@ class ResumePoint(L.Callback):
 
 
 class DivergenceGuard(L.Callback):
-    """Raise DivergenceError as soon as the training loss is NaN or infinite."""
+    """Raise DivergenceError as soon as the training loss, or an evaluation split's epoch loss, is NaN or infinite."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -130,9 +132,27 @@ class DivergenceGuard(L.Callback):
         value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         (bad,) = any_rank(trainer, not math.isfinite(value))
         if bad:
-            step = trainer.global_step
-            raise DivergenceError(
-                f"divergence: non-finite training loss ({value}) at step {step} (epoch {trainer.current_epoch}).",
-                hint="lower the learning rate (--set optim.lr=...), clip gradients (--set optim.grad_clip=1.0), "
-                     "or use full precision (--precision 32-true)",
-            )
+            raise _diverged(trainer, "training loss", value)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """After the epoch's `<split>/loss` values are reduced (and synced over ranks), before ModelCheckpoint
+        (Lightning runs checkpoint callbacks last), so a diverged evaluation never becomes the best epoch."""
+        if trainer.sanity_checking:
+            return
+        splits = getattr(pl_module, "eval_splits", ["val"])
+        losses = {s: trainer.callback_metrics.get(f"{s}/loss") for s in splits}
+        values = {s: float(v) for s, v in losses.items() if v is not None}
+        bad = [s for s, v in values.items() if not math.isfinite(v)]
+        (any_bad,) = any_rank(trainer, bool(bad))  # the values are synced; the vote keeps the ranks in step
+        if any_bad:
+            split = bad[0] if bad else "?"
+            raise _diverged(trainer, f"{split} loss" if split != "val" else "validation loss", values.get(split))
+
+
+def _diverged(trainer: L.Trainer, what: str, value: float | None) -> DivergenceError:
+    step = trainer.global_step
+    return DivergenceError(
+        f"divergence: non-finite {what} ({value}) at step {step} (epoch {trainer.current_epoch}).",
+        hint="lower the learning rate (--set optim.lr=...), clip gradients (--set optim.grad_clip=1.0), "
+             "or use full precision (--precision 32-true)",
+    )

@@ -1,7 +1,10 @@
 """The LightningModule: one loss, per-split metrics, and the optimiser of `suite.optim`.
 
 Validation runs over every evaluation split (val, test, ...) each epoch; metrics are logged as
-`<split>/loss` and `<split>/accuracy` (classification) or `<split>/rmse` (regression).
+`<split>/loss` and `<split>/accuracy` (classification) or `<split>/rmse` (regression); each evaluation
+split also logs `<split>/n_samples`: the number of samples scored in the epoch (every sample of the
+split, or fewer under `trainer.limit_val_batches`; summed over DDP ranks, whose samplers may repeat a
+few samples to give every rank the same count). Tables show the test split's count beside the accuracy.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ class SequenceModule(L.LightningModule):
                  add_dataloader_idx=False, sync_dist=True)
         self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,
                  prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
+        if split != "train":  # evaluation only: nothing more to do per training step
+            self.log(f"{split}/n_samples", float(n), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=n,
+                     add_dataloader_idx=False, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -1,13 +1,15 @@
 """`suite report`: one page (Markdown or HTML) with every results table and the learning curves.
 
 For each family (lra, scifar, speech, bidmc) the page shows the table of `suite table` and, per task
-and row of ours (model, preset, data source), the learning curves of the best seed's run: its
+and row of ours (one configuration except the seed), the learning curves of the best seed's run, the
+best by validation (`best/val/<metric>`; choosing by test would pick the luckiest test score): its
 `learning_curves.png` artifact, or, when a run has none, the same plot drawn from its metric
 histories. Images go to `img/` beside the page and are referenced by relative paths.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import sys
@@ -26,7 +28,7 @@ class Figure:
     task: str
     row: str  # label of our table row (model, preset, data source)
     run: tables.RunRecord
-    value: str  # the best run's headline number as shown in the table
+    value: str  # the best run's validation and headline numbers, with the number of test samples
     n_seeds: int
     path: Path  # the image, relative to the page
 
@@ -35,21 +37,36 @@ def default_out(fmt: str) -> Path:
     return RESULTS_DIR / "report" / ("report.html" if fmt == "html" else "report.md")
 
 
+def val_metric(col: tables.Column) -> str:
+    """The validation number seeds are ranked by: best/val/<metric of the column's task>."""
+    task = col.sources[0][0]
+    return f"best/val/{registry.task(task).metric}"
+
+
 def best_runs(table: tables.Table) -> list[tuple[tables.Row, tables.Column, tables.RunRecord]]:
-    """Per own row and task column: the run of the best seed (a run shown under two columns appears once)."""
+    """Per own row and task column: the run of the seed with the best validation number (a run shown under
+    two columns appears once). Runs without the validation number rank last."""
     picked, seen = [], set()
     for row in table.own_rows:
         for col in table.columns:
             cell = row.cells.get(col.key)
             if cell is None or not cell.runs:
                 continue
-            metric = dict(col.sources)
-            pick = max if col.higher_is_better else min
-            best = pick(cell.runs, key=lambda r: r.metrics[metric[r.task]])
+            key = val_metric(col)
+            sign = 1.0 if col.higher_is_better else -1.0
+            best = max(cell.runs, key=lambda r: sign * r.metrics.get(key, -sign * float("inf")))
             if best.run_id not in seen:
                 seen.add(best.run_id)
                 picked.append((row, col, best))
     return picked
+
+
+def image_name(task: str, row: tables.Row) -> str:
+    """<task>--<model>--<preset>--<data source>[--<recipe>][--<hash of the config diff>].png: one per row."""
+    parts = [task, row.model, row.preset, row.data_source] + ([row.recipe] if row.recipe else [])
+    if row.config:
+        parts.append(hashlib.sha1("; ".join(row.config).encode()).hexdigest()[:8])
+    return "--".join(parts) + ".png"
 
 
 def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
@@ -78,12 +95,15 @@ def figures(uri: str, table: tables.Table, img_dir: Path, page_dir: Path) -> lis
     picked = best_runs(table)
     for row, col, run in tqdm(picked, desc=f"{table.family} learning curves", unit="run", disable=None,
                               leave=False):
-        name = f"{run.task}--{row.model}--{row.preset}--{row.data_source}.png"
+        name = image_name(run.task, row)
         path = fetch_curves(uri, run, img_dir / table.family / name)
         cell = row.cells[col.key]
         metric = dict(col.sources)[run.task]
-        value = run.metrics[metric] * (100.0 if col.percent else 1.0)
-        shown = f"{metric} {value:.{col.decimals}f}{' %' if col.percent else ''}"
+        scale, unit = (100.0, " %") if col.percent else (1.0, "")
+        parts = [f"{name} {run.metrics[name] * scale:.{col.decimals}f}{unit}"
+                 for name in (val_metric(col), metric) if name in run.metrics]
+        size = run.metrics.get(f"{tables.split_of(metric)}/n_samples")
+        shown = ", ".join(parts) + (f" on {int(size)} test samples" if size is not None else "")
         out.append(Figure(table.family, run.task, row.label, run, shown, cell.n, path.relative_to(page_dir)))
     return out
 
@@ -117,7 +137,7 @@ def render_markdown(uri: str, built: list[tables.Table], figs: list[Figure], sto
             for task in dict.fromkeys(f.task for f in mine):
                 parts += [f"#### {task}", ""]
                 for f in (f for f in mine if f.task == task):
-                    parts += [f"**{f.row}**: best of {f.n_seeds} seed(s), run `{f.run.run_id}` "
+                    parts += [f"**{f.row}**: best validation of {f.n_seeds} seed(s), run `{f.run.run_id}` "
                               f"(seed {f.run.seed}, {f.value})", "",
                               f"![{task} {f.row} learning curves]({f.path.as_posix()})", ""]
     return "\n".join(parts).rstrip() + "\n"
@@ -149,7 +169,8 @@ def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_e
             for task in dict.fromkeys(f.task for f in mine):
                 parts.append(f"<h4>{e(task)}</h4>")
                 for f in (f for f in mine if f.task == task):
-                    parts += [f"<figure><figcaption><strong>{e(f.row)}</strong>: best of {f.n_seeds} seed(s), run "
+                    parts += [f"<figure><figcaption><strong>{e(f.row)}</strong>: best validation of {f.n_seeds} "
+                              "seed(s), run "
                               f"<code>{e(f.run.run_id)}</code> (seed {e(f.run.seed)}, {e(f.value)})</figcaption>",
                               f'<img src="{e(f.path.as_posix())}" alt="{e(task)} {e(f.row)} learning curves">'
                               "</figure>"]

@@ -1,22 +1,28 @@
 """Paper-style results tables: our runs, mean ± std over seeds, beside the published numbers.
 
-    collect  the FINISHED `suite run` runs of one family from MLflow (sweep trials left out), one per seed
-    build    rows of cells: published rows (results/paper.yaml), our rows grouped by model, preset and
-             data source, a Δ row under each of ours that has a published counterpart; best per column
+    collect  the FINISHED `suite run` runs of one family from MLflow (sweep trials and diverged runs left
+             out), with their params (the flattened resolved configuration) and tags
+    build    rows of cells: published rows (results/paper.yaml); our rows, one per resolved configuration
+             except the seed (see `config_diff`), labelled by what differs from the recipe; a Δ row under
+             each of ours that has a published counterpart (`Counterpart`); best per column
     render   Markdown (tabulate), LaTeX (pandas Styler, booktabs), tidy CSV, HTML (for `suite report`)
 
 Cells hold numbers in the table's unit (accuracy in %, RMSE as is); a missing cell is None and is
-printed as "–", never as 0.
+printed as "–", never as 0. An own cell says its number of seeds and the size of the test set its
+runs were scored on (metric `<split>/n_samples`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
+import math
 import statistics
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from suite import registry, tracking
@@ -100,6 +106,9 @@ class RunRecord:
     data_source: str
     start_time: int
     metrics: dict[str, float]
+    params: dict[str, str] = field(default_factory=dict)  # the flattened resolved configuration, as logged
+    recipe: str = ""  # tag suite.recipe (liquid_s4, s4); "" for runs made before it existed
+    resume_changes: str = ""  # tag suite.resume_changes: "trainer.max_epochs=6, ..." (params keep the first value)
 
 
 @dataclass
@@ -111,6 +120,12 @@ class Collected:
 
 def is_sweep_trial(tags: dict[str, str]) -> bool:
     return "mlflow.parentRunId" in tags or "suite.sweep.trial" in tags
+
+
+def diverged(metrics: dict[str, float]) -> bool:
+    """A NaN or infinite result or loss: `best/*`, or the last `<split>/loss` of any split. Runs made since the
+    evaluation guard (suite/guards.py) end FAILED instead; older ones can be FINISHED with such numbers."""
+    return any(not math.isfinite(v) for k, v in metrics.items() if k.startswith("best/") or k.endswith("/loss"))
 
 
 def collect(uri: str, experiment: str, filter_text: str | None = None, include_trials: bool = False,
@@ -134,7 +149,7 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
         return Collected([], [f"no experiment '{experiment}' in the store yet"])
     found = tracking.finished_runs(uri, exp_id, filter_text)
     parents = {r.data.tags.get("mlflow.parentRunId") for r in found}
-    runs, trials, studies = [], 0, 0
+    runs, trials, studies, broken = [], 0, 0, 0
     for r in found:
         tags = r.data.tags
         if "suite.task" not in tags:
@@ -145,22 +160,125 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
         if is_sweep_trial(tags) and not include_trials:
             trials += 1
             continue
+        if diverged(r.data.metrics):
+            broken += 1
+            continue
         runs.append(RunRecord(
             run_id=r.info.run_id, name=r.info.run_name or "", task=tags["suite.task"],
             model=tags.get("suite.model", "?"), preset=tags.get("suite.preset", "?"),
             seed=tags.get("suite.seed", r.info.run_id), data_source=tags.get("suite.data_source", "unknown"),
-            start_time=r.info.start_time or 0, metrics=dict(r.data.metrics)))
+            start_time=r.info.start_time or 0, metrics=dict(r.data.metrics), params=dict(r.data.params),
+            recipe=tags.get("suite.recipe", ""), resume_changes=tags.get("suite.resume_changes", "")))
     notes = []
     if trials:
         notes.append(f"{trials} sweep trial run(s) left out (tuning runs, not results; --include-trials counts them)")
     if studies:
         notes.append(f"{studies} sweep study run(s) left out (they repeat their best trial)")
+    if broken:
+        notes.append(f"{broken} FINISHED run(s) with a NaN or infinite loss or result left out "
+                     "(diverged: not a result)")
     return Collected(runs, notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# configurations: a row of ours is one resolved configuration except the seed
+# ------------------------------------------------------------------------------------------------
+
+# Params that do not change the number a run reports, left out when runs are grouped into rows:
+# the seed (rows pool seeds), where things are stored or shown (tracking.*, data.root, progress bar,
+# logging and checkpoint cadence), data-loading workers, the device kind (CPU, GPU: same computation),
+# the evaluation batch size (evaluation is per sample), CUDA graphs (a replay of the same network)
+# and n_params (follows from the configuration). Everything else, including trainer.devices and
+# num_nodes (the effective batch size under DDP) and precision, splits rows.
+IGNORED_PARAMS = frozenset({
+    "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.num_workers", "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_minutes", "trainer.accelerator",
+    "trainer.eval_batch_size", "trainer.cuda_graph", "data.pathfinder.workers"})
+IGNORED_PREFIXES = ("tracking.",)
+SHOWN_DIFFS = 3  # a row label names at most this many differences; the CSV column `config` has them all
+
+
+def counts(key: str) -> bool:
+    """Whether param `key` takes part in grouping runs into rows."""
+    return key not in IGNORED_PARAMS and not key.startswith(IGNORED_PREFIXES)
+
+
+def run_config(run: RunRecord) -> dict[str, str] | None:
+    """The run's configuration as logged (params), with the changes of `suite run --resume` applied; None when
+    the run logged no params (then its configuration is unknown)."""
+    if not run.params:
+        return None
+    cfg = {k: v for k, v in run.params.items() if counts(k)}
+    for change in filter(None, (c.strip() for c in run.resume_changes.split(","))):
+        key, _, value = change.partition("=")
+        if counts(key):
+            cfg[key] = value
+    return cfg
+
+
+@lru_cache(maxsize=None)
+def recipe_config(task: str, model: str, preset: str) -> tuple[tuple[str, str], ...] | None:
+    """What `suite run --task T --model M --preset P` logs today without options, stringified as params are
+    (suite.tracking); None when that no longer resolves (a preset or model since renamed)."""
+    from suite.config import flatten, resolve, to_dict
+
+    try:
+        cfg = flatten(to_dict(resolve(task, model, preset)))
+    except Exception:  # noqa: BLE001 - any failure means: no recipe to compare with
+        return None
+    return tuple(sorted((k, tracking._param_value(v)) for k, v in cfg.items() if counts(k)))
+
+
+def config_diff(run: RunRecord) -> tuple[str, ...]:
+    """What sets the run's configuration apart from its recipe preset, as `key=value` texts (sorted): runs with
+    the same task, model, preset and diff have the same configuration except the seed. A key the run did not log
+    reads `key=(not logged)`. No params: ("config not logged",); no recipe to compare with: ("config <hash>",)."""
+    cfg = run_config(run)
+    if cfg is None:
+        return ("config not logged",)
+    ref = recipe_config(run.task, run.model, run.preset)
+    if ref is None:
+        digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
+        return (f"config {digest}",)
+    ref_map = dict(ref)
+    out = [f"{k}={v}" for k, v in sorted(cfg.items()) if ref_map.get(k) != v]
+    out += [f"{k}=(not logged)" for k in sorted(ref_map) if k not in cfg]
+    return tuple(out)
 
 
 # ------------------------------------------------------------------------------------------------
 # published rows
 # ------------------------------------------------------------------------------------------------
+
+# The params a published row's counterpart is told apart by (see results/paper.yaml, `counterparts`).
+COUNTERPART_PARAMS = {"init": "model.init", "liquid_mode": "model.liquid_mode", "liquid": "model.liquid_kernel"}
+FROM_PAPER = {"abstract": "the paper's abstract", "text": "the paper's text"}  # results/paper.yaml `from_paper`
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """Which of our runs a published row is the result of: model, recipe (tag suite.recipe) and, where given,
+    the S4D init (param model.init), the Liquid-S4 mode (model.liquid_mode) and whether the liquid term is on
+    (model.liquid_kernel other than 'none')."""
+
+    model: str
+    recipe: str
+    init: str | None = None
+    liquid_mode: str | None = None
+    liquid: bool | None = None
+
+    def matches(self, run: RunRecord) -> bool:
+        if (run.model, run.recipe) != (self.model, self.recipe):
+            return False
+        cfg = run_config(run) or {}
+        wanted = {COUNTERPART_PARAMS[k]: v for k, v in (("init", self.init), ("liquid_mode", self.liquid_mode))
+                  if v is not None}
+        if any(cfg.get(k) != v for k, v in wanted.items()):
+            return False
+        if self.liquid is not None:
+            kernel = cfg.get(COUNTERPART_PARAMS["liquid"])
+            return kernel is not None and (kernel != "none") == self.liquid
+        return True
 
 
 @dataclass(frozen=True)
@@ -169,8 +287,27 @@ class PaperRow:
     values: dict[str, float]
     failed: tuple[str, ...]
     source: str
-    unverified: bool
-    compare: tuple[str, ...]
+    unverified: bool  # the values not in `from_paper` come from a secondary source, unverified (marked †)
+    counterparts: tuple[Counterpart, ...]
+    from_paper: dict[str, str] = field(default_factory=dict)  # column -> "abstract" or "text"
+
+    def is_unverified(self, column: str) -> bool:
+        return self.unverified and column not in self.from_paper
+
+
+def _counterparts(item: dict, where: str) -> tuple[Counterpart, ...]:
+    out = []
+    for spec in item.get("counterparts", []):
+        allowed = {"model", "recipe", *COUNTERPART_PARAMS}
+        if not isinstance(spec, dict) or not {"model", "recipe"} <= set(spec) or set(spec) - allowed:
+            raise ConfigError(f"{where}: counterpart {spec!r} needs `model` and `recipe` and may add only "
+                              f"{', '.join(COUNTERPART_PARAMS)}.",
+                              hint="e.g. {model: s4d, recipe: s4, init: legs}")
+        if spec["model"] not in registry.MODELS:
+            raise ConfigError(f"{where}: unknown model '{spec['model']}' in `counterparts`.",
+                              hint=f"models: {', '.join(registry.MODELS)}")
+        out.append(Counterpart(**{k: (str(v) if k != "liquid" else bool(v)) for k, v in spec.items()}))
+    return tuple(out)
 
 
 def load_paper(family: str, path: Path = PAPER_FILE) -> list[PaperRow]:
@@ -182,29 +319,33 @@ def load_paper(family: str, path: Path = PAPER_FILE) -> list[PaperRow]:
                           hint="restore it: git checkout results/paper.yaml")
     data = yaml.safe_load(path.read_text()) or {}
     keys = {c.key for c in family_columns(family)}
-    rows, compared = [], set()
+    rows, seen = [], {}
     for i, item in enumerate(data.get(family, [])):
         where = f"{path}: {family} row {i + 1} ({item.get('name', 'no name')})"
-        unknown = (set(item.get("values", {})) | set(item.get("failed", []))) - keys
-        bad_models = set(item.get("compare", [])) - set(registry.MODELS)
-        twice = set(item.get("compare", [])) & compared
-        compared |= set(item.get("compare", []))
-        if "name" not in item or unknown or bad_models or twice:
+        unknown = (set(item.get("values", {})) | set(item.get("failed", [])) | set(item.get("from_paper", {}))) - keys
+        bad_source = {v for v in item.get("from_paper", {}).values()} - set(FROM_PAPER)
+        if "name" not in item or unknown or bad_source:
             problem = ("has no name" if "name" not in item else f"unknown columns {sorted(unknown)}" if unknown
-                       else f"unknown models {sorted(bad_models)}" if bad_models
-                       else f"models {sorted(twice)} already compared with another row")
-            raise ConfigError(f"{where}: {problem}.",
-                              hint=f"columns of {family}: {', '.join(sorted(keys))}; models: "
-                                   f"{', '.join(registry.MODELS)}; each model in one `compare` list per family")
+                       else f"unknown `from_paper` places {sorted(bad_source)}")
+            raise ConfigError(f"{where}: {problem}.", hint=f"columns of {family}: {', '.join(sorted(keys))}; "
+                                                           f"from_paper places: {', '.join(FROM_PAPER)}")
+        counterparts = _counterparts(item, where)
+        for c in counterparts:
+            if c in seen:
+                raise ConfigError(f"{where}: counterpart {c} is already the counterpart of '{seen[c]}'.",
+                                  hint="each (model, recipe, init, liquid_mode, liquid) in one row per family")
+            seen[c] = item["name"]
         rows.append(PaperRow(item["name"], {k: float(v) for k, v in item.get("values", {}).items()},
                              tuple(item.get("failed", [])), item.get("source", ""), bool(item.get("unverified")),
-                             tuple(item.get("compare", []))))
+                             counterparts, dict(item.get("from_paper", {}))))
     return rows
 
 
 # ------------------------------------------------------------------------------------------------
 # build: rows of cells
 # ------------------------------------------------------------------------------------------------
+
+RELEASE = "release"  # the block of the published rows and of our paper-preset runs on the release data
 
 
 @dataclass(frozen=True)
@@ -214,21 +355,25 @@ class Cell:
     n: int = 0  # seeds behind an own cell; 0 for a published or derived number
     failed: bool = False  # published as ✗
     runs: tuple[RunRecord, ...] = ()  # the runs behind an own cell, one per seed
+    test_sizes: tuple[int, ...] = ()  # distinct numbers of test samples the runs were scored on (sorted)
+    unverified: bool = False  # a published number from a secondary source (†)
 
 
 @dataclass
 class Row:
     label: str
     kind: str  # "paper", "ours" or "delta"
-    block: str  # "release" (published rows and runs on the release data) or the data source of the runs
+    block: str  # RELEASE, or "<preset> preset, <source> data" for our other runs
     cells: dict[str, Cell]
     model: str = ""
     preset: str = ""
     data_source: str = ""
     source: str = ""  # published rows: where the numbers come from
     unverified: bool = False
-    compare: str = ""  # own rows: name of the published row of the same model
+    compare: str = ""  # own rows and Δ rows: name of the published row compared with
     published: str = ""  # published rows: their name in results/paper.yaml
+    recipe: str = ""
+    config: tuple[str, ...] = ()  # own rows: what differs from the recipe preset (config_diff)
     bold: set[str] = field(default_factory=set)
 
 
@@ -249,10 +394,17 @@ class Table:
         return [r for r in self.rows if r.kind == "ours"]
 
 
-def _own_label(model: str, preset: str, source: str) -> str:
-    qualifiers = ([] if preset == "paper" else [f"{preset} preset"]) + \
+def split_of(metric: str) -> str:
+    """best/<split>/<metric> -> <split>."""
+    return metric.split("/")[1]
+
+
+def _own_label(model: str, recipe: str, preset: str, source: str, config: tuple[str, ...]) -> str:
+    qualifiers = ([f"{recipe} recipe"] if recipe else []) + ([] if preset == "paper" else [f"{preset} preset"]) + \
                  ([] if source == "release" else [f"{source} data"])
-    return model + (f" ({', '.join(qualifiers)})" if qualifiers else "")
+    shown = list(config[:SHOWN_DIFFS]) + ([f"+{len(config) - SHOWN_DIFFS} more"] if len(config) > SHOWN_DIFFS else [])
+    text = ", ".join(qualifiers) + ("; " if qualifiers and shown else "") + ", ".join(shown)
+    return model + (f" ({text})" if text else "")
 
 
 def _own_cells(runs: list[RunRecord], columns: list[Column]) -> tuple[dict[str, Cell], int]:
@@ -272,8 +424,10 @@ def _own_cells(runs: list[RunRecord], columns: list[Column]) -> tuple[dict[str, 
         chosen = tuple(per_seed.values())
         metric_of = dict(col.sources)
         values = [r.metrics[metric_of[r.task]] * (100.0 if col.percent else 1.0) for r in chosen]
+        sizes = {r.metrics.get(f"{split_of(metric_of[r.task])}/n_samples") for r in chosen}
         std = statistics.stdev(values) if len(values) > 1 else None
-        cells[col.key] = Cell(statistics.fmean(values), std, len(values), runs=chosen)
+        cells[col.key] = Cell(statistics.fmean(values), std, len(values), runs=chosen,
+                              test_sizes=tuple(sorted(int(s) for s in sizes if s is not None)))
     return cells, replaced
 
 
@@ -288,39 +442,107 @@ def _with_average(cells: dict[str, Cell], columns: list[Column]) -> dict[str, Ce
 
 
 def _mark_best(rows: list[Row], columns: list[Column]) -> None:
-    """Bold the best number per column within each block (max for accuracy, min for RMSE); ties all bold."""
-    for block in {r.block for r in rows}:
-        candidates = [r for r in rows if r.block == block and r.kind != "delta"]
-        for col in columns:
-            scored = [(round(r.cells[col.key].mean, col.decimals), r) for r in candidates
-                      if col.key in r.cells and r.cells[col.key].mean is not None]
-            if not scored:
-                continue
-            best = (max if col.higher_is_better else min)(v for v, _ in scored)
-            for v, r in scored:
-                if v == best:
-                    r.bold.add(col.key)
+    """Bold the best number per column (max for accuracy, min for RMSE; ties all bold) among the published rows
+    and our paper-preset runs on the release data. Other rows (smoke preset, generated data) are never bold."""
+    candidates = [r for r in rows if r.block == RELEASE and r.kind != "delta"]
+    for col in columns:
+        scored = [(round(r.cells[col.key].mean, col.decimals), r) for r in candidates
+                  if col.key in r.cells and r.cells[col.key].mean is not None]
+        if not scored:
+            continue
+        best = (max if col.higher_is_better else min)(v for v, _ in scored)
+        for v, r in scored:
+            if v == best:
+                r.bold.add(col.key)
 
 
 def caption(family: str, columns: list[Column], include_trials: bool = False) -> str:
     what = ("Test accuracy (%)" if columns[0].percent else "Test RMSE (lower is better)") + \
            " at the epoch of best validation"
-    counted = ("FINISHED `suite run` or sweep trial per seed, the latest; failed or killed runs excluded"
+    counted = ("FINISHED `suite run` or sweep trial per seed, the latest; failed, killed or diverged runs excluded"
                if include_trials else
-               "FINISHED `suite run` per seed, the latest; sweep trials and failed or killed runs excluded")
-    parts = [f"{what}; our rows: mean ± sample std over seeds (n = seeds; one {counted})."]
+               "FINISHED `suite run` per seed, the latest; sweep trials and failed, killed or diverged runs excluded")
+    parts = [f"{what}; our rows: mean ± sample std over seeds (n = seeds; one {counted}); test = samples in the "
+             "test set each run was scored on (a smoke preset scores a few hundred or fewer)."]
+    parts.append("A row of ours is one configuration except the seed: runs that differ in anything that can change "
+                 "the number form their own row, labelled by their recipe (tag suite.recipe), preset, data and "
+                 "what differs from the recipe preset.")
     if family == "lra":
         parts.append("Avg: mean of the six tasks, given only for rows with all six; the published Avg counts a "
                      f"failed Path-X ({FAILED}) as 50 % (chance), as the papers do.")
     if family == "speech":
         parts.append("8 kHz: the 16 kHz model tested zero-shot on audio resampled to 8 kHz (speech and speech8k runs; "
                      "one value per seed).")
-    parts.append("Bold: best per column among the published rows and our runs on the release data; runs on generated "
-                 "data are another dataset and form their own block, with their own bold.")
-    parts.append("Δ: our mean minus the published row of the same model (results/paper.yaml, `compare`); release "
-                 "data only.")
-    parts.append(f"{UNVERIFIED}: secondary source, unverified. {MISSING}: not run or not reported.")
+    parts.append("Bold: best per column among the published rows and our paper-preset runs on the release data; "
+                 "our other rows (smoke preset, generated data) are never bold.")
+    parts.append("Δ: our mean minus the published row of the same model and recipe (results/paper.yaml, "
+                 "`counterparts`); paper preset on the release data only.")
+    parts.append(f"{UNVERIFIED}: published number from a secondary source, unverified. {MISSING}: not run or not "
+                 "reported.")
     return " ".join(parts)
+
+
+def _published_rows(paper: list[PaperRow]) -> list[Row]:
+    return [Row(p.name, "paper", RELEASE,
+                {k: Cell(v, unverified=p.is_unverified(k)) for k, v in p.values.items()}  # Avg as given
+                | {k: Cell(failed=True) for k in p.failed},
+                source=p.source, unverified=p.unverified, published=p.name) for p in paper]
+
+
+def _counterpart(runs: list[RunRecord], paper: list[PaperRow]) -> tuple[PaperRow | None, bool]:
+    """The published row whose counterparts every run of a row matches; (None, True) when several do."""
+    found = [p for p in paper if any(all(c.matches(r) for r in runs) for c in p.counterparts)]
+    return (found[0], False) if len(found) == 1 else (None, len(found) > 1)
+
+
+GroupKey = tuple[str, str, str, str, tuple[str, ...]]  # model, recipe, preset, data source, config diff
+
+
+def _consistent(runs: list[RunRecord], diff: tuple[str, ...]) -> bool:
+    """Whether every run's configuration has each `key=value` of `diff` (a key it lacks reads "(not logged)")."""
+    for text in diff:
+        key, _, value = text.partition("=")
+        if any((run_config(r) or {}).get(key, "(not logged)") != value for r in runs):
+            return False
+    return True
+
+
+def _merge_tasks(groups: dict[GroupKey, list[RunRecord]]) -> dict[GroupKey, list[RunRecord]]:
+    """One row for runs of different tasks started with the same options. `--set trainer.max_epochs=1` differs
+    from the ListOps smoke recipe (2 epochs) but not from Path-X's (1 epoch): their diffs differ, their settings
+    do not. Two groups of the same model, recipe, preset and data with no task in common share a row when every
+    run has every `key=value` of the union of their diffs; the row's diff is that union. Within a task (a cell)
+    nothing is merged: runs of one cell keep one configuration."""
+    merged: list[tuple[GroupKey, list[RunRecord]]] = []
+    for key, runs in sorted(groups.items(), key=lambda kv: (len(kv[0][4]), kv[0][4])):
+        base, diff = key[:4], key[4]
+        tasks = {r.task for r in runs}
+        for i, (other, members) in enumerate(merged):
+            special = any(d.startswith("config ") for d in (*diff, *other[4]))  # not logged, or no recipe
+            if other[:4] != base or special or tasks & {r.task for r in members}:
+                continue
+            union = tuple(sorted(set(diff) | set(other[4])))
+            if _consistent(members + runs, union):
+                merged[i] = ((*base, union), members + runs)
+                break
+        else:
+            merged.append((key, list(runs)))
+    return dict(merged)
+
+
+def _group(runs: list[RunRecord]) -> dict[GroupKey, list[RunRecord]]:
+    groups: dict[GroupKey, list[RunRecord]] = {}
+    for r in runs:
+        groups.setdefault((r.model, r.recipe, r.preset, r.data_source, config_diff(r)), []).append(r)
+    groups = _merge_tasks(groups)
+    model_order = {m: i for i, m in enumerate(registry.MODELS)}
+
+    def order(k: GroupKey):
+        model, recipe, preset, source, diff = k
+        return ((source, preset) != ("release", "paper"), source, preset != "paper", preset,
+                model_order.get(model, 99), model, recipe, diff)
+
+    return {k: sorted(groups[k], key=lambda r: -r.start_time) for k in sorted(groups, key=order)}
 
 
 def build(family: str, uri: str, experiment: str | None = None, filter_text: str | None = None,
@@ -331,36 +553,29 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
     tasks = {t for c in columns for t, _ in c.sources}
     runs = [r for r in got.runs if r.task in tasks]
 
-    rows = [Row(p.name + (UNVERIFIED if p.unverified else ""), "paper", "release",
-                {k: Cell(v) for k, v in p.values.items()} | {k: Cell(failed=True) for k in p.failed},  # Avg as given
-                source=p.source, unverified=p.unverified, published=p.name) for p in paper]
-    compare = {m: p for p in paper for m in p.compare}
-
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
-    for r in runs:
-        groups.setdefault((r.model, r.preset, r.data_source), []).append(r)
-    model_order = {m: i for i, m in enumerate(registry.MODELS)}
-    order = sorted(groups, key=lambda k: (k[2] != "release", k[2], model_order.get(k[0], 99), k[0],
-                                          k[1] != "paper", k[1]))
-    used, replaced, without_metric = 0, 0, 0
-    for model, preset, source in order:
-        cells, n_replaced = _own_cells(groups[(model, preset, source)], columns)
+    rows = _published_rows(paper)
+    used, replaced, without_metric, ambiguous = 0, 0, 0, 0
+    for (model, recipe, preset, source, diff), group in _group(runs).items():
+        cells, n_replaced = _own_cells(group, columns)
         replaced += n_replaced
         if not cells:
-            without_metric += len(groups[(model, preset, source)])
+            without_metric += len(group)
             continue
-        used += len({r.run_id for c in cells.values() for r in c.runs})
+        members = list({r.run_id: r for c in cells.values() for r in c.runs}.values())
+        used += len(members)
         cells = _with_average(cells, columns)
-        block = "release" if source == "release" else source
-        ref = compare.get(model) if source == "release" else None
-        row = Row(_own_label(model, preset, source), "ours", block, cells, model, preset, source,
-                  compare=ref.name if ref else "")
+        block = RELEASE if (source, preset) == ("release", "paper") else f"{preset} preset, {source} data"
+        ref, several = _counterpart(members, paper) if block == RELEASE else (None, False)
+        ambiguous += several
+        row = Row(_own_label(model, recipe, preset, source, diff), "ours", block, cells, model, preset, source,
+                  compare=ref.name if ref else "", recipe=recipe, config=diff)
         rows.append(row)
         if ref:
             ref_cells = next(r.cells for r in rows if r.published == ref.name)
             delta = {k: Cell(c.mean - ref_cells[k].mean) for k, c in cells.items()
                      if k in ref_cells and ref_cells[k].mean is not None and c.mean is not None}
-            rows.append(Row(f"Δ to {ref.name}", "delta", block, delta, model, preset, source, compare=ref.name))
+            rows.append(Row(f"Δ to {ref.name}", "delta", block, delta, model, preset, source, compare=ref.name,
+                            recipe=recipe, config=diff))
     _mark_best(rows, columns)
 
     notes = list(got.notes)
@@ -370,6 +585,9 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
         notes.append(f"{without_metric} finished run(s) without their task's best/* metric left out")
     if replaced:
         notes.append(f"{replaced} older or repeated run(s) of a seed left out (the latest run of each seed counts)")
+    if ambiguous:
+        notes.append(f"{ambiguous} row(s) match the counterparts of several published rows: no Δ "
+                     "(fix results/paper.yaml)")
     return Table(family, TITLES[family], columns, rows, caption(family, columns, include_trials), notes, used,
                  tracking.mask(uri), experiment or family)
 
@@ -377,6 +595,13 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
 # ------------------------------------------------------------------------------------------------
 # render
 # ------------------------------------------------------------------------------------------------
+
+
+def test_size_text(sizes: tuple[int, ...]) -> str:
+    """The test samples behind a cell: "test 2000", "test 128–256" when its runs differ; "" when not logged."""
+    if not sizes:
+        return ""
+    return "test " + (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}{MISSING}{sizes[-1]}")
 
 
 def cell_text(cell: Cell | None, col: Column, kind: str) -> str:
@@ -388,10 +613,11 @@ def cell_text(cell: Cell | None, col: Column, kind: str) -> str:
     if kind == "delta":
         return f"{cell.mean:+.{d}f}"
     if cell.n == 0:
-        return f"{cell.mean:.{d}f}"
+        return f"{cell.mean:.{d}f}" + (UNVERIFIED if cell.unverified else "")
+    counts_text = ", ".join(filter(None, (f"n={cell.n}", test_size_text(cell.test_sizes))))
     if cell.std is None:
-        return f"{cell.mean:.{d}f} (n={cell.n})"
-    return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} (n={cell.n})"
+        return f"{cell.mean:.{d}f} ({counts_text})"
+    return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} ({counts_text})"
 
 
 def text_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -479,8 +705,8 @@ def _midrules_between_blocks(latex: str, table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("model", "task", "data_source", "preset", "mean", "std", "n", "paper", "diff", "paper_row", "unit",
-              "failed", "row", "run_ids")
+CSV_FIELDS = ("model", "task", "data_source", "preset", "recipe", "config", "mean", "std", "n", "test_n", "paper",
+              "diff", "paper_row", "unit", "failed", "unverified", "row", "run_ids")
 
 
 def render_csv(table: Table) -> str:
@@ -501,10 +727,11 @@ def render_csv(table: Table) -> str:
             w.writerow({
                 "model": r.model if r.kind == "ours" else r.published, "task": col.key,
                 "data_source": r.data_source if r.kind == "ours" else "published", "preset": r.preset,
-                "mean": _num(cell.mean), "std": _num(cell.std), "n": cell.n or "", "paper": _num(paper),
+                "recipe": r.recipe, "config": "; ".join(r.config), "mean": _num(cell.mean), "std": _num(cell.std),
+                "n": cell.n or "", "test_n": " ".join(map(str, cell.test_sizes)), "paper": _num(paper),
                 "diff": _num(cell.mean - paper) if paper is not None and cell.mean is not None else "",
                 "paper_row": r.compare, "unit": "%" if col.percent else "rmse", "failed": cell.failed,
-                "row": r.label, "run_ids": " ".join(run.run_id for run in cell.runs)})
+                "unverified": cell.unverified, "row": r.label, "run_ids": " ".join(run.run_id for run in cell.runs)})
     return buf.getvalue()
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from suite import batch
-from tests.conftest import run_suite
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from suite import batch, registry
+from tests.conftest import ROOT, run_suite
 
 
 def test_family_tasks_follow_the_registry_and_leave_speech8k_to_speech_runs():
@@ -33,3 +42,54 @@ def test_batch_rejects_an_unknown_model_before_running_anything(tmp_path):
     r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4x", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2 and "unknown model 's4x'" in r.stderr and "Did you mean" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# through make: the real Makefile, with this interpreter as `suite`
+# ------------------------------------------------------------------------------------------------
+
+FAST = "trainer.max_epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 trainer.progress_bar=false"
+
+
+def make(target: str, tmp_path: Path, **knobs: str) -> subprocess.CompletedProcess:
+    """`make TARGET KNOB=...` in the checkout; the store and data root come from the test's environment
+    (conftest: MLFLOW_TRACKING_URI, SUITE_DATA). VENV points at a folder whose stamp is fresh, so make
+    builds nothing; SUITE runs this interpreter."""
+    venv = tmp_path / "venv"
+    venv.mkdir(exist_ok=True)
+    (venv / ".installed").touch()
+    args = [f"VENV={venv}", f"SUITE={sys.executable} -m suite.cli", *(f"{k}={v}" for k, v in knobs.items())]
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), target, *args], capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_lra_runs_the_given_models_and_seeds_then_prints_the_table(tmp_path):
+    r = make("lra", tmp_path, PRESET="smoke", MODELS="s4d", SEEDS="1 2", SET=FAST)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "invalid int value" not in r.stderr
+    for task in ("text", "retrieval", "image"):  # no data under SUITE_DATA: skipped, which is not a failure
+        assert f"skip {task}: no data in" in r.stderr
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("lra").experiment_id])
+    made = sorted((x.data.tags["suite.task"], x.data.tags["suite.model"], x.data.tags["suite.seed"], x.info.status)
+                  for x in runs)
+    assert made == [(t, "s4d", s, "FINISHED") for t in ("listops", "pathfinder", "pathx") for s in ("1", "2")]
+    assert "6 of 6 runs finished" in r.stderr
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("| s4d")]  # the table, after the runs
+    assert row.count("(n=2") == 3  # ListOps, Pathfinder and Path-X, two seeds each, in one row
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_make_fails_when_a_run_of_the_batch_fails(tmp_path):
+    r = make("lra", tmp_path, PRESET="smoke", MODELS="s4d", SEEDS="1", SET="trainer.max_epochs=zero")
+    assert r.returncode != 0
+    assert "0 of 3 runs finished" in r.stderr
+    assert r.stderr.count("FAILED (exit 2)") == 3
+    assert "Long Range Arena" in r.stdout  # the table of what did finish is still printed
+
+
+def test_batch_defaults_to_every_registered_model(tmp_path):
+    r = run_suite("batch", "bidmc", "--preset", "smoke", "--data-dir", str(tmp_path / "d"), "--seeds", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"0 runs: {len(registry.MODELS)} model(s)" in r.stderr
