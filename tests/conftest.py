@@ -11,16 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.configuration import set_hypothesis_home_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Hypothesis keeps the failing examples it found (replayed first next time) in a folder outside the checkout,
-# per user, kept between sessions; without this it writes .hypothesis/ into the current folder.
-settings.register_profile("suite", database=DirectoryBasedExampleDatabase(
-    Path(tempfile.gettempdir()) / f"suite-hypothesis-{os.getuid()}"))
-settings.load_profile("suite")
+# Hypothesis keeps its example database (failing examples, replayed first next time) and its caches (Unicode
+# tables) in a folder outside the checkout, per user, kept between sessions; without this it writes .hypothesis/
+# into the current folder. (HYPOTHESIS_STORAGE_DIRECTORY in the environment does the same.)
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"suite-hypothesis-{os.getuid()}")
 
 # Variables of the environment the tests were started from that would change what a run does: a CI job under
 # SLURM or torchrun would make every run a non-zero rank, an MLflow run or experiment set outside would
