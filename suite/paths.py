@@ -29,4 +29,7 @@ def default_data_root() -> Path:
 
 
 def checkpoints_dir() -> Path:
-    return RESULTS_DIR / "checkpoints"
+    """Checkpoints of runs logged to a store without a folder of its own (an MLflow server, PostgreSQL):
+    `SUITE_CHECKPOINTS` > `<checkout>/results/checkpoints`. A SQLite store keeps them beside its file instead."""
+    env = os.environ.get("SUITE_CHECKPOINTS")
+    return Path(env).expanduser().resolve() if env else RESULTS_DIR / "checkpoints"

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -18,12 +19,22 @@ from tests.conftest import run_suite
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files with HTTP Range support (what the real sources offer), quietly."""
+    """Serves files with HTTP Range support (what the real sources offer), quietly; `served` records each
+    GET as (path, Range header or None, bytes of the body sent)."""
+
+    served: list[tuple[str, str | None, int]]
 
     def log_message(self, *args):
         pass
 
     def send_head(self):
+        body = self._send_head()
+        if body is not None:
+            size = len(body.getvalue()) if isinstance(body, io.BytesIO) else os.fstat(body.fileno()).st_size
+            self.served.append((self.path, self.headers.get("Range"), size))
+        return body
+
+    def _send_head(self):
         range_header = self.headers.get("Range")
         path = Path(self.translate_path(self.path))
         if not range_header or not path.is_file():
@@ -40,20 +51,26 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         return io.BytesIO(data[start:])
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
-    handler = functools.partial(RangeHandler, directory=str(root))
+    served: list[tuple[str, str | None, int]] = []
+    handler = functools.partial(type("Handler", (RangeHandler,), {"served": served}), directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}", served
     httpd.shutdown()
 
 
 def test_download_verifies_checksum_and_renames_only_when_complete(server, tmp_path):
-    root, base = server
+    root, base, _ = server
     payload = bytes(range(256)) * 4000
     (root / "a.bin").write_bytes(payload)
     dest = tmp_path / "dl" / "a.bin"
@@ -63,17 +80,56 @@ def test_download_verifies_checksum_and_renames_only_when_complete(server, tmp_p
 
 
 def test_download_resumes_a_partial_file(server, tmp_path):
-    root, base = server
+    """The part file's bytes are kept: the server is asked for the rest only (Range), and sends only that."""
+    root, base, served = server
     payload = b"0123456789" * 100_000
     (root / "big.bin").write_bytes(payload)
     dest = tmp_path / "big.bin"
     dest.with_name("big.bin.part").write_bytes(payload[:123_456])  # what a killed download leaves
     download.fetch_url(f"{base}/big.bin", dest, hashlib.sha256(payload).hexdigest(), progress=False)
     assert dest.read_bytes() == payload
+    assert served == [("/big.bin", "bytes=123456-", len(payload) - 123_456)]
+
+
+def test_a_fresh_download_asks_for_the_whole_file(server, tmp_path):
+    root, base, served = server
+    (root / "new.bin").write_bytes(b"x" * 5000)
+    download.fetch_url(f"{base}/new.bin", tmp_path / "new.bin", progress=False)
+    assert served == [("/new.bin", None, 5000)]
+
+
+def test_a_complete_part_file_is_kept_when_the_server_answers_416(server, tmp_path):
+    """A kill after the last byte but before the rename: the Range starts at the end, the server says 416."""
+    root, base, served = server
+    payload = b"abc" * 1000
+    (root / "done.bin").write_bytes(payload)
+    dest = tmp_path / "done.bin"
+    dest.with_name("done.bin.part").write_bytes(payload)
+    download.fetch_url(f"{base}/done.bin", dest, hashlib.sha256(payload).hexdigest(), progress=False)
+    assert dest.read_bytes() == payload and served == []  # nothing sent again (416 has no body)
+
+
+def test_a_server_without_range_support_restarts_the_file(tmp_path):
+    """A 200 answer to a Range request is the whole file: the part file is replaced, not appended to."""
+    root = tmp_path / "served"
+    root.mkdir()
+    payload = b"full file " * 3000
+    (root / "f.bin").write_bytes(payload)
+    handler = functools.partial(QuietHandler, directory=str(root))  # the standard handler ignores Range
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        dest = tmp_path / "f.bin"
+        dest.with_name("f.bin.part").write_bytes(b"stale bytes from another version")
+        download.fetch_url(f"http://127.0.0.1:{httpd.server_address[1]}/f.bin", dest,
+                           hashlib.sha256(payload).hexdigest(), progress=False)
+        assert dest.read_bytes() == payload
+    finally:
+        httpd.shutdown()
 
 
 def test_checksum_mismatch_deletes_the_download_and_says_so(server, tmp_path):
-    root, base = server
+    root, base, _ = server
     (root / "x.bin").write_bytes(b"not what was published")
     dest = tmp_path / "x.bin"
     with pytest.raises(DataError, match="checksum mismatch"):

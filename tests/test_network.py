@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -33,3 +35,30 @@ def test_rate_reaches_every_layer():
     model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2).eval()
     x = torch.randint(0, 6, (2, 30))
     assert not torch.allclose(model(x, rate=1.0), model(x, rate=2.0))
+
+
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_rate_scales_the_step_size_of_every_block(n_layers):
+    """rate r is the same network with every SSM's step size multiplied by r (dt <- r dt, models.md section 2.4):
+    the output at rate 2 equals the output at rate 1 after log(dt) += log 2 in every block. A rate that reached
+    only some blocks would give a third, different output."""
+    torch.manual_seed(1)
+    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8,
+                          n_layers=n_layers).double().eval()
+    x = torch.randint(0, 6, (2, 30))
+    at_rate_2 = model(x, rate=2.0)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.layer.ssm.log_dt += math.log(2.0)
+    torch.testing.assert_close(at_rate_2, model(x, rate=1.0), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(at_rate_2, model(x, rate=2.0))  # and the rate does change the output
+
+
+def test_the_models_own_rate_is_the_default():
+    """SequenceModel(rate=r) without a rate at call time runs at r (what `model.rate` in a config sets)."""
+    torch.manual_seed(2)
+    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2,
+                          rate=0.5).double().eval()
+    x = torch.randint(0, 6, (2, 30))
+    torch.testing.assert_close(model(x), model(x, rate=0.5), rtol=0, atol=0)
+    assert not torch.allclose(model(x), model(x, rate=1.0))

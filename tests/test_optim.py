@@ -58,3 +58,20 @@ def test_scheduler_scales_every_group():
     factor = cosine_factor(6, 2, 10)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([b * factor for b in base])
     assert math.isclose(factor, 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+
+
+def test_without_schedule_steps_the_cosine_spans_the_whole_run():
+    """schedule_steps None: the horizon is `total_steps` (the whole run, every epoch), not one epoch of it. The lr
+    of the default group, lr 0.01, warm-up 10 of 120 steps: 0.5 (1 + cos(pi (s - 10) / 110)) x 0.01."""
+    model = small_model()
+    opt, sched, _ = make_optimizer(model, OptimConfig(lr=0.01, ssm_lr=None, warmup_steps=10, schedule_steps=None), 120)
+    seen = {}
+    for step in range(120):
+        seen[step] = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx(0.001) and seen[9] == pytest.approx(0.01)
+    assert seen[20] == pytest.approx(0.01 * 0.5 * (1 + math.cos(math.pi * 10 / 110)))  # 0.00980, still near the top
+    assert seen[65] == pytest.approx(0.005)  # half-way down at the middle of the cosine
+    assert 0 < seen[119] < 0.0001  # the bottom only at the end of the run
+    assert all(seen[s + 1] < seen[s] for s in range(10, 119))  # decreasing all the way: no restart

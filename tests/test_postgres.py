@@ -33,9 +33,30 @@ def _pg_bin() -> Path | None:
 
 
 def _free_port() -> int:
+    """A port free a moment ago. Another process may take it before the server binds it: the servers below
+    are therefore started through `_on_a_free_port`, which tries again on a new port when that happens."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PORT_TAKEN = ("address already in use", "could not bind", "could not create any tcp/ip sockets")  # lower case
+
+
+def _on_a_free_port(start, tries: int = 5, ports=None):
+    """`start(port)` returns (result, None) once the server listens, or (None, its log) when it failed; a failure
+    whose log says the port was taken is retried on another free port (from `ports`, default `_free_port()`
+    each time), any other failure ends the test."""
+    log = ""
+    ports = iter(ports) if ports is not None else iter(_free_port, None)
+    for _ in range(tries):
+        port = next(ports)
+        result, log = start(port)
+        if result is not None:
+            return port, result
+        if not any(words in log.lower() for words in PORT_TAKEN):
+            break
+    pytest.fail(f"the server did not start:\n{log[-3000:]}")
 
 
 def _as_owner(cmd: list[str]) -> list[str]:
@@ -62,12 +83,16 @@ def postgres():
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
     subprocess.run(_as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "suite", "--auth=trust",
                               "--encoding=UTF8", "--no-sync"]), check=True, capture_output=True, timeout=120)
-    subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                              "-o", f"-p {port} -h 127.0.0.1 -k {sockets} -c fsync=off", "start"]),
-                   check=True, capture_output=True, timeout=120)
+
+    def start(port: int):
+        r = subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                                      "-o", f"-p {port} -h 127.0.0.1 -k {sockets} -c fsync=off", "start"]),
+                           capture_output=True, text=True, timeout=120)
+        return (True, None) if r.returncode == 0 else (None, r.stdout + r.stderr + log.read_text())
+
+    port, _ = _on_a_free_port(start)
     try:
         with psycopg.connect(host="127.0.0.1", port=port, user="suite", dbname="postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE optuna")
@@ -82,30 +107,65 @@ def postgres():
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory):
     """`mlflow server` on 127.0.0.1:<free port>, backend store on PostgreSQL, artifacts proxied to a temp folder."""
-    port = _free_port()
     artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
-    log = open(artifacts.parent / "mlflow-server.log", "w")
     mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(mlflow_bin), "server", "--backend-store-uri", f"{postgres}/mlflow",
-                             "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+
+    def start(port: int):
+        log = artifacts.parent / f"mlflow-server-{port}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(mlflow_bin), "server", "--backend-store-uri", f"{postgres}/mlflow",
+                                     "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port",
+                                     str(port), "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         deadline = time.time() + 180
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                pytest.fail(f"mlflow server did not start:\n{Path(log.name).read_text()[-3000:]}")
+        while proc.poll() is None and time.time() < deadline:
+            # Uvicorn says it runs only once it has bound the port: a health answer alone could come from
+            # another server that took the port (this one then logs "address already in use" and exits)
+            if f"Uvicorn running on http://127.0.0.1:{port}" in log.read_text():
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                        return proc, None
+                except OSError:
+                    pass
             time.sleep(0.5)
-        yield url
+        stop_group(proc)
+        return None, log.read_text()
+
+    port, proc = _on_a_free_port(start)
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
         stop_group(proc)
-        log.close()
+
+
+def test_a_port_taken_between_the_check_and_the_bind_is_retried_on_another():
+    """The race `_free_port` leaves open, forced: the first port handed out is taken by a listening socket when
+    the server binds; the server starts on the next one. Runs without PostgreSQL."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    servers = []
+
+    def start(port: int):
+        server = socket.socket()
+        try:
+            server.bind(("127.0.0.1", port))
+        except OSError as exc:
+            server.close()
+            return None, f"could not bind: {exc}"  # the kernel's own words: [Errno 98] Address already in use
+        server.listen()
+        servers.append(server)
+        return server, None
+
+    try:
+        port, server = _on_a_free_port(start, ports=[taken.getsockname()[1], _free_port()])
+        assert port != taken.getsockname()[1] and server.getsockname()[1] == port
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        taken.close()
+        for server in servers:
+            server.close()
 
 
 def test_two_workers_on_postgres_and_an_mlflow_server_account_for_every_trial(tmp_path, postgres, mlflow_server):

@@ -113,10 +113,17 @@ def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path, st
     assert run.info.status == "RUNNING" and run.data.tags["suite.pid"] == str(proc.pid)
     assert tracking.owner_alive(run.data.tags) is False
 
-    r = run_suite("run", "--resume", run_id, "--tracking-uri", uri)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"run {run_id} (" in r.stderr and "was left RUNNING by process" in r.stderr  # detected as stale first
-    assert f"resuming run {run_id}" in r.stderr and "last.ckpt" in r.stderr
+    resumed = start_suite("run", "--resume", run_id, "--tracking-uri", uri)
+    # The resumed process trains on from the saved step: the first checkpoint it writes is past `killed_at`. One
+    # that ignored the checkpoint would retrain from step 0, write last.ckpt at step 5, 10, ... again, and still
+    # end with the same MLflow history (steps it already holds are not logged twice) and the same final step.
+    _, first_step = stop_at_checkpoint(resumed, ckpt_root, lambda step: step != killed_at)
+    assert killed_at < first_step <= killed_at + 5, (killed_at, first_step)
+    resumed.send_signal(signal.SIGCONT)
+    _, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err[-3000:]
+    assert f"run {run_id} (" in err and "was left RUNNING by process" in err  # detected as stale first
+    assert f"resuming run {run_id}" in err and "last.ckpt" in err
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["suite.resumed"] == "1"

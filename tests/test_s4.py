@@ -80,7 +80,9 @@ def test_rate_two_approximates_the_subsampled_kernel():
     torch.manual_seed(5)
     ssm = S4(2, 8, dt_min=0.01, dt_max=0.02, l_max=256).double()
     K2 = ssm.kernel(128, rate=2.0)
-    torch.testing.assert_close(K2, dense_oracle(ssm, 128, rate=2.0), rtol=0.05, atol=1e-3)
+    # Not exact: the generating function is truncated at the stored length. Measured (float64, 2026-12-01): largest
+    # difference 1.95e-6 for this seed, 1.4e-6 to 5.2e-6 over seeds 0-5, against kernel values up to 0.37.
+    torch.testing.assert_close(K2, dense_oracle(ssm, 128, rate=2.0), rtol=0, atol=1e-5)
 
 
 def count(model) -> int:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.block import Norm, ResidualBlock, SSMLayer
-from models.hippo import legs, legs_low_rank, nplr_legs
+from models.hippo import legs, legs_low_rank, nplr_legs, s4d_init
 from models.kernels.fftconv import direct_conv_reference, fft_conv, two_sided
 from models.s4d import S4D
 
@@ -173,3 +173,44 @@ def test_hippo_nplr_reconstructs_legs():
 def test_norm_rejects_unknown_kind():
     with pytest.raises(ValueError, match="unknown norm"):
         Norm(4, "group")
+
+
+# S4D-Inv and S4D-Lin (models.md, section 3; the public S4 code, src/models/sequence/kernels/dplr.py, init 'inv' /
+# 'lin'), N = 8 state size, n = 0..3: Re A_n = -1/2, B_n = 1,
+#   Inv: Im A_n = (N/pi)(N/(2n+1) - 1) = 8/pi * (7, 5/3, 3/5, 1/7)
+#   Lin: Im A_n = pi n
+# The public code stores A = -1/2 - i Im (negative imaginary parts), this code the conjugate: the same real kernel
+# for the conjugate C, so only |Im A_n| is compared. The numbers are written out, not recomputed from the formula.
+EXPECTED_IMAG = {
+    "inv": [17.82535362629228, 4.244131815783875, 1.5278874536821956, 0.3637827270671892],
+    "lin": [0.0, 3.141592653589793, 6.283185307179586, 9.42477796076938],
+}
+
+
+@pytest.mark.parametrize("init", ["inv", "lin"])
+def test_s4d_inv_and_lin_initialisations_match_the_published_formulas(init):
+    A, B = s4d_init(8, init)
+    assert A.shape == B.shape == (4,)
+    torch.testing.assert_close(A.real, torch.full((4,), -0.5, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(A.imag.abs(), torch.tensor(EXPECTED_IMAG[init], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(B, torch.ones(4, dtype=torch.complex128), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("init", ["inv", "lin"])
+def test_s4d_layer_starts_from_its_initialisation(init):
+    """The trainable parameters hold the init (Re A = -exp(A_log_re)), repeated for every SSM copy."""
+    ssm = S4D(d_model=4, d_state=8, init=init, n_ssm=2)
+    expected = torch.tensor(EXPECTED_IMAG[init])
+    torch.testing.assert_close(-torch.exp(ssm.A_log_re), torch.full((2, 4), -0.5), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ssm.A_im.abs(), expected.expand(2, 4), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(torch.view_as_complex(ssm.B), torch.ones(2, 4, dtype=torch.complex64))
+
+
+def test_s4d_inv_at_a_realistic_state_size():
+    """N = 64: the first, second and last of the 32 modes (the first is about N^2/pi)."""
+    A, _ = s4d_init(64, "inv")
+    assert A.shape == (32,)
+    torch.testing.assert_close(A.imag.abs()[[0, 1, 31]],
+                               torch.tensor([1283.425461093044, 414.22726522050624, 0.3233624240597227],
+                                            dtype=torch.float64), rtol=1e-12, atol=1e-12)
