@@ -174,7 +174,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from suite import batch
 
-    models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or list(registry.MODELS)
+    models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or None
     return batch.run(args.family, models, args.preset, args.seeds or [], args.data_dir, args.tracking_uri,
                      [x for s in args.set or [] for x in ("--set", s)])
 

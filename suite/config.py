@@ -73,6 +73,7 @@ class LiquidConfig(ModelConfig):
     liquid_kernel: str = "kb"  # fixed per model below; `none` keeps the recipe and drops the term (ablation)
     liquid_degree: int = 2  # P: correlation terms of degrees 2..P
     liquid_mode: Literal["reference", "exact"] = "reference"  # reference = the public code's behaviour
+    liquid_norm: Literal["none", "pole"] = "none"  # exact mode: pole = liquid term scaled to keep poles stable
 
 
 @dataclass
@@ -602,6 +603,10 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(f"config: model.dropout = {m.dropout} must lie in [0, 1).")
     if isinstance(m, LiquidConfig) and m.liquid_degree < 2:
         raise ConfigError(f"config: model.liquid_degree = {m.liquid_degree} must be at least 2.")
+    if isinstance(m, LiquidConfig) and m.liquid_norm != "none" and m.liquid_mode != "exact":
+        raise ConfigError(f"config: model.liquid_norm = {m.liquid_norm!r} applies to liquid_mode 'exact' only "
+                          f"(the reference term is the public code's, fixed).",
+                          hint="add --set model.liquid_mode=exact, or drop model.liquid_norm")
     if m.rate <= 0:
         raise ConfigError(f"config: model.rate = {m.rate} must be positive.")
     for where, lr in (("optim.lr", o.lr), ("optim.dt_lr", o.dt_lr), ("optim.ssm_lr", o.ssm_lr)):

@@ -233,6 +233,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
         try:
             tracking.log_params(uri, run_id, {**flatten(to_dict(_masked(cfg))), "n_params": n_params})
             _log_config(uri, run_id, cfg)  # now, so that a killed run can be resumed with its configuration
+            log_data_stats(uri, run_id, data)
         except BaseException as exc:
             tracking.set_tags(uri, run_id, tracking.failure_tags(exc))
             tracking.set_terminated(uri, run_id, "FAILED")

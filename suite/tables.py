@@ -217,13 +217,13 @@ def run_config(run: RunRecord) -> dict[str, str] | None:
 
 
 @lru_cache(maxsize=None)
-def recipe_config(task: str, model: str, preset: str) -> tuple[tuple[str, str], ...] | None:
+def recipe_config(task: str, model: str, preset: str, recipe: str | None = None) -> tuple[tuple[str, str], ...] | None:
     """What `suite run --task T --model M --preset P` logs today without options, stringified as params are
     (suite.tracking); None when that no longer resolves (a preset or model since renamed)."""
     from suite.config import flatten, resolve, to_dict
 
     try:
-        cfg = flatten(to_dict(resolve(task, model, preset)))
+        cfg = flatten(to_dict(resolve(task, model, preset, recipe=recipe or None)))
     except Exception:  # noqa: BLE001 - any failure means: no recipe to compare with
         return None
     return tuple(sorted((k, tracking._param_value(v)) for k, v in cfg.items() if counts(k)))
@@ -236,7 +236,7 @@ def config_diff(run: RunRecord) -> tuple[str, ...]:
     cfg = run_config(run)
     if cfg is None:
         return ("config not logged",)
-    ref = recipe_config(run.task, run.model, run.preset)
+    ref = recipe_config(run.task, run.model, run.preset, run.recipe)
     if ref is None:
         digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
         return (f"config {digest}",)
