@@ -106,6 +106,14 @@ def top_kernels(events: list[tuple[str, float]], n: int = 15) -> list[dict]:
     return rows[:n]
 
 
+def short_kernel_name(name: str, width: int = 110) -> str:
+    """A kernel name for a table: without 'void ', 'at::native::', '(anonymous namespace)::' and
+    'c10::', cut to `width` characters (the JSON keeps the full name)."""
+    for noise in ("void ", "at::native::", "(anonymous namespace)::", "c10::"):
+        name = name.replace(noise, "")
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
 def checkout_commit(path: Path) -> str:
     """The commit of a checkout: its COMMIT file (written when extracted from a mirror), else git."""
     f = path / "COMMIT"
@@ -453,8 +461,11 @@ def profile_step(models, out: Path, n: int = 15) -> dict:
             step()
             torch.cuda.synchronize()
             wall_ms = 1000 * (time.perf_counter() - t0)
-        kernels = [(e.name, e.time_range.elapsed_us()) for e in prof.events()
-                   if e.device_type == torch.autograd.DeviceType.CUDA]
+        events = prof.events()
+        cpu_names = {e.name for e in events if e.device_type == torch.autograd.DeviceType.CPU}
+        kernels = [(e.name, e.time_range.elapsed_us()) for e in events  # kernels, copies and memsets:
+                   if e.device_type == torch.autograd.DeviceType.CUDA  # not the GPU-side ranges of
+                   and not getattr(e, "is_user_annotation", False) and e.name not in cpu_names]  # annotations
         top = top_kernels(kernels, n)
         total_ms = sum(us for _, us in kernels) / 1000
         result[model] = {"d_state": cfg.model.d_state, "batch": batch, "L": length,
@@ -465,7 +476,7 @@ def profile_step(models, out: Path, n: int = 15) -> dict:
                 + f"\n\n{len(kernels)} kernel launches, {total_ms:.2f} ms of kernel time, "
                   f"{wall_ms:.2f} ms wall (under the profiler)\n")
         table = markdown_table(["kernel", "calls", "total ms", "%"],
-                               [[r["name"][:90], r["calls"], r["total_ms"], r["pct"]] for r in top])
+                               [[short_kernel_name(r["name"]), r["calls"], r["total_ms"], r["pct"]] for r in top])
         text.append(head + "\n" + table + "\n")
         print(text[-1], flush=True)
     (out / "profile.md").write_text("\n".join(text))
