@@ -12,8 +12,9 @@ of the public code is copied into this repository: the script imports it from th
 How to run it on a GPU machine: docs/benchmarks.md.
 
 What each side includes (the same on both):
-- layer: mask of the inputs, SSM kernel generation, FFT convolution, D skip, GELU, Linear(H, 2H) and GLU
-  (public `S4Block` / `S4(postact='glu')`; suite `models.block.SSMLayer`), fp32, d_state 64, forward+backward of
+- layer: SSM kernel generation, FFT convolution, D skip, GELU, Linear(H, 2H) and GLU (public `S4Block` /
+  `S4(postact='glu')`, which also multiply by the all-ones mask they build from `lengths`; suite
+  `models.block.SSMLayer`, given no mask), fp32, d_state 64, forward+backward of
   `layer(u).sum()` timed with CUDA events (median of --repeats after --warmup), peak memory
   (torch.cuda.max_memory_allocated during the timed calls, parameters and input included).
 - train: the ListOps `paper` network of the Liquid-S4 recipe (embedding, n_layers residual blocks with
@@ -576,7 +577,8 @@ def main(argv=None) -> int:
         report["layer"] = layer_rows(public, models, shapes, a.layer_d_state, a.warmup, a.repeats)
         md += [f"## Layer forward+backward (fp32, d_state {a.layer_d_state}, ms: median of {a.repeats} after "
                f"{a.warmup} warm-up; GiB: peak allocated)\n",
-               "Both sides: input mask, kernel generation, FFT convolution, D skip, GELU, Linear(H, 2H), GLU. "
+               "Both sides: kernel generation, FFT convolution, D skip, GELU, Linear(H, 2H), GLU (the public "
+               "layers also apply their length mask). "
                "speed-up = public ms / suite ms; 'suite' is the default liquid mode (reference), 'suite exact' "
                "liquid_mode exact; suite graph = the same layer's forward and backward as CUDA graphs.\n",
                layer_markdown(report["layer"]), ""]
