@@ -24,6 +24,16 @@ def two_sided(k_fwd: torch.Tensor, k_bwd: torch.Tensor) -> torch.Tensor:
     return F.pad(k_fwd, (0, L)) + F.pad(k_bwd.flip(-1), (L, 0))
 
 
+def zero_padded(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x (..., L) -> (..., n) with zeros after x: one copy of x and a fill of the tail only (F.pad, which
+    `torch.fft.rfft(x, n=n)` uses, fills all n positions first and then copies x over)."""
+    L = x.shape[-1]
+    out = x.new_empty(*x.shape[:-1], n)
+    out[..., L:].zero_()
+    out[..., :L].copy_(x)
+    return out
+
+
 class _FFTConv(torch.autograd.Function):
     """y = irFFT_2L(U K)[:L] with a hand-written backward that works on the spectra directly.
 
@@ -34,27 +44,31 @@ class _FFTConv(torch.autograd.Function):
 
     Against autograd through rfft/irfft/slice this saves the padding, slicing and un-broadcasting
     copies and reduces over the batch in frequency space, before the inverse FFT.
+
+    The inverse FFTs of (B, H, L+1) spectra run with norm="forward" (no 1/n scaling pass over their
+    (B, H, 2L) output): the 1/n is folded into the kernel spectrum k_f / n, an (H, L+1) tensor, once per
+    call. The zero padding to 2L is written by `zero_padded` (the tail only is filled).
     """
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         L, Lk = u.shape[-1], k.shape[-1]
         n = 2 * L
-        u_f = torch.fft.rfft(u, n=n)  # (B, H, L+1)
-        k_f = torch.fft.rfft(k, n=n)  # (H, L+1)
+        u_f = torch.fft.rfft(zero_padded(u, n))  # (B, H, L+1)
+        k_f = torch.fft.rfft(k, n=n, norm="forward")  # (H, L+1): spectrum / n
         ctx.save_for_backward(u_f, k_f)
         ctx.shape = (L, Lk)
-        return torch.fft.irfft(u_f * k_f, n=n)[..., :L]  # (B, H, L)
+        return torch.fft.irfft(u_f * k_f, n=n, norm="forward")[..., :L]  # (B, H, L)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        u_f, k_f = ctx.saved_tensors
+        u_f, k_f = ctx.saved_tensors  # k_f is the kernel spectrum / n
         L, Lk = ctx.shape
         n = 2 * L
-        g_f = torch.fft.rfft(g, n=n)  # (B, H, L+1)
+        g_f = torch.fft.rfft(zero_padded(g, n))  # (B, H, L+1)
         grad_u = grad_k = None
         if ctx.needs_input_grad[0]:
-            grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n)[..., :L]  # (B, H, L)
+            grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n, norm="forward")[..., :L]  # (B, H, L)
         if ctx.needs_input_grad[1]:
             # sum over the batch in frequency space: elementwise product, then an outer-axis reduction
             # (faster than einsum, which runs this as a batched complex matrix-vector product)
