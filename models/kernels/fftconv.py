@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.kernels import fftconv_triton
+
 
 def two_sided(k_fwd: torch.Tensor, k_bwd: torch.Tensor) -> torch.Tensor:
     """(..., L) causal and anti-causal kernels -> one (..., 2L) kernel: [k_fwd, 0] + [0, flip(k_bwd)].
@@ -51,13 +53,14 @@ class _FFTConv(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor, use_triton: bool) -> torch.Tensor:
         L, Lk = u.shape[-1], k.shape[-1]
         n = 2 * L
         u_f = torch.fft.rfft(zero_padded(u, n))  # (B, H, L+1)
         k_f = torch.fft.rfft(k, n=n, norm="forward")  # (H, L+1): spectrum / n
         ctx.save_for_backward(u_f, k_f)
         ctx.shape = (L, Lk)
+        ctx.use_triton = use_triton
         return torch.fft.irfft(u_f * k_f, n=n, norm="forward")[..., :L]  # (B, H, L)
 
     @staticmethod
@@ -67,16 +70,22 @@ class _FFTConv(torch.autograd.Function):
         n = 2 * L
         g_f = torch.fft.rfft(zero_padded(g, n))  # (B, H, L+1)
         grad_u = grad_k = None
+        if all(ctx.needs_input_grad[:2]) and ctx.use_triton and fftconv_triton.supported(g_f, u_f, k_f):
+            # both spectral products in one pass over G and U (models/kernels/fftconv_triton.py)
+            d_u, d_k = fftconv_triton.conv_backward(g_f, u_f, k_f)
+            grad_u = torch.fft.irfft(d_u, n=n, norm="forward")[..., :L]  # (B, H, L)
+            grad_k = torch.fft.irfft(d_k, n=n)[..., :Lk]  # (H, Lk)
+            return grad_u, grad_k, None
         if ctx.needs_input_grad[0]:
             grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n, norm="forward")[..., :L]  # (B, H, L)
         if ctx.needs_input_grad[1]:
             # sum over the batch in frequency space: elementwise product, then an outer-axis reduction
             # (faster than einsum, which runs this as a batched complex matrix-vector product)
             grad_k = torch.fft.irfft((g_f * u_f.conj()).sum(0), n=n)[..., :Lk]  # (H, Lk)
-        return grad_u, grad_k
+        return grad_u, grad_k, None
 
 
-def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def fft_conv(u: torch.Tensor, k: torch.Tensor, use_triton: bool = True) -> torch.Tensor:
     """u (B, H, L) convolved with k (H, Lk), Lk <= 2L, -> (B, H, L) in float32 (float64 for float64 input).
 
     Leading batch axes of u may be any number (e.g. (terms, B, H, L)); they are folded into one.
@@ -85,7 +94,7 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
     with torch.autocast(device_type=u.device.type, enabled=False):
         lead = u.shape[:-2]
-        y = _FFTConv.apply(u.to(dtype).reshape(-1, *u.shape[-2:]), k.to(dtype))
+        y = _FFTConv.apply(u.to(dtype).reshape(-1, *u.shape[-2:]), k.to(dtype), use_triton)
         return y.reshape(*lead, *y.shape[-2:])
 
 
