@@ -20,7 +20,21 @@ class TiedDropout(nn.Module):
         super().__init__()
         self.p, self.tie = p, tie
 
+    def scaled_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The keep mask divided by 1 - p, (B, H, 1) when tied, else x's shape; None when dropout is off.
+        Draws the same random numbers as `forward_ref`."""
+        if not self.training or self.p == 0:
+            return None
+        shape = x.shape[:2] + (1,) if self.tie else x.shape
+        return (torch.rand(shape, device=x.device) >= self.p).to(x.dtype) / (1 - self.p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, L)
+        """x * (mask / (1 - p)): one pass over x (the tied mask is scaled while it is (B, H, 1))."""
+        mask = self.scaled_mask(x)
+        return x if mask is None else x * mask
+
+    def forward_ref(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain twin of `forward`: x * mask / (1 - p), two passes over x."""
         if not self.training or self.p == 0:
             return x
         shape = x.shape[:2] + (1,) if self.tie else x.shape
@@ -88,5 +102,13 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, rate: float = 1.0) -> torch.Tensor:
         z = self.norm(x) if self.prenorm else x
-        x = x + self.dropout(self.layer(z, mask, rate))
+        y = self.layer(z, mask, rate)
+        keep = self.dropout.scaled_mask(y)
+        x = x + y if keep is None else torch.addcmul(x, y, keep)  # dropout and residual in one pass
+        return x if self.prenorm else self.norm(x)
+
+    def forward_ref(self, x: torch.Tensor, mask: torch.Tensor | None = None, rate: float = 1.0) -> torch.Tensor:
+        """Plain twin of `forward`: residual added after a separate dropout."""
+        z = self.norm(x) if self.prenorm else x
+        x = x + self.dropout.forward_ref(self.layer(z, mask, rate))
         return x if self.prenorm else self.norm(x)

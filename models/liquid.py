@@ -285,7 +285,7 @@ class LiquidS4(S4):
             K = self.kernel(u.shape[-1], rate)  # (channels, H, L)
             k = two_sided(K[0], K[1]) if self.bidirectional else K[0]
             linear = (fft_conv_autograd(u, k.to(u.dtype)) + self.D[:, None] * u if not self.fused
-                      else fft_conv(u, self.with_skip(k)))  # as ConvSSM.forward
+                      else fft_conv(u, self.with_skip(k), self.use_triton))  # as ConvSSM.forward
             return linear + self._reference_term(u, rate, K)
         return super().forward(u, rate) + self.liquid_term(u, rate)
 

@@ -73,7 +73,7 @@ class ConvSSM(nn.Module, abc.ABC):
         k = two_sided(k[0], k[1]) if self.bidirectional else k[0]  # (H, L) or (H, 2L)
         if not self.fused:
             return fft_conv_autograd(u, k.to(u.dtype)) + self.D[:, None] * u
-        return fft_conv(u, self.with_skip(k))
+        return fft_conv(u, self.with_skip(k), self.use_triton)
 
     def with_skip(self, k: torch.Tensor) -> torch.Tensor:
         """k (H, Lk) -> k + D delta: the skip term D u is the lag-0 tap of the convolution, so

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from models.kernels import kb_conv_triton
+from models.kernels.fftconv import zero_padded
 
 
 def centred_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -55,8 +56,8 @@ def spectra_forward(U, W, k_f, d_f, l_f, mu):
 
 
 def spectra_backward(G0, G1, U, W, k_f, d_f, l_f, mu):
-    """dU, dW (B, H, F), dk^, dKl^, dK2'^ (H, F) and dmu (B, H, 1) times n = 2L (`_ConvKB2`): the
-    PyTorch twin of `kb_conv_triton.spectra_backward`."""
+    """dU, dW (B, H, F), dk^, dKl^, dK2'^ (H, F) and dmu (B, H, 1) times n = 2L (`_ConvKB2` passes the
+    kernel spectra divided by n, so there it is dmu itself): the PyTorch twin of `kb_conv_triton.spectra_backward`."""
     T = G0.conj() * U  # (B, H, F)
     dU = G0 * torch.addcmul(k_f, mu, l_f).conj() + G1 * d_f.conj()
     dW = -(G0 * d_f.conj())
@@ -87,33 +88,34 @@ class _ConvKB2(torch.autograd.Function):
         V = centred_cumsum(u - mu)  # (B, H, L)
         lag = torch.arange(L, device=u.device, dtype=u.dtype)
         K2d = F.pad(K2[..., :-1], (1, 0))  # (H, L): K2' (tap L never reaches t < L)
-        k_f = torch.fft.rfft(k, n=n)  # (H, L+1)
-        d_f = torch.fft.rfft(K2d, n=n)
-        l_f = torch.fft.rfft(lag * K2d, n=n)
-        U = torch.fft.rfft(u, n=n)  # (B, H, L+1)
-        W = torch.fft.rfft(u * V, n=n)
+        # kernel spectra / n (norm="forward"): the inverse FFTs below then need no 1/n pass over (B, H, 2L)
+        k_f = torch.fft.rfft(k, n=n, norm="forward")  # (H, L+1)
+        d_f = torch.fft.rfft(K2d, n=n, norm="forward")
+        l_f = torch.fft.rfft(lag * K2d, n=n, norm="forward")
+        U = torch.fft.rfft(zero_padded(u, n))  # (B, H, L+1)
+        W = torch.fft.rfft(zero_padded(u * V, n))
         fused = use_triton and kb_conv_triton.supported(U, W, k_f, d_f, l_f)
         Y0, Y1 = (kb_conv_triton.spectra_forward if fused else spectra_forward)(U, W, k_f, d_f, l_f, mu)
-        y1 = torch.fft.irfft(Y1, n=n)[..., :L]  # K2' * u
+        y1 = torch.fft.irfft(Y1, n=n, norm="forward")[..., :L]  # K2' * u
         ctx.save_for_backward(u, mu, V, y1, U, W, k_f, d_f, l_f)
         ctx.fused = fused
-        return torch.addcmul(torch.fft.irfft(Y0, n=n)[..., :L], V, y1)
+        return torch.addcmul(torch.fft.irfft(Y0, n=n, norm="forward")[..., :L], V, y1)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         u, mu, V, y1, U, W, k_f, d_f, l_f = ctx.saved_tensors
         L = u.shape[-1]
         n = 2 * L
-        G0 = torch.fft.rfft(g, n=n)  # (B, H, L+1)
-        G1 = torch.fft.rfft(g * V, n=n)
+        G0 = torch.fft.rfft(zero_padded(g, n))  # (B, H, L+1)
+        G1 = torch.fft.rfft(zero_padded(g * V, n))
         backward = kb_conv_triton.spectra_backward if ctx.fused else spectra_backward
         dU, dW, dk_f, dl_f, dd_f, dmu = backward(G0, G1, U, W, k_f, d_f, l_f, mu)
         grad_u = grad_k = grad_K2 = None
         if ctx.needs_input_grad[0]:
-            du = torch.fft.irfft(dU, n=n)[..., :L]
-            duV = torch.fft.irfft(dW, n=n)[..., :L]  # d(uV)
+            du = torch.fft.irfft(dU, n=n, norm="forward")[..., :L]  # the spectra carry the 1/n
+            duV = torch.fft.irfft(dW, n=n, norm="forward")[..., :L]  # d(uV)
             dv = _centred_cumsum_adjoint(torch.addcmul(g * y1, duV, u))  # (B, H, L)
-            grad_u = du.addcmul_(duV, V).add_(dv).add_((dmu / n - dv.sum(-1, keepdim=True)) / L)
+            grad_u = du.addcmul_(duV, V).add_(dv).add_((dmu - dv.sum(-1, keepdim=True)) / L)  # dmu / n: l_f is / n
         if ctx.needs_input_grad[1]:
             grad_k = torch.fft.irfft(dk_f, n=n)[..., :L]  # (H, L)
         if ctx.needs_input_grad[2]:
