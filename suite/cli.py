@@ -71,6 +71,7 @@ def _resolve_config(args: argparse.Namespace):
             "precision": args.precision,
             "max_epochs": args.max_epochs,
             "max_steps": args.max_steps,
+            "time_limit": args.time_limit,
         },
     }
     flags = _drop_none(flags)
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="stop cleanly before this much wall time (8m, 1h30m, 90s): checkpoint saved, run resumable, "
+                        "exit code 75 (also with --resume; docs/reproduction.md)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted run from its last checkpoint, into the same MLflow run")
@@ -382,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
     except Exception as exc:
+        if type(exc).__name__ == "TimeLimitReached":  # not an error: the run is saved and resumable
+            print(f"\n{exc}", file=sys.stderr)
+            return exc.exit_code
         from suite.errors import USER_ERRORS
         from suite.tracking import mask_text
 
