@@ -71,6 +71,7 @@ def _resolve_config(args: argparse.Namespace):
             "precision": args.precision,
             "max_epochs": args.max_epochs,
             "max_steps": args.max_steps,
+            "time_limit": args.time_limit,
         },
     }
     flags = _drop_none(flags)
@@ -125,6 +126,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _mark_stale_runs(cfg.tracking.uri)
     train(cfg)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from suite import bundle
+
+    _mark_stale_runs(args.tracking_uri)
+    bundle.export(args.run_id, args.dir, args.tracking_uri)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from suite import bundle
+
+    bundle.import_bundle(args.dir, args.tracking_uri)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from suite.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, args.split, args.set, args.data_dir, args.batch_size,
+                                 args.accelerator)
+    scores = {k: v for k, v in result.items() if k.startswith(f"{args.split}/")}
+    print("  ".join(f"{k} {v:.6g}" for k, v in scores.items()))
+    if args.json:
+        print(json.dumps(result))
     return 0
 
 
@@ -247,12 +277,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
     p.add_argument("--max-epochs", type=int)
     p.add_argument("--max-steps", type=int)
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="stop cleanly before this much wall time (8m, 1h30m, 90s): checkpoint saved, run resumable, "
+                        "exit code 75 (also with --resume; docs/reproduction.md)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted run from its last checkpoint, into the same MLflow run")
     p.add_argument("--from-run", metavar="RUN_ID",
                    help="speech8k: evaluate an existing speech run's best checkpoint at 8 kHz instead of training")
     p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser(
+        "export", help="write a run's bundle (config, metrics, summary, checkpoints) into a folder",
+        description="Write a self-contained bundle of one run: summary.json, config.yaml, metrics.csv (per epoch), "
+                    "metrics.jsonl (every logged value), params.json, tags.json, best.ckpt, and last.ckpt while the "
+                    "run is not finished. `suite import DIR` recreates the run in another store (docs/reproduction.md).",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("dir", type=Path, metavar="DIR", help="bundle folder (created; an earlier bundle of the run is replaced)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.set_defaults(func=cmd_export)
+
+    p = verbs.add_parser(
+        "import", help="recreate a bundle's run in an MLflow store (then resume it or show it in tables)",
+        description="Recreate the run of a `suite export` bundle as a new run: same params, tags and metric history, "
+                    "checkpoints where `suite run --resume` finds them. Prints the new run id (and the resume command "
+                    "of an unfinished run). A run already in the store is not imported twice.",
+    )
+    p.add_argument("dir", type=Path, metavar="DIR", help="the bundle folder")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    p.set_defaults(func=cmd_import)
+
+    p = verbs.add_parser(
+        "eval", help="score a checkpoint (or a bundle's best.ckpt) on a split of its own task's data",
+        description="Rebuild the model and the data from the checkpoint's own configuration, with --set applied "
+                    "(e.g. data.source=release, data.generator.seed=1), and print the split's metrics. Loads "
+                    "checkpoints with torch.load(weights_only=True): a checkpoint that needs pickle is refused.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a .ckpt file, or a bundle folder (its best.ckpt)")
+    p.add_argument("--split", default="test", help="train, val, test (default) or a task's extra split (test8k)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one field of the stored config")
+    p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
+    p.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's)")
+    p.add_argument("--accelerator", help="cpu, gpu or auto (default auto)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
+    p.set_defaults(func=cmd_eval)
 
     p = verbs.add_parser("ui", help="MLflow UI on the store the runs went to")
     p.add_argument("--tracking-uri", help="store to show (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
@@ -382,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
     except Exception as exc:
+        if type(exc).__name__ == "TimeLimitReached":  # not an error: the run is saved and resumable
+            print(f"\n{exc}", file=sys.stderr)
+            return exc.exit_code
         from suite.errors import USER_ERRORS
         from suite.tracking import mask_text
 

@@ -131,6 +131,9 @@ class TrainerConfig:
     # replay the network's training forward and backward as CUDA graphs (one GPU, fp32): far fewer kernel
     # launches per step, the same numbers (suite/cuda_graphs.py)
     cuda_graph: bool = False
+    # stop cleanly before this much wall time since the process started (`8m`, `1h30m`, `90s` or seconds; null =
+    # none): last.ckpt saved, run left resumable, exit code 75 (suite/timelimit.py, docs/reproduction.md)
+    time_limit: str | float | None = None
 
 
 @dataclass
@@ -627,6 +630,13 @@ def check(cfg: RunConfig) -> None:
                          ("trainer.limit_val_batches", t.limit_val_batches)):
         if isinstance(limit, float) and not 0.0 < limit <= 1.0 or isinstance(limit, int) and limit < 1:
             raise _bad(where, limit, "must be a fraction in (0, 1] or a number of batches >= 1")
+    if t.time_limit is not None:
+        from suite.timelimit import parse_duration
+
+        try:
+            parse_duration(t.time_limit)
+        except ValueError as exc:
+            raise ConfigError(f"config: {exc}.", hint="e.g. --time-limit 8m, 1h30m or 90s") from None
     if t.checkpoint_every_minutes is not None and t.checkpoint_every_minutes <= 0:
         raise _bad("trainer.checkpoint_every_minutes", t.checkpoint_every_minutes, "must be positive (or null: off)")
     devices = t.devices

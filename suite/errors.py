@@ -56,6 +56,20 @@ class ResumeError(SuiteError):
     exit_code = 8
 
 
+class BundleError(SuiteError):
+    """An export bundle or checkpoint that cannot be used: missing, incomplete, corrupt, needing pickle, or already
+    imported (suite/bundle.py, suite/evaluate.py)."""
+
+    exit_code = 9
+
+
+class TimeLimitReached(SuiteError):
+    """Not a failure: the run stopped at its time limit (`--time-limit`), checkpoint saved, run KILLED and
+    resumable; the CLI prints the message without `error:` (suite/timelimit.py)."""
+
+    exit_code = 75
+
+
 # Everything the CLI reports without a traceback.
 USER_ERRORS = (HintedError,)
 
@@ -66,5 +80,5 @@ INTERRUPTED_EXIT_CODE = 130
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError,
-                DivergenceError, ResourceError, ResumeError)
+                DivergenceError, ResourceError, ResumeError, BundleError, TimeLimitReached)
 }

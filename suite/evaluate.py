@@ -1,4 +1,12 @@
-"""Evaluate a finished run's best checkpoint without training: `suite run --task speech8k --from-run RUN_ID`.
+"""Score checkpoints without training: `suite eval CHECKPOINT` and `suite run --task speech8k --from-run RUN_ID`.
+
+`suite eval CHECKPOINT|BUNDLE [--split test] [--set key=value] [--data-dir DIR] [--json]` (docs/reproduction.md)
+rebuilds the network and the data from the configuration the checkpoint carries (`suite_config`, plain data),
+with `--set` applied (e.g. `data.source=release`, `data.generator.seed=1`), loads the weights and prints the
+split's metrics; a bundle folder means its `best.ckpt`. Checkpoints are read with `torch.load(weights_only=True)`
+(`read_checkpoint`): tensors and plain data only, never code; one that needs pickle is refused.
+
+`--from-run`:
 
 The checkpoint (`checkpoints/best.ckpt`, an MLflow artifact of the source run) carries the resolved
 configuration it was trained with (`suite_config`): the network is rebuilt from it exactly, the
@@ -18,18 +26,47 @@ from pathlib import Path
 
 from suite import __version__, registry, tracking
 from suite.config import RunConfig, dump, flatten, from_stored, to_dict
-from suite.errors import ConfigError
+from suite.errors import BundleError, ConfigError
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
 
 
 def load_checkpoint(uri: str, run_id: str) -> dict:
     """The source run's best checkpoint (a dict with `state_dict`, `suite_config`, `epoch`, ...)."""
-    import torch
-
     with tempfile.TemporaryDirectory() as tmp:
         path = tracking.download_artifact(uri, run_id, "checkpoints/best.ckpt", Path(tmp))
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return read_checkpoint(path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, loaded with `torch.load(weights_only=True)` onto the CPU: tensors and plain data
+    only. BundleError (exit 9) for a missing file, one that is no checkpoint, or one that needs pickle."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"no checkpoint at {path}.", hint="give a .ckpt file written by `suite run`, or a bundle "
+                                                            "folder of `suite export` (its best.ckpt is used)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        needs = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line),
+                     str(exc).splitlines()[0])
+        raise BundleError(f"{path} needs pickle to load (it holds objects, not only tensors and plain data: "
+                          f"{needs[:300]}); the suite does not run code from checkpoints.",
+                          hint="if you trust its source, load it once with torch.load(path, weights_only=False) and "
+                               "save its tensors and plain data again (state_dict, suite_config); checkpoints of this "
+                               "suite version load as they are") from None
+    except Exception as exc:  # a truncated or foreign file: torch raises RuntimeError, EOFError, ...
+        raise BundleError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).",
+                          hint="copy it again from its source (a partial download?), or export the run again") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise BundleError(f"{path} is not a checkpoint of `suite run` (no state_dict).",
+                          hint="give a .ckpt file written by `suite run`")
+    return state
 
 
 def _check_source(cfg: RunConfig, run_id: str, run, state: dict) -> RunConfig:
@@ -119,16 +156,22 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     return new_id
 
 
-def _evaluate(cfg: RunConfig, model, data) -> dict[str, float]:
-    """One pass over every evaluation split with Lightning (same metrics, rates and collates as training)."""
+def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> dict[str, float]:
+    """One pass over every evaluation split (or `splits`) with Lightning (same metrics, rates and collates as
+    training)."""
     import lightning.pytorch as L
 
     from suite.datamodule import TaskDataModule
     from suite.lightning_module import SequenceModule
 
+    class SplitsDataModule(TaskDataModule):
+        @property
+        def eval_splits(self) -> list[str]:
+            return list(splits) if splits else self.data.eval_splits
+
     t = cfg.trainer
-    datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers,
-                                pin_memory=t.accelerator in ("gpu", "cuda"))
+    datamodule = SplitsDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers,
+                                  pin_memory=t.accelerator in ("gpu", "cuda"))
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits, to_dict(cfg),
                             eval_rate)
@@ -137,3 +180,79 @@ def _evaluate(cfg: RunConfig, model, data) -> dict[str, float]:
                         enable_model_summary=False, enable_checkpointing=False)
     results = trainer.validate(module, datamodule=datamodule, verbose=False)
     return {k: float(v) for per_loader in results for k, v in per_loader.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# suite eval CHECKPOINT
+# ------------------------------------------------------------------------------------------------
+
+
+def checkpoint_path(target: Path) -> Path:
+    """A checkpoint file as given, or a bundle folder's best.ckpt."""
+    target = Path(target)
+    if target.is_dir():
+        if not (target / "best.ckpt").is_file():
+            raise BundleError(f"{target} is a folder without best.ckpt.",
+                              hint="give a checkpoint file, or a bundle folder of `suite export` (it holds best.ckpt)")
+        return target / "best.ckpt"
+    return target
+
+
+def eval_config(state: dict, sets: list[str] | None = None, data_dir: str | None = None,
+                batch_size: int | None = None, accelerator: str | None = None) -> RunConfig:
+    """The checkpoint's own configuration with `--set` overrides, the data root, the evaluation batch size and
+    the hardware of this machine (one device, no CUDA graphs, no progress bar) applied; validated."""
+    from suite.config import deep_merge, parse_override
+
+    config = state.get("suite_config")
+    if not isinstance(config, dict) or not config:
+        raise BundleError("the checkpoint carries no configuration (suite_config); it was not written by `suite run`.",
+                          hint="score it with the code that wrote it")
+    for text in sets or []:
+        config = deep_merge(config, parse_override(text))
+    trainer = {"devices": 1, "num_nodes": 1, "strategy": "auto", "cuda_graph": False, "progress_bar": False,
+               "accelerator": accelerator or "auto", "time_limit": None}
+    if batch_size is not None:
+        trainer["eval_batch_size"] = batch_size
+    config = deep_merge(config, {"trainer": trainer})
+    if data_dir:
+        config = deep_merge(config, {"data": {"root": data_dir}})
+    return from_stored(config)
+
+
+def evaluate_checkpoint(target: Path, split: str = "test", sets: list[str] | None = None,
+                        data_dir: str | None = None, batch_size: int | None = None,
+                        accelerator: str | None = None) -> dict:
+    """`suite eval`: the metrics of `split` for the checkpoint (or bundle) `target`, as a dict with the checkpoint,
+    its task, model, epoch and step."""
+    from suite.run import _quiet, build_model, load_task
+
+    _quiet()
+    import logging
+
+    import lightning.pytorch as L
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: ..." lines
+    path = checkpoint_path(target)
+    state = read_checkpoint(path)
+    cfg = eval_config(state, sets, data_dir, batch_size, accelerator)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # any init-time constant is rebuilt the same
+    data = load_task(cfg)
+    if split != "train" and split not in data.eval_splits:
+        raise ConfigError(f"task {cfg.task} has no split {split!r}.",
+                          hint=f"--split one of: train, {', '.join(data.eval_splits)}")
+    model = build_model(cfg, data)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise BundleError(f"{path} does not fit the network its configuration describes: "
+                          f"{str(exc).splitlines()[0]}",
+                          hint="it was written by another version of the model code (or --set changed the "
+                               "network); score it with that version, and --set only data options") from None
+    print(f"scoring {path} (task {cfg.task}, model {cfg.model.name}, epoch {state.get('epoch')}) on the {split} "
+          f"split of {data.source} data", file=sys.stderr)
+    metrics = _evaluate(cfg, model, data, [split])
+    return {"checkpoint": str(path), "task": cfg.task, "model": cfg.model.name, "data_source": data.source,
+            "split": split, "epoch": state.get("epoch"), "global_step": state.get("global_step"),
+            **{k: v for k, v in sorted(metrics.items())}}

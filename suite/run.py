@@ -17,9 +17,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from suite import __version__, registry, tracking
+from suite import __version__, registry, timelimit, tracking
 from suite.config import ModelConfig, RunConfig, dump, flatten, from_stored, load_yaml, recipe_source, to_dict
-from suite.errors import ConfigError, ResourceError, ResumeError
+from suite.errors import ConfigError, ResourceError, ResumeError, TimeLimitReached
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
 
@@ -161,6 +161,12 @@ def _out_of_memory(exc: BaseException) -> ResourceError | None:
     )
 
 
+def _gpus(trainer) -> int:
+    """GPUs the run uses on all machines together (0 on a CPU): what its GPU-hours count."""
+    on_gpu = type(trainer.accelerator).__name__ == "CUDAAccelerator"
+    return trainer.num_devices * trainer.num_nodes if on_gpu else 0
+
+
 def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | None = None,
           extra_tags: dict[str, str] | None = None, *, resume_run_id: str | None = None,
           ckpt_path: Path | None = None) -> str:
@@ -172,7 +178,8 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     `ckpt_path` (None: from the start); use `resume()` rather than this directly.
 
     Raises DivergenceError on a non-finite loss, ResourceError when out of memory, KeyboardInterrupt
-    after Ctrl-C (checkpoint saved, run KILLED); any failure marks the run FAILED with tag suite.failure.
+    after Ctrl-C (checkpoint saved, run KILLED), TimeLimitReached at `trainer.time_limit` (the same, exit 75,
+    suite/timelimit.py); any failure marks the run FAILED with tag suite.failure.
     Under DDP only rank 0 creates and writes the MLflow run; the other ranks train and return its id.
     """
     _quiet()
@@ -245,8 +252,12 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
 
     ckpt_dir = run_checkpoint_dir(uri, run_id)
     t = cfg.trainer
+    limit_s = timelimit.parse_duration(t.time_limit) if t.time_limit is not None else None
     resume_point = ResumePoint(ckpt_dir / "last.ckpt", t.checkpoint_every_n_steps,
-                               t.checkpoint_every_minutes * 60 if t.checkpoint_every_minutes else None)
+                               t.checkpoint_every_minutes * 60 if t.checkpoint_every_minutes else None,
+                               deadline=timelimit.deadline(limit_s) if limit_s else None,
+                               reserve_s=timelimit.reserve(limit_s) if limit_s else 0.0)
+    trainer = None
     try:
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{metric}",
                                      mode="max" if higher else "min", enable_version_counter=False)
@@ -284,7 +295,8 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             os.environ[RUN_ID_ENV] = run_id  # DDP: the ranks Lightning starts inside fit() inherit it
         # Active until the run is FINISHED: a Ctrl-C or SIGTERM after training lets the summary be written.
         with resume_point.signal_handlers():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)  # checkpoints hold tensors and plain data only
             if not rank_zero:
                 return run_id
 
@@ -298,6 +310,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
                 tracking.log_artifact(uri, run_id, png)
             if checkpoint.best_model_path:
                 tracking.log_artifact(uri, run_id, Path(checkpoint.best_model_path), "checkpoints")
+            timelimit.add_session_time(uri, run_id, _gpus(trainer))
             tracking.set_terminated(uri, run_id, "FINISHED")
         if resume_point.interrupt_requested:
             print(f"{resume_point.signal_name} came after training had ended; the run was completed (FINISHED).",
@@ -307,12 +320,18 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
         if not rank_zero:
             raise
         tracking.set_terminated(uri, run_id, "KILLED")
+        timelimit.add_session_time(uri, run_id, _gpus(trainer) if trainer is not None else 0)
         last = resume_point.path
         where = (f"at step {resume_point.interrupted_at_step}, checkpoint saved to {last}"
                  if resume_point.interrupted_at_step is not None
                  else f"last checkpoint {last}" if last.exists() else "before its first checkpoint")
+        command = timelimit.resume_command(run_id, uri, t.time_limit)
+        if resume_point.time_limit_reached:
+            limit = timelimit.format_duration(limit_s) if limit_s else f"({resume_point.signal_name})"
+            raise TimeLimitReached(f"time limit {limit} reached: run {run_id} stopped {where}; marked KILLED in "
+                                   f"MLflow, resumable.\ncontinue it with: {command}") from None
         print(f"\ninterrupted: run {run_id} stopped {where}; marked KILLED in MLflow.\n"
-              f"continue it with: suite run --resume {run_id}", file=sys.stderr)
+              f"continue it with: {command}", file=sys.stderr)
         raise KeyboardInterrupt from (exc if isinstance(exc, SystemExit) else None)
     except BaseException as exc:
         error = _out_of_memory(exc)
@@ -353,7 +372,7 @@ def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
     if data is None and ckpt is not None:
         import torch
 
-        data = torch.load(ckpt, map_location="cpu", weights_only=False).get("suite_config")
+        data = torch.load(ckpt, map_location="cpu", weights_only=True).get("suite_config")
     if not data:
         raise ResumeError(f"run {run_id} has neither a config.yaml artifact nor a checkpoint with its configuration.",
                           hint="it was not started by this version of `suite run`; start a new run instead")
@@ -372,7 +391,7 @@ def resume(run_id: str, args) -> str:
         raise ResumeError(
             f"--resume continues a run with its own configuration; --{given[0].replace('_', '-')} cannot change it.",
             hint="drop that flag (only --devices, --num-nodes, --strategy, --accelerator, --precision, --max-epochs, "
-                 "--max-steps, --data-dir and --tracking-uri go with --resume), or start a new run",
+                 "--max-steps, --time-limit, --data-dir and --tracking-uri go with --resume), or start a new run",
         )
     uri = tracking.resolve_uri(getattr(args, "tracking_uri", None))
     tracking.check_reachable(uri)
@@ -397,6 +416,8 @@ def resume(run_id: str, args) -> str:
     cfg = stored_config(uri, run_id, ckpt)
     changes = {field: getattr(args, flag) for flag, field in RESUME_FLAGS.items() if getattr(args, flag, None) is not None}
     trainer = dataclasses.replace(cfg.trainer, **changes)
+    # The time limit is this command's own (--time-limit, none without): not the first command's, not a change
+    trainer = dataclasses.replace(trainer, time_limit=getattr(args, "time_limit", None))
     data_cfg = dataclasses.replace(cfg.data, root=args.data_dir) if getattr(args, "data_dir", None) else cfg.data
     cfg = dataclasses.replace(cfg, trainer=trainer, data=data_cfg,
                               tracking=dataclasses.replace(cfg.tracking, uri=uri))

@@ -422,3 +422,66 @@ def copy_artifact(uri: str, run_id: str, artifact_path: str, dest: Path) -> Path
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(client(uri).download_artifacts(run_id, artifact_path, tmp), dest)
     return dest
+
+
+# ------------------------------------------------------------------------------------------------
+# Moving runs between stores (`suite export`, `suite import`: suite/bundle.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def metric_records(uri: str, run_id: str) -> list[dict[str, Any]]:
+    """Every logged value of every metric of the run: {key, value, step, timestamp} (timestamp in ms), ordered by
+    key, step and timestamp: the whole history, as `import_run` restores it."""
+    c = client(uri)
+    keys = c.get_run(run_id).data.metrics.keys()
+    rows = [{"key": k, "value": m.value, "step": m.step, "timestamp": m.timestamp}
+            for k in keys for m in c.get_metric_history(run_id, k)]
+    return sorted(rows, key=lambda r: (r["key"], r["step"], r["timestamp"]))
+
+
+def runs_from(uri: str, origin_run_id: str) -> list[str]:
+    """Ids of the live (not deleted) runs in the store that are the run `origin_run_id` or an import of it (tag
+    `suite.origin_run_id`), in any experiment."""
+    c = client(uri)
+    ids = [e.experiment_id for e in c.search_experiments()]
+    if not ids:
+        return []
+    found = [r.info.run_id for r in c.search_runs(ids, f"tags.`suite.origin_run_id` = '{origin_run_id}'",
+                                                  max_results=1000)]
+    try:
+        if c.get_run(origin_run_id).info.lifecycle_stage == "active":
+            found.insert(0, origin_run_id)
+    except Exception:  # no such run here
+        pass
+    return found
+
+
+def import_run(uri: str, experiment_id: str, run_name: str | None, tags: dict[str, str], params: dict[str, str],
+               metrics: list[dict[str, Any]], start_time: int | None) -> str:
+    """A new run holding exactly `params`, `tags` and the metric history `metrics` (rows of `metric_records`,
+    timestamps kept), started at `start_time` (ms); it stays RUNNING until the caller terminates it."""
+    from mlflow.entities import Metric, Param
+
+    c = client(uri)
+    run_id = c.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name).info.run_id
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        c.log_batch(run_id, params=items[i : i + 100])
+    rows = [Metric(r["key"], float(r["value"]), int(r["timestamp"]), int(r["step"])) for r in metrics]
+    for i in range(0, len(rows), 1000):
+        c.log_batch(run_id, metrics=rows[i : i + 1000])
+    return run_id
+
+
+def end_run(uri: str, run_id: str, status: str, end_time: int | None = None) -> None:
+    """Terminate the run with `status` at `end_time` (ms; now when None)."""
+    client(uri).set_terminated(run_id, status, end_time=end_time)
+
+
+def delete_run(uri: str, run_id: str) -> None:
+    client(uri).delete_run(run_id)
+
+
+def experiment_name(uri: str, experiment_id: str) -> str:
+    """The name of the experiment with id `experiment_id`."""
+    return client(uri).get_experiment(experiment_id).name
