@@ -123,6 +123,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ... (Lightning strategies)
     progress_bar: bool = True
+    progress_every_seconds: float = 30.0  # output not a terminal: one progress line this often (suite/progress.py)
     deterministic: bool | Literal["warn"] = False
     # last.ckpt (what `suite run --resume` continues from) is also written mid-epoch: every N optimizer steps
     # and/or every M minutes (null = off for that trigger); it is always written at the end of each epoch.
@@ -566,6 +567,7 @@ def check(cfg: RunConfig) -> None:
         "trainer.batch_size": t.batch_size,
         "trainer.eval_batch_size": t.eval_batch_size or 1,
         "trainer.log_every_n_steps": t.log_every_n_steps,
+        "trainer.progress_every_seconds": t.progress_every_seconds,
         "trainer.num_nodes": t.num_nodes,
         "trainer.checkpoint_every_n_steps": t.checkpoint_every_n_steps or 1,
         "data.l_max": cfg.data.l_max,

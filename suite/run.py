@@ -33,7 +33,10 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
     from lightning.pytorch.utilities import disable_possible_user_warnings
 
+    from suite.quiet import quiet_lightning
+
     disable_possible_user_warnings()
+    quiet_lightning()  # Lightning's info lines a user cannot act on (suite/quiet.py)
 
 
 def ssm_factory(m: ModelConfig, l_max: int):
@@ -191,6 +194,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.lightning_module import SequenceModule
     from suite.loggers import ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
+    from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
 
     import torch
 
@@ -270,6 +274,10 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             logger = SilentLogger()
         else:
             logger = ResumedMLFlowLogger(already_logged, tracking_uri=uri, run_id=run_id)
+        lines = use_progress_lines(t.progress_bar)  # not a terminal: a line every N seconds instead of the bar
+        progress = [ProgressLines(t.progress_every_seconds, t.batch_size)] if lines else []
+        if rank_zero:
+            progress.append(SystemMetrics(uri, run_id, resume=bool(resume_run_id)))
         trainer = L.Trainer(
             max_epochs=t.max_epochs,
             max_steps=t.max_steps,
@@ -280,12 +288,12 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             precision=t.precision,
             logger=logger,
             callbacks=[DivergenceGuard(), resume_point, checkpoint, LearningRateMonitor(logging_interval="epoch"),
-                       *(callbacks or [])],
+                       *progress, *(callbacks or [])],
             gradient_clip_val=cfg.optim.grad_clip or None,
             limit_train_batches=t.limit_train_batches,
             limit_val_batches=t.limit_val_batches,
             log_every_n_steps=t.log_every_n_steps,
-            enable_progress_bar=t.progress_bar,
+            enable_progress_bar=t.progress_bar and not lines,
             enable_model_summary=False,
             deterministic=t.deterministic,
             num_sanity_val_steps=0,

@@ -191,7 +191,7 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
 # and n_params (follows from the configuration). Everything else, including trainer.devices and
 # num_nodes (the effective batch size under DDP) and precision, splits rows.
 IGNORED_PARAMS = frozenset({
-    "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.num_workers", "trainer.log_every_n_steps",
+    "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds", "trainer.num_workers", "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_minutes", "trainer.accelerator",
     "trainer.eval_batch_size", "trainer.cuda_graph", "data.pathfinder.workers", "trainer.time_limit"})
 IGNORED_PREFIXES = ("tracking.",)

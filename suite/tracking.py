@@ -9,6 +9,7 @@ concurrent first starts do not race on the schema migration (ecosystem.md, pitfa
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import warnings
@@ -21,6 +22,10 @@ from suite.paths import PROJECT_ROOT, default_tracking_uri
 from tasks.cache import file_lock
 
 warnings.filterwarnings("ignore", message=".*noload loader strategy.*")
+# MLflow's INFO lines when it creates or migrates a store ("Creating initial MLflow database tables...",
+# alembic's steps): nothing to act on; warnings and errors still show.
+for _name in ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -485,3 +490,25 @@ def delete_run(uri: str, run_id: str) -> None:
 def experiment_name(uri: str, experiment_id: str) -> str:
     """The name of the experiment with id `experiment_id`."""
     return client(uri).get_experiment(experiment_id).name
+
+
+# ------------------------------------------------------------------------------------------------
+# System metrics (CPU, memory, GPU) of a run, by MLflow's own monitor
+# ------------------------------------------------------------------------------------------------
+
+
+def system_metrics_monitor(uri: str, run_id: str, resume: bool, every_seconds: float = 10.0):
+    """MLflow's `SystemMetricsMonitor` for the run (started), logging `system/*` metrics (CPU and memory use,
+    disk, network; GPU utilisation and memory with nvidia-ml-py) every `every_seconds`; `resume` continues the
+    run's earlier steps. Returns (monitor, None), or (None, why not) when psutil is not installed (the extra
+    `sysmetrics`). MLflow's own INFO lines about it are kept out of the log."""
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        return None, "psutil not installed (pip install 'ssm-suite[sysmetrics]')"
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=every_seconds, resume_logging=resume, tracking_uri=uri)
+    monitor.start()
+    return monitor, None
