@@ -153,6 +153,7 @@ class GeneratorConfig:
     max_depth: int = 10
     max_args: int = 10
     seed: int = 0
+    workers: int = 0  # generator processes; 0 = every core (the files do not depend on it)
 
 
 @dataclass
@@ -589,6 +590,7 @@ def check(cfg: RunConfig) -> None:
         "optim.warmup_steps": o.warmup_steps,
         "trainer.num_workers": t.num_workers,
         "data.generator.seed": g.seed,
+        "data.generator.workers": g.workers,
     }
     for where, value in at_least_0.items():
         if value < 0:

@@ -46,21 +46,44 @@ def _preset_for(task: str, preset: str) -> str:
 
 
 def status(tasks: list[str], preset: str, config_files, overrides, data_dir: str | None) -> int:
-    """One line per task: where its data should be, present or not, cache verified or not, size."""
+    """One line per task: where its data should be, present or not, cache verified or not, size; then every
+    generated data set found (ListOps, Pathfinder, Path-X): parameters, examples, size, caches built from it."""
     from tabulate import tabulate
 
-    rows = []
+    rows, sets = [], {}
     for name in tasks or list(registry.TASKS):
         entry = registry.task(name)
         if entry.target is None:
             rows.append([name, "-", "-", "-", "-", "not implemented yet"])
             continue
         cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
-        st = _module(name).status(_root(cfg), cfg.data)
+        module, root = _module(name), _root(cfg)
+        st = module.status(root, cfg.data)
+        found = module.generated_sets(root) if hasattr(module, "generated_sets") else []
+        sets.update({s.where: s for s in found})
         verified = {True: "yes", False: "CORRUPT (rebuilt on next use)", None: "not prepared"}[st.verified]
-        rows.append([name, str(st.where), "yes" if st.present else "no", verified, _size(st.size_bytes), st.note])
+        present, note = ("yes" if st.present else "no"), st.note
+        n_done = sum(s.complete for s in found)
+        if not st.present and cfg.data.source == "release" and n_done:
+            present = "generated only"
+            note = (f"{n_done} generated set{'s' if n_done > 1 else ''} (below): train with --set data.source=generated;"
+                    f" release files not fetched (suite data fetch {name})")
+        rows.append([name, str(st.where), present, verified, _size(st.size_bytes), note])
     print(tabulate(rows, headers=["task", "where", "present", "cache verified", "size", "note"]))
+    if sets:
+        print()
+        print("generated data sets:")
+        print(tabulate([_generated_row(s) for s in sets.values()],
+                       headers=["task", "parameters", "examples", "size", "cache (built from it)", "where"]))
     return 0
+
+
+def _generated_row(s) -> list:
+    if not s.complete:
+        return [s.task, "interrupted: run `suite data generate` again", "-", _size(s.size_bytes), "-", str(s.where)]
+    params = " ".join(f"{k}={v}" for k, v in s.params.items())
+    caches = ", ".join(f"{path} ({_size(size)})" for path, size in s.caches) or "not prepared"
+    return [s.task, params, s.examples, _size(s.size_bytes), caches, str(s.where)]
 
 
 def fetch(tasks: list[str], data_dir: str | None) -> int:

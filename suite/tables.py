@@ -193,7 +193,8 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
 IGNORED_PARAMS = frozenset({
     "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds", "trainer.num_workers", "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_minutes", "trainer.accelerator",
-    "trainer.eval_batch_size", "trainer.cuda_graph", "data.pathfinder.workers", "trainer.time_limit"})
+    "trainer.eval_batch_size", "trainer.cuda_graph", "data.pathfinder.workers", "data.generator.workers",
+    "trainer.time_limit"})
 IGNORED_PREFIXES = ("tracking.",)
 SHOWN_DIFFS = 3  # a row label names at most this many differences; the CSV column `config` has them all
 

@@ -2,7 +2,8 @@
 
 A cache entry is a folder holding .npy arrays and a manifest.json with each array's SHA-256 and
 the fingerprint of the source files it was built from. A missing manifest (interrupted build),
-a changed source or a checksum mismatch makes the entry stale: it is rebuilt, never used.
+a changed source or a checksum mismatch makes the entry stale: it is rebuilt, never used, and the
+rebuild says on stderr what was wrong with the old entry.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -49,17 +51,29 @@ def file_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def is_valid(folder: Path, key: str) -> bool:
+def problem(folder: Path, key: str) -> str | None:
+    """What is wrong with the entry in `folder` (None: nothing, it can be used)."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
-        return False
+        return "it has no manifest.json (its build was interrupted)"
     try:
         meta = json.loads(manifest.read_text())
-    except json.JSONDecodeError:
-        return False
+        files = dict(meta["files"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return "its manifest.json is not a valid manifest"
     if meta.get("key") != key:
-        return False
-    return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in meta["files"].items())
+        return f"it was built from other source files or parameters (key {meta.get('key')!r}, expected {key!r})"
+    for name, digest in files.items():
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        actual = _sha256(folder / name)
+        if actual != digest:
+            return f"{name} does not match its checksum (SHA-256 {actual[:12]}..., manifest {str(digest)[:12]}...)"
+    return None
+
+
+def is_valid(folder: Path, key: str) -> bool:
+    return problem(folder, key) is None
 
 
 def verified(folder: Path, key: str) -> bool | None:
@@ -82,11 +96,19 @@ def build(folder: Path, key: str, make: Callable[[], dict[str, np.ndarray]], ext
 
 
 def ensure(folder: Path, key: str, make: Callable[[], dict[str, np.ndarray]], extra: dict | None = None) -> bool:
-    """Build the entry unless a valid one exists. Returns True when it (re)built."""
+    """Build the entry unless a valid one exists. Returns True when it (re)built. Rebuilding an entry
+    that was there says on stderr what was wrong with it."""
     with file_lock(folder.with_name(folder.name + ".lock")):
-        if is_valid(folder, key):
+        if not folder.exists():
+            build(folder, key, make, extra)
+            return True
+        wrong = problem(folder, key)
+        if wrong is None:
             return False
+        print(f"warning: the cache {folder} is corrupt: {wrong}; rebuilding it from the source files",
+              file=sys.stderr)
         build(folder, key, make, extra)
+        print(f"rebuilt the corrupt cache {folder}", file=sys.stderr)
         return True
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import cache, lra_release
+from tasks import cache, generated, lra_release
 from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status, token_stats, truncation_counts
 from tasks.errors import DataError
 from tasks.generators import listops as generator
@@ -90,8 +90,20 @@ def generate(root: Path, cfg, progress: bool = True) -> Path:
     with cache.file_lock(folder.with_name(folder.name + ".lock")):
         if not (folder / "GENERATED.json").is_file():
             print(f"generating ListOps into {folder}", file=sys.stderr)
-            generator.write_dataset(folder, generator_params(cfg.generator), progress=progress)
+            generator.write_dataset(folder, generator_params(cfg.generator), progress=progress,
+                                    workers=cfg.generator.workers)
     return folder
+
+
+def generated_sets(root: Path) -> list[generated.GeneratedSet]:
+    """Every ListOps set generated under root (finished or interrupted), for `suite data status`."""
+    base = root / "generated" / "listops"
+    folders = sorted(f for f in base.iterdir() if f.is_dir()) if base.is_dir() else []
+
+    def summarize(params: dict) -> tuple[dict, int]:
+        return params, sum(int(params.get(k, 0)) for k in ("n_train", "n_val", "n_test"))
+
+    return [generated.describe("listops", f, root / "cache" / "listops", summarize) for f in folders]
 
 
 def fetch(root: Path, cfg, progress: bool = True) -> None:

@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from tasks import cache, lra_release
+from tasks import cache, generated, lra_release
 from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.generators import pathfinder as generator
@@ -106,6 +106,22 @@ def generate(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTIO
             generator.write_dataset(level, generator.lra_params(resolution, pf.difficulty), pf.n_images, pf.seed,
                                     workers=pf.workers, progress=progress)
     return level
+
+
+def generated_sets(root: Path, resolution: int = RESOLUTION) -> list[generated.GeneratedSet]:
+    """Every difficulty folder generated under root at this resolution (finished or interrupted)."""
+    task = NAME if resolution == RESOLUTION else "pathx"
+    folders = sorted(f for f in (root / "generated" / "pathfinder").glob(f"pathfinder{resolution}_n*_seed*/*")
+                     if f.is_dir())
+
+    def summarize(difficulty: str):
+        def shown(params: dict) -> tuple[dict, int]:
+            return ({"difficulty": difficulty, "n_images": params.get("n_images"), "seed": params.get("seed"),
+                     "resolution": resolution}, int(params.get("n_images", 0)))
+        return shown
+
+    cache_dir = root / "cache" / f"pathfinder{resolution}"
+    return [generated.describe(task, f, cache_dir, summarize(f.name)) for f in folders]
 
 
 def fetch(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> None:
