@@ -13,7 +13,10 @@ capture, an eager step or a validation pass), every graph is dropped and recaptu
 Variable-length batches (tasks whose batches carry `lengths`) are zero-padded along the sequence axis
 to a multiple of BUCKET first, so that a few shapes cover an epoch. That changes nothing in the
 result: the network zeroes every position past a sequence's length before each SSM layer and pools
-over valid positions only (models/block.py, models/heads.py), so extra zero padding is invisible.
+over valid positions only (models/block.py, models/heads.py), and the two parts that read the batch's
+own length, BatchNorm's training statistics and Liquid-S4's reference term, are given it as a device
+tensor (lengths.max(): the collate pads a batch to its longest sequence) and compute for it
+(models/padding.py; tests/test_cuda_graphs.py checks padded against unpadded in float64).
 
 The captured step is the eager step replayed (benchmarks/fast_path_check.py compares them on the GPU:
 outputs and every gradient within 1e-4 relative, measured 9e-7 to 2e-6).
@@ -43,14 +46,21 @@ def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class _Forward(nn.Module):
-    """model(x, lengths) with tensor arguments only, the form make_graphed_callables takes."""
+    """model(x, lengths) with tensor arguments only, the form make_graphed_callables takes. With lengths, x is
+    zero-padded past the batch's longest sequence: the modules that read the batch's length (BatchNorm's
+    statistics, Liquid-S4's reference term) compute for that length, read on the device (models/padding.py)."""
 
     def __init__(self, model: nn.Module, with_lengths: bool):
         super().__init__()
         self.model, self.with_lengths = model, with_lengths
 
     def forward(self, x, lengths=None):
-        return self.model(x, lengths if self.with_lengths else None)
+        if not self.with_lengths:
+            return self.model(x, None)
+        from models.padding import batch_length
+
+        with batch_length(self.model, lengths.max()):  # the collate pads each batch to its longest sequence
+            return self.model(x, lengths)
 
 
 class GraphedTraining:
