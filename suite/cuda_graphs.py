@@ -1,4 +1,8 @@
-"""Training forward and backward as CUDA graphs (`trainer.cuda_graph: true`).
+"""Training forward and backward as CUDA graphs (`trainer.cuda_graph`: auto, the default, true or false).
+
+auto uses them when training runs on exactly one CUDA GPU at a precision they cover (GRAPHED_PRECISIONS,
+suite/config.py), and otherwise trains eagerly after one line on stderr saying why (`obstacle`); true makes
+any obstacle an error; false (`suite run --eager`) trains eagerly.
 
 At the sizes of the paper's recipes (e.g. ListOps, batch 12 x 2048) a training step launches a few
 thousand small kernels, and their launch cost, not the GPU, sets the pace: replaying the network's
@@ -31,6 +35,19 @@ from torch import nn
 
 BUCKET = 256  # variable lengths are padded up to a multiple of this
 MAX_GRAPHS = 8  # shapes captured per run; more shapes run eagerly
+
+
+def obstacle(device_type: str, world_size: int, precision: str) -> str | None:
+    """Why CUDA graphs cannot run this training (a short phrase), or None when they can."""
+    from suite.config import GRAPHED_PRECISIONS
+
+    if device_type != "cuda":
+        return f"training on {device_type}, not a CUDA GPU"
+    if world_size > 1:
+        return f"{world_size} processes (DDP); graphs run on one GPU"
+    if str(precision) not in GRAPHED_PRECISIONS:
+        return f"precision {precision} (graphs cover {', '.join(GRAPHED_PRECISIONS)})"
+    return None
 
 
 def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
