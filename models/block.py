@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.padding import batch_norm_first
 from models.ssm import ConvSSM
 
 
@@ -84,9 +85,12 @@ class Norm(nn.Module):
             raise ValueError(f"unknown norm {kind!r}; expected 'batch' or 'layer'")
         self.kind = kind
         self.norm = nn.BatchNorm1d(H) if kind == "batch" else nn.LayerNorm(H)
+        self.batch_length: torch.Tensor | None = None  # set by models.padding.batch_length for padded batches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "batch":
+            if self.batch_length is not None and self.training:
+                return batch_norm_first(x, self.norm, self.batch_length)  # statistics of the unpadded batch
             return self.norm(x)
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 

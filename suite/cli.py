@@ -72,6 +72,7 @@ def _resolve_config(args: argparse.Namespace):
             "max_epochs": args.max_epochs,
             "max_steps": args.max_steps,
             "time_limit": args.time_limit,
+            "cuda_graph": False if getattr(args, "eager", False) else None,
         },
     }
     flags = _drop_none(flags)
@@ -280,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", metavar="DURATION",
                    help="stop cleanly before this much wall time (8m, 1h30m, 90s): checkpoint saved, run resumable, "
                         "exit code 75 (also with --resume; docs/reproduction.md)")
+    p.add_argument("--eager", action="store_true",
+                   help="train without CUDA graphs (= --set trainer.cuda_graph=false); by default (auto) one GPU at "
+                        "fp32 replays each training step as CUDA graphs, with the same numbers, several times faster")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted run from its last checkpoint, into the same MLflow run")

@@ -129,9 +129,10 @@ class TrainerConfig:
     # and/or every M minutes (null = off for that trigger); it is always written at the end of each epoch.
     checkpoint_every_n_steps: int | None = None
     checkpoint_every_minutes: float | None = 10.0
-    # replay the network's training forward and backward as CUDA graphs (one GPU, fp32): far fewer kernel
-    # launches per step, the same numbers (suite/cuda_graphs.py)
-    cuda_graph: bool = False
+    # replay the network's training forward and backward as CUDA graphs: far fewer kernel launches per step, the
+    # same numbers (suite/cuda_graphs.py). auto: when training on one CUDA GPU at a precision they cover, else
+    # eagerly with a one-line note; true: graphs or an error; false: eager (`suite run --eager`)
+    cuda_graph: bool | Literal["auto"] = "auto"
     # stop cleanly before this much wall time since the process started (`8m`, `1h30m`, `90s` or seconds; null =
     # none): last.ckpt saved, run left resumable, exit code 75 (suite/timelimit.py, docs/reproduction.md)
     time_limit: str | float | None = None
@@ -537,6 +538,7 @@ def from_stored(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+GRAPHED_PRECISIONS = ("32-true", "32")  # trainer.cuda_graph covers these (suite/cuda_graphs.py)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
               "transformer-engine", "transformer-engine-float16")
@@ -657,7 +659,7 @@ def check(cfg: RunConfig) -> None:
         raise _bad("trainer.precision", t.precision, "is not supported: the SSM kernels need float32 parameters "
                    "(complex half precision has no FFT or Cauchy kernels)",
                    "use --precision bf16-mixed (or 16-mixed): float32 weights, half-precision matrix products")
-    if t.cuda_graph and t.precision not in ("32-true", "32"):
+    if t.cuda_graph is True and t.precision not in GRAPHED_PRECISIONS:
         raise _bad("trainer.precision", t.precision, "cannot be combined with trainer.cuda_graph = true",
                    "use --precision 32-true with CUDA graphs, or drop --set trainer.cuda_graph=true")
     if not t.strategy.startswith(STRATEGY_PREFIXES):

@@ -1,4 +1,8 @@
-"""Training forward and backward as CUDA graphs (`trainer.cuda_graph: true`).
+"""Training forward and backward as CUDA graphs (`trainer.cuda_graph`: auto, the default, true or false).
+
+auto uses them when training runs on exactly one CUDA GPU at a precision they cover (GRAPHED_PRECISIONS,
+suite/config.py), and otherwise trains eagerly after one line on stderr saying why (`obstacle`); true makes
+any obstacle an error; false (`suite run --eager`) trains eagerly.
 
 At the sizes of the paper's recipes (e.g. ListOps, batch 12 x 2048) a training step launches a few
 thousand small kernels, and their launch cost, not the GPU, sets the pace: replaying the network's
@@ -13,7 +17,10 @@ capture, an eager step or a validation pass), every graph is dropped and recaptu
 Variable-length batches (tasks whose batches carry `lengths`) are zero-padded along the sequence axis
 to a multiple of BUCKET first, so that a few shapes cover an epoch. That changes nothing in the
 result: the network zeroes every position past a sequence's length before each SSM layer and pools
-over valid positions only (models/block.py, models/heads.py), so extra zero padding is invisible.
+over valid positions only (models/block.py, models/heads.py), and the two parts that read the batch's
+own length, BatchNorm's training statistics and Liquid-S4's reference term, are given it as a device
+tensor (lengths.max(): the collate pads a batch to its longest sequence) and compute for it
+(models/padding.py; tests/test_cuda_graphs.py checks padded against unpadded in float64).
 
 The captured step is the eager step replayed (benchmarks/fast_path_check.py compares them on the GPU:
 outputs and every gradient within 1e-4 relative, measured 9e-7 to 2e-6).
@@ -30,6 +37,19 @@ BUCKET = 256  # variable lengths are padded up to a multiple of this
 MAX_GRAPHS = 8  # shapes captured per run; more shapes run eagerly
 
 
+def obstacle(device_type: str, world_size: int, precision: str) -> str | None:
+    """Why CUDA graphs cannot run this training (a short phrase), or None when they can."""
+    from suite.config import GRAPHED_PRECISIONS
+
+    if device_type != "cuda":
+        return f"training on {device_type}, not a CUDA GPU"
+    if world_size > 1:
+        return f"{world_size} processes (DDP); graphs run on one GPU"
+    if str(precision) not in GRAPHED_PRECISIONS:
+        return f"precision {precision} (graphs cover {', '.join(GRAPHED_PRECISIONS)})"
+    return None
+
+
 def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad the sequence axis of a network input up to a multiple of `multiple`: the last axis of
     token ids (B, L) or pairs (B, 2, L) (integer dtype), axis -2 of features (B, L, C) or (B, 2, L, C)."""
@@ -43,14 +63,21 @@ def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 class _Forward(nn.Module):
-    """model(x, lengths) with tensor arguments only, the form make_graphed_callables takes."""
+    """model(x, lengths) with tensor arguments only, the form make_graphed_callables takes. With lengths, x is
+    zero-padded past the batch's longest sequence: the modules that read the batch's length (BatchNorm's
+    statistics, Liquid-S4's reference term) compute for that length, read on the device (models/padding.py)."""
 
     def __init__(self, model: nn.Module, with_lengths: bool):
         super().__init__()
         self.model, self.with_lengths = model, with_lengths
 
     def forward(self, x, lengths=None):
-        return self.model(x, lengths if self.with_lengths else None)
+        if not self.with_lengths:
+            return self.model(x, None)
+        from models.padding import batch_length
+
+        with batch_length(self.model, lengths.max()):  # the collate pads each batch to its longest sequence
+            return self.model(x, lengths)
 
 
 class GraphedTraining:

@@ -70,6 +70,8 @@ class ResumePoint(L.Callback):
     # -- saving ---------------------------------------------------------------------------------
     def save(self, trainer: L.Trainer) -> None:
         """Write last.ckpt atomically (all ranks take part: save_checkpoint has a barrier)."""
+        for guard in (c for c in trainer.callbacks if isinstance(c, DivergenceGuard)):
+            guard.check(trainer)  # never a resume point with diverged weights (the save reads the GPU anyway)
         tmp = self.path.with_name(self.path.name + ".tmp")
         started = time.monotonic()
         trainer.save_checkpoint(tmp, weights_only=False)
@@ -198,16 +200,53 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR1] if hasattr(si
 
 
 class DivergenceGuard(L.Callback):
-    """Raise DivergenceError as soon as the training loss, or an evaluation split's epoch loss, is NaN or infinite."""
+    """Raise DivergenceError as soon as the training loss, or an evaluation split's epoch loss, is NaN or infinite.
+
+    On a GPU the training loss is not read at every step (a read waits for the GPU: suite/throughput.py): the
+    step and value of the first non-finite loss are kept on the device and read every log interval, before each
+    validation, before `ResumePoint` writes a checkpoint and at the end of training; the error names that step.
+    `defer` (None: on a GPU) chooses this for tests."""
+
+    def __init__(self, defer: bool | None = None):
+        super().__init__()
+        self.defer = defer
+        self._first: torch.Tensor | None = None  # (step, value) of the first non-finite loss; step -1: none yet
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-        (bad,) = any_rank(trainer, not math.isfinite(value))
+        if not isinstance(loss, torch.Tensor) or not (self.defer if self.defer is not None else loss.is_cuda):
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            (bad,) = any_rank(trainer, not math.isfinite(value))
+            if bad:
+                raise _diverged(trainer, "training loss", value)
+            return
+        loss = loss.detach().float().reshape(())
+        if self._first is None:
+            self._first = torch.full((2,), -1.0, device=loss.device)
+        new = ~torch.isfinite(loss) & (self._first[0] < 0)
+        self._first = torch.where(new, torch.stack([torch.full_like(loss, trainer.global_step), loss]), self._first)
+        from suite.throughput import is_log_step
+
+        if is_log_step(trainer):
+            self.check(trainer)
+
+    def check(self, trainer) -> None:
+        """Read the device-side record (one wait for the GPU) and raise if a training loss was non-finite."""
+        if self._first is None:
+            return
+        step, value = self._first.tolist()
+        (bad,) = any_rank(trainer, step >= 0)
         if bad:
-            raise _diverged(trainer, "training loss", value)
+            raise _diverged(trainer, "training loss", value if step >= 0 else None, int(step) if step >= 0 else None)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.check(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.check(trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         """After the epoch's `<split>/loss` values are reduced (and synced over ranks), before ModelCheckpoint
@@ -224,8 +263,8 @@ class DivergenceGuard(L.Callback):
             raise _diverged(trainer, f"{split} loss" if split != "val" else "validation loss", values.get(split))
 
 
-def _diverged(trainer: L.Trainer, what: str, value: float | None) -> DivergenceError:
-    step = trainer.global_step
+def _diverged(trainer: L.Trainer, what: str, value: float | None, step: int | None = None) -> DivergenceError:
+    step = trainer.global_step if step is None else step
     return DivergenceError(
         f"divergence: non-finite {what} ({value}) at step {step} (epoch {trainer.current_epoch}).",
         hint="lower the learning rate (--set optim.lr=...), clip gradients (--set optim.grad_clip=1.0), "

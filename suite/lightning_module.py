@@ -9,6 +9,8 @@ few samples to give every rank the same count). Tables show the test split's cou
 
 from __future__ import annotations
 
+import sys
+
 import lightning.pytorch as L
 import torch
 import torchmetrics
@@ -20,14 +22,17 @@ from suite.optim import make_optimizer
 
 
 def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
+    """Accumulated on the device; read once per epoch. validate_args=False: the label check (torch.unique) would
+    read the GPU at every step (suite/throughput.py); labels are checked when the data is loaded (tasks.base)."""
     if problem == "classification":
-        return torchmetrics.classification.MulticlassAccuracy(num_classes=n_classes, average="micro")
+        return torchmetrics.classification.MulticlassAccuracy(num_classes=n_classes, average="micro",
+                                                              validate_args=False)
     return torchmetrics.MeanSquaredError(squared=False)
 
 
 class SequenceModule(L.LightningModule):
     def __init__(self, model: nn.Module, problem: str, d_output: int, optim_cfg, eval_splits: list[str],
-                 config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool = False):
+                 config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool | str = False):
         super().__init__()
         self.model = model
         self.problem = problem
@@ -42,17 +47,20 @@ class SequenceModule(L.LightningModule):
         self._graphed = None  # suite.cuda_graphs.GraphedTraining, made at the first training batch
 
     def on_fit_start(self) -> None:
-        if not self.cuda_graph:
+        """trainer.cuda_graph (suite/cuda_graphs.py): auto = graphs where they apply, else eager with a note."""
+        if self.cuda_graph is False:
             return
-        if self.device.type != "cuda":
-            raise ConfigError(f"config: trainer.cuda_graph = true needs a CUDA GPU, but this run is on {self.device.type}.",
-                              hint="drop --set trainer.cuda_graph=true, or run on a GPU (--accelerator gpu)")
-        if self.trainer.world_size > 1:
-            raise ConfigError(f"config: trainer.cuda_graph = true runs on one GPU, but this run has "
-                              f"{self.trainer.world_size} processes.", hint="use --devices 1, or drop trainer.cuda_graph")
-        from suite.cuda_graphs import GraphedTraining
+        from suite.cuda_graphs import GraphedTraining, obstacle
 
-        self._graphed = GraphedTraining(self.model)
+        why = obstacle(self.device.type, self.trainer.world_size, self.trainer.precision)
+        if why is None:
+            self._graphed = GraphedTraining(self.model)
+        elif self.cuda_graph is True:
+            raise ConfigError(f"config: trainer.cuda_graph = true cannot apply to this run: {why}.",
+                              hint="drop --set trainer.cuda_graph=true (auto falls back to eager by itself), or train "
+                                   "on one GPU (--devices 1) at --precision 32-true")
+        elif self.trainer.is_global_zero:
+            print(f"note: CUDA graphs off: {why}; training eagerly", file=sys.stderr)
 
     def forward(self, x, lengths=None, rate=None):
         return self.model(x, lengths, rate)

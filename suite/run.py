@@ -195,12 +195,13 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.loggers import ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
     from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
+    from suite.throughput import SteadyProgressBar, Throughput
 
     import torch
 
     task_entry = registry.task(cfg.task)
     rank_zero = is_rank_zero(cfg.trainer)
-    if cfg.trainer.cuda_graph and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
+    if cfg.trainer.cuda_graph is True and (cfg.trainer.accelerator == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("config: trainer.cuda_graph = true needs a CUDA GPU, and this run has none "
                           f"(accelerator {cfg.trainer.accelerator!r}, CUDA available: {torch.cuda.is_available()}).",
                           hint="drop --set trainer.cuda_graph=true, or run on a machine with a GPU")
@@ -265,8 +266,8 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     try:
         checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{metric}",
                                      mode="max" if higher else "min", enable_version_counter=False)
-        datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers,
-                                    pin_memory=t.accelerator in ("gpu", "cuda"))
+        on_gpu = t.accelerator in ("gpu", "cuda") or t.accelerator == "auto" and torch.cuda.is_available()
+        datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers, pin_memory=on_gpu)
         eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
         module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits,
                                 to_dict(_masked(cfg)), eval_rate, cuda_graph=t.cuda_graph)
@@ -288,7 +289,9 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             precision=t.precision,
             logger=logger,
             callbacks=[DivergenceGuard(), resume_point, checkpoint, LearningRateMonitor(logging_interval="epoch"),
-                       *progress, *(callbacks or [])],
+                       Throughput(), *progress,
+                       *([SteadyProgressBar(t.log_every_n_steps)] if t.progress_bar and not lines else []),
+                       *(callbacks or [])],
             gradient_clip_val=cfg.optim.grad_clip or None,
             limit_train_batches=t.limit_train_batches,
             limit_val_batches=t.limit_val_batches,
@@ -423,6 +426,8 @@ def resume(run_id: str, args) -> str:
                               hint="wait for it, or stop it first (Ctrl-C in its terminal, or kill the process)")
     cfg = stored_config(uri, run_id, ckpt)
     changes = {field: getattr(args, flag) for flag, field in RESUME_FLAGS.items() if getattr(args, flag, None) is not None}
+    if getattr(args, "eager", False):  # --eager: a way to run, not part of the run's configuration
+        changes["cuda_graph"] = False
     trainer = dataclasses.replace(cfg.trainer, **changes)
     # The time limit is this command's own (--time-limit, none without): not the first command's, not a change
     trainer = dataclasses.replace(trainer, time_limit=getattr(args, "time_limit", None))

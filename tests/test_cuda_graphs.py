@@ -1,7 +1,7 @@
 """`trainer.cuda_graph: true`: the training forward and backward replayed as CUDA graphs.
 
 What the CPU can check: the zero padding that buckets variable lengths into a few shapes is invisible
-to the network (float64, layer norm, both directions), and a run without a GPU or with mixed precision
+to the network (float64, batch and layer norm, both directions, both liquid modes), and a run without a GPU or with mixed precision
 is refused with a clear error. On a GPU (benchmarks/gpu_session.py runs this file there) the graphed
 step matches the eager one: outputs and every gradient within 1e-4 relative.
 """
@@ -13,6 +13,8 @@ import types
 import pytest
 import torch
 
+from models import liquid
+from models.padding import batch_length
 from suite import config
 from suite.cuda_graphs import BUCKET, GraphedTraining, pad_sequence_axis
 from suite.errors import ConfigError
@@ -43,19 +45,62 @@ def test_padding_goes_on_the_sequence_axis_up_to_a_multiple():
     assert pad_sequence_axis(same, 256) is same
 
 
-@pytest.mark.parametrize("model,bidirectional", [("s4d", True), ("liquid_s4_kb", False), ("s4", True)])
-def test_zero_padding_past_the_lengths_changes_no_output(model, bidirectional):
-    """Every position past a sequence's length is zeroed before each SSM layer and left out of the
-    pooling, so padding to a bucket gives the same logits (layer norm: no batch statistics). Liquid-S4 in its
-    exact mode: the reference mode's term is built from the last positions of the padded batch, as the public
-    code's is, so padding changes it (README, CUDA graphs)."""
-    liquid = ["model.liquid_mode=exact"] if model.startswith("liquid") else []
-    net = network(model, ["model.norm=layer", f"model.bidirectional={str(bidirectional).lower()}", *liquid]).double()
+def padded_and_unpadded(net, x, lengths, y):
+    """Outputs and gradients of one training step on the batch as collated (padded to its longest sequence) and
+    on the same batch zero-padded to the CUDA-graph bucket, given its true length (models/padding.py)."""
+    results = []
+    for padded in (True, False):
+        net.zero_grad(set_to_none=True)
+        if padded:
+            with batch_length(net, lengths.max()):
+                out = net(pad_sequence_axis(x, BUCKET), lengths)
+        else:
+            out = net(x, lengths)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        results.append([out.detach()] + [p.grad.clone() for p in net.parameters()])
+    return results
+
+
+@pytest.mark.parametrize("model,bidirectional,liquid_mode", [
+    ("s4d", True, None), ("s4", True, None),
+    ("liquid_s4_pb", False, "reference"), ("liquid_s4_pb", True, "reference"),
+    ("liquid_s4_kb", False, "reference"), ("liquid_s4_kb", True, "reference"),
+    ("liquid_s4_kb", False, "exact"),
+])
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_bucket_padding_changes_no_output_and_no_gradient(model, bidirectional, liquid_mode, norm):
+    """Every position past a sequence's length is zeroed before each SSM layer and left out of the pooling; the
+    batch's own length (BatchNorm's statistics in training, the reference liquid term's combination window and
+    FFT grids) is given as a device tensor: the bucket-padded step computes the collated batch's step (float64).
+    Lengths 300, 37 and 2 take the padding to 512 and 256; 2 is below the liquid window's n_p (index wrap)."""
+    liquid = [f"model.liquid_mode={liquid_mode}"] if liquid_mode else []
+    net = network(model, [f"model.norm={norm}", f"model.bidirectional={str(bidirectional).lower()}",
+                          "model.dropout=0.0", *liquid]).double().train()
+    for lengths in ([300, 120, 257, 1], [37, 2, 5, 30], [2, 1, 1, 2]):
+        lengths = torch.tensor(lengths)
+        x = torch.randint(1, VOCAB, (4, int(lengths.max())))
+        y = torch.randint(0, CLASSES, (4,))
+        for a, b in zip(*padded_and_unpadded(net, x, lengths, y)):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["liquid_s4_pb", "liquid_s4_kb"])
+def test_without_the_true_length_padding_changes_the_reference_term(model):
+    """What the device-side length is for: the reference term read off the padded length is another term."""
+    net = network(model, ["model.norm=layer", "model.dropout=0.0"]).double().train()
     x = torch.randint(1, VOCAB, (4, 300))
     lengths = torch.tensor([300, 120, 257, 1])
-    padded = net(pad_sequence_axis(x, BUCKET), lengths)  # first: the S4 kernels grow to the longer length
-    ref = net(x, lengths)
-    torch.testing.assert_close(padded, ref, rtol=1e-9, atol=1e-9)
+    padded, ref = net(pad_sequence_axis(x, BUCKET), lengths), net(x, lengths)
+    assert (padded - ref).abs().max() > 1e-6
+
+
+def test_the_reference_window_table_is_built_once_per_length_and_device():
+    u = torch.randn(2, 3, 40)
+    first = liquid.reference_window(u, 2)
+    assert (40, 2, u.device) in liquid._WINDOWS
+    table = liquid._WINDOWS[(40, 2, u.device)]
+    torch.testing.assert_close(liquid.reference_window(u, 2), first)
+    assert liquid._WINDOWS[(40, 2, u.device)] is table
 
 
 def test_cuda_graph_with_mixed_precision_is_refused():
