@@ -52,10 +52,14 @@ def read_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        needs = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "global" in line),
-                     str(exc).splitlines()[0])
-        raise BundleError(f"{path} needs pickle to load (it holds objects, not only tensors and plain data: "
-                          f"{needs[:300]}); the suite does not run code from checkpoints.",
+        import re
+
+        needs = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if needs is None:  # not a torch checkpoint at all (torch falls back to reading it as a pickle)
+            raise BundleError(f"{path} is not a readable checkpoint (not written by torch.save).",
+                              hint="give a .ckpt file written by `suite run`, or copy it again from its source") from None
+        raise BundleError(f"{path} needs pickle to load: it holds a {needs.group(1)} object, not only tensors and "
+                          "plain data; the suite does not run code from checkpoints.",
                           hint="if you trust its source, load it once with torch.load(path, weights_only=False) and "
                                "save its tensors and plain data again (state_dict, suite_config); checkpoints of this "
                                "suite version load as they are") from None
