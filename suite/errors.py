@@ -51,9 +51,16 @@ class ResourceError(SuiteError):
 
 
 class ResumeError(SuiteError):
-    """`suite run --resume RUN_ID` cannot continue that run (unknown id, finished, still running)."""
+    """`suite run --resume RUN_ID` cannot continue that run (finished, still running, a flag it cannot change); an
+    unknown run id is a TrackingError (exit 5), as for every command."""
 
     exit_code = 8
+
+
+class SweepFailedError(SuiteError):
+    """`suite sweep` ran trials and every one of them failed: nothing was learned about the search space."""
+
+    exit_code = 9
 
 
 # Everything the CLI reports without a traceback.
@@ -66,5 +73,5 @@ INTERRUPTED_EXIT_CODE = 130
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError,
-                DivergenceError, ResourceError, ResumeError)
+                DivergenceError, ResourceError, ResumeError, SweepFailedError)
 }

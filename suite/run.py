@@ -19,7 +19,7 @@ from pathlib import Path
 
 from suite import __version__, registry, tracking
 from suite.config import ModelConfig, RunConfig, dump, flatten, from_stored, load_yaml, recipe_source, to_dict
-from suite.errors import ConfigError, ResourceError, ResumeError
+from suite.errors import ConfigError, ResourceError, ResumeError, TrackingError
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
 
@@ -320,7 +320,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
                  if resume_point.interrupted_at_step is not None
                  else f"last checkpoint {last}" if last.exists() else "before its first checkpoint")
         print(f"\ninterrupted: run {run_id} stopped {where}; marked KILLED in MLflow.\n"
-              f"continue it with: suite run --resume {run_id}", file=sys.stderr)
+              f"continue it with: {tracking.resume_command(uri, run_id)}", file=sys.stderr)
         raise KeyboardInterrupt from (exc if isinstance(exc, SystemExit) else None)
     except BaseException as exc:
         error = _out_of_memory(exc)
@@ -386,10 +386,10 @@ def resume(run_id: str, args) -> str:
     tracking.check_reachable(uri)
     try:
         run = tracking.client(uri).get_run(run_id)
-    except Exception:
-        raise ResumeError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
-                          hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass the "
-                               "same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
+    except Exception:  # an unknown run id is a tracking-store error (exit 5), as for every command (README)
+        raise TrackingError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
+                            hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass "
+                                 "the same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
     ckpt = run_checkpoint_dir(uri, run_id) / "last.ckpt"
     ckpt = ckpt if ckpt.is_file() else None
     rank_zero = is_rank_zero()
