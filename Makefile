@@ -79,5 +79,9 @@ report: $(STAMP)  ## one page with every table and the learning curves: results/
 list: $(STAMP)  ## registered tasks, models and presets
 	$(SUITE) list
 
-clean-results:  ## delete the local MLflow store, its artifacts and checkpoints
-	rm -rf results/mlflow.db results/mlflow.db.lock results/mlruns results/checkpoints
+# The Optuna studies go too: a study kept after its MLflow runs were deleted would resume and name a deleted run
+# as its best. Tables and the report (results/tables, results/report) are kept: they are files a user may have
+# shared, and `make tables` / `make report` rewrite them.
+clean-results:  ## delete the local MLflow store, its artifacts, checkpoints and the Optuna studies (results/optuna.db)
+	rm -rf results/mlflow.db results/mlflow.db.lock results/mlruns results/checkpoints results/optuna.db results/optuna.db.*lock
+	@echo "deleted the MLflow store, artifacts, checkpoints and Optuna studies in results/; kept results/tables and results/report"

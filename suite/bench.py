@@ -14,6 +14,16 @@ import time
 from suite import registry
 
 SHAPES = [(50, 128, 2048), (50, 512, 1024), (16, 256, 4096), (8, 256, 16384)]
+# On a CPU (no GPU, or --device cpu) without --shape: a smoke measurement at one small shape, a few seconds per
+# model (the GPU shapes took minutes each on 2 cores and printed nothing meanwhile); not comparable with BENCHMARKS.md
+CPU_SHAPES = [(4, 64, 1024)]
+CPU_REPEATS = 5
+CPU_TRAIN = {"batch": 2, "length": 512, "steps": 3, "rounds": 2, "warmup": 2}
+
+
+def _cpu_note(what: str) -> None:
+    print(f"note: no GPU in use: a CPU smoke measurement ({what}); the numbers of BENCHMARKS.md are measured on a "
+          "GPU (--device cuda)", file=sys.stderr, flush=True)
 
 
 def _timer(device):
@@ -78,6 +88,10 @@ def run(models=None, shapes=None, device_name: str | None = None, repeats: int =
     from tabulate import tabulate
 
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and not shapes:
+        shapes, repeats = CPU_SHAPES, min(repeats, CPU_REPEATS)
+        _cpu_note(f"B x H x L = {' '.join('x'.join(map(str, s)) for s in shapes)}, median of {repeats}; "
+                  "--shape BxHxL for others")
     rows = []
     for model in models or list(registry.MODELS):
         for B, H, L in shapes or SHAPES:
@@ -214,6 +228,9 @@ def run_train(models=None, device_name: str | None = None, batch: int = 12, leng
     from tabulate import tabulate
 
     device = torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        batch, length, steps, rounds, warmup = (CPU_TRAIN[k] for k in ("batch", "length", "steps", "rounds", "warmup"))
+        _cpu_note(f"batch {batch} x length {length}, {rounds} x {steps} steps")
     rows = []
     for m in models or list(registry.MODELS):
         for cuda_graph in (False, True) if device.type == "cuda" else (False,):

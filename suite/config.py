@@ -279,6 +279,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return from_dict(tp, value, where)
+    if dataclasses.is_dataclass(tp):  # a whole section given a plain value (`model: 5`)
+        keys = [f.name for f in dataclasses.fields(tp) if f.name != "name"]
+        raise ConfigError(
+            f"config: {where} = {value!r} ({type(value).__name__}) is not valid; '{where}' is a section, a mapping "
+            f"of its keys ({', '.join(keys[:5])}, ...).",
+            hint=f"write it as a mapping, e.g. '{where}: {{{keys[0]}: ...}}' in the YAML file, or --set {where}.{keys[0]}=...",
+        )
     raise ConfigError(
         f"config: {where} = {value!r} ({type(value).__name__}) is not valid; expected {_type_name(tp)}.",
         hint=f"set it with e.g. --set {where}=<{_type_name(tp)}>, or fix the YAML file",
@@ -389,11 +396,16 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or a syntax error is a ConfigError naming the file."""
+def load_yaml(path: Path, given_as: str = "--config") -> dict[str, Any]:
+    """Read a YAML mapping; a missing file, a folder or a syntax error is a ConfigError naming the file and
+    `given_as`, where the user gave it (a flag, or e.g. "the sweep file argument")."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.y*ml"))[:5]
+        raise ConfigError(f"config: {path} is a folder, not a YAML file.",
+                          hint=f"give {given_as} one file" + (f", e.g. one of: {', '.join(inside)}" if inside else ""))
     if not path.is_file():
-        raise ConfigError(f"config: file not found: {path}", hint="check the path given to --config")
+        raise ConfigError(f"config: file not found: {path}", hint=f"check the path given to {given_as}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:

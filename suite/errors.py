@@ -51,7 +51,8 @@ class ResourceError(SuiteError):
 
 
 class ResumeError(SuiteError):
-    """`suite run --resume RUN_ID` cannot continue that run (unknown id, finished, still running)."""
+    """`suite run --resume RUN_ID` cannot continue that run (finished, still running, a flag it cannot change); an
+    unknown run id is a TrackingError (exit 5), as for every command."""
 
     exit_code = 8
 
@@ -59,6 +60,12 @@ class ResumeError(SuiteError):
 class BundleError(SuiteError):
     """An export bundle or checkpoint that cannot be used: missing, incomplete, corrupt, needing pickle, or already
     imported (suite/bundle.py, suite/evaluate.py)."""
+
+    exit_code = 10
+
+
+class SweepFailedError(SuiteError):
+    """`suite sweep` ran trials and every one of them failed: nothing was learned about the search space."""
 
     exit_code = 9
 
@@ -80,5 +87,5 @@ INTERRUPTED_EXIT_CODE = 130
 EXIT_CODES = {
     cls.__name__: cls.exit_code
     for cls in (SuiteError, ConfigError, UnknownNameError, NotImplementedYet, DataError, TrackingError,
-                DivergenceError, ResourceError, ResumeError, BundleError, TimeLimitReached)
+                DivergenceError, ResourceError, ResumeError, BundleError, TimeLimitReached, SweepFailedError)
 }

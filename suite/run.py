@@ -19,7 +19,7 @@ from pathlib import Path
 
 from suite import __version__, registry, timelimit, tracking
 from suite.config import ModelConfig, RunConfig, dump, flatten, from_stored, load_yaml, recipe_source, to_dict
-from suite.errors import ConfigError, ResourceError, ResumeError, TimeLimitReached
+from suite.errors import ConfigError, ResourceError, ResumeError, TimeLimitReached, TrackingError
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
 
@@ -408,10 +408,10 @@ def resume(run_id: str, args) -> str:
     tracking.check_reachable(uri)
     try:
         run = tracking.client(uri).get_run(run_id)
-    except Exception:
-        raise ResumeError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
-                          hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass the "
-                               "same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
+    except Exception:  # an unknown run id is a tracking-store error (exit 5), as for every command (README)
+        raise TrackingError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
+                            hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass "
+                                 "the same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
     ckpt = run_checkpoint_dir(uri, run_id) / "last.ckpt"
     ckpt = ckpt if ckpt.is_file() else None
     rank_zero = is_rank_zero()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import logging
 import math
 import os
 import socket
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from suite import registry, tracking
-from suite.errors import ConfigError
+from suite.errors import ConfigError, SweepFailedError
 from suite.paths import RESULTS_DIR
 from suite.sweep_config import StudySpec, check_configs, describe_space, load, make_pruner, make_sampler, trial_config
 
@@ -50,6 +51,7 @@ STATE_TAG = "suite.sweep.state"
 PRUNED_TAG = "suite.sweep.pruned"
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study run's id
 RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's child run id
+FAILURE_ATTR = "failure"  # trial user attr: why it failed, one line
 
 
 @dataclass(frozen=True)
@@ -322,11 +324,16 @@ def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
             if callback.run_id:
                 mark_pruned(ctx.uri, callback.run_id, spec.metric)
             raise
-        except Exception:
+        except Exception as exc:
+            trial.set_user_attr(FAILURE_ATTR, tracking.failure_tags(exc)["suite.failure"])
             if callback.run_id:
                 tracking.set_tags(ctx.uri, callback.run_id, {STATE_TAG: "FAIL"})
             raise
-        value = objective_value(ctx.uri, run_id, spec.metric, spec.direction)
+        try:
+            value = objective_value(ctx.uri, run_id, spec.metric, spec.direction)
+        except Exception as exc:
+            trial.set_user_attr(FAILURE_ATTR, tracking.failure_tags(exc)["suite.failure"])
+            raise
         tracking.log_metrics(ctx.uri, run_id, {"sweep/objective": value})
         tracking.set_tags(ctx.uri, run_id, {STATE_TAG: "COMPLETE"})
         return value
@@ -349,7 +356,7 @@ def _report(tag: str, spec: StudySpec, target: int):
         elif trial.state.name == "PRUNED":
             what = f"PRUNED at epoch {trial.last_step}"
         else:
-            what = "FAILED"
+            what = f"FAILED: {trial.user_attrs.get(FAILURE_ATTR, 'see the log above')}"
         print(f"{tag}trial {trial.number} {what}  ({shown})  [{done}/{target} done]", file=sys.stderr, flush=True)
 
     return report
@@ -359,11 +366,33 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+class _AnticipatedFailures(logging.Filter):
+    """Optuna logs every failed trial with its traceback, then "failed with value None". For a failure the suite
+    anticipates (a HintedError: divergence, out of memory, a refused configuration) the `trial N FAILED: ...`
+    line says it all; an unexpected exception (a bug) keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from suite.errors import USER_ERRORS
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, USER_ERRORS):
+            self.last_was_anticipated = True
+            return False
+        if getattr(self, "last_was_anticipated", False) and "failed with value None" in record.getMessage():
+            self.last_was_anticipated = False
+            return False
+        self.last_was_anticipated = False
+        return True
+
+
 def run_worker(ctx: Context, tag: str = "") -> int:
     """Run trials until COMPLETE + PRUNED reaches the target (or too many failures). Returns trials run."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optimize_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _AnticipatedFailures) for f in optimize_log.filters):
+        optimize_log.addFilter(_AnticipatedFailures())
     spec = load(ctx.file)
     storage = open_storage(ctx.storage, spec, ctx.uri)
     study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=None, pruner=make_pruner(spec))
@@ -457,6 +486,11 @@ def summarize(ctx: Context, spec: StudySpec, status: str = "FINISHED") -> dict[s
     metrics = {"sweep/complete": c["COMPLETE"], "sweep/pruned": c["PRUNED"], "sweep/failed": c["FAIL"],
                "sweep/running": c["RUNNING"]}
     summary: dict[str, Any] = {"counts": dict(c), "closed_runs": closed, "best": None}
+    ours = [t for t in study.get_trials(deepcopy=False) if t.number >= ctx.first_number]
+    failed = [t for t in ours if t.state.name == "FAIL"]
+    summary["failed_now"] = len(failed)
+    summary["finished_now"] = sum(1 for t in ours if t.state.name in ("COMPLETE", "PRUNED"))
+    summary["first_failure"] = _failure_reason(ctx.uri, failed[0]) if failed else None
     completes = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if completes:
         best = study.best_trial
@@ -478,6 +512,19 @@ def summarize(ctx: Context, spec: StudySpec, status: str = "FINISHED") -> dict[s
             tracking.log_artifact(ctx.uri, ctx.parent_run_id, csv)
     tracking.set_terminated(ctx.uri, ctx.parent_run_id, status)
     return summary
+
+
+def _failure_reason(uri: str, trial) -> str:
+    """Why a failed trial failed: its run's `suite.failure` tag, else Optuna's record of the exception."""
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    if run_id and FAILURE_ATTR not in trial.user_attrs:
+        try:
+            reason = tracking.client(uri).get_run(run_id).data.tags.get("suite.failure")
+            if reason:
+                return f"trial {trial.number} (run {run_id}): {reason}"
+        except Exception:  # the run is gone: fall back on Optuna's record
+            pass
+    return f"trial {trial.number}: {trial.user_attrs.get(FAILURE_ATTR, 'no reason recorded (see the log above)')}"
 
 
 def _plots(study, folder: Path) -> list[Path]:
@@ -616,4 +663,9 @@ def main(args) -> int:
         print(f"best: trial {b['number']}  {spec.metric} {b['value']:.4f}  ({params})  run {b['run_id']}",
               file=sys.stderr)
     print(f"look: suite ui  (study run {ctx.parent_run_id}; its trials are the nested runs)", file=sys.stderr)
+    if s["failed_now"] and not s["finished_now"]:
+        raise SweepFailedError(
+            f"sweep: all {s['failed_now']} trial(s) this command ran failed; the first one: {s['first_failure']}",
+            hint="remove the cause named above (the trial runs are FAILED in `suite ui`, tag suite.failure), then run the "
+                 "same command again: failed trials do not count toward the budget")
     return 0

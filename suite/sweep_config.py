@@ -247,10 +247,20 @@ def _named(value: Any, where: str, allowed: tuple[str, ...], default: str, path:
     return named
 
 
+def logged_metrics(tasks: tuple[str, ...], task_metric: str) -> list[str]:
+    """The per-epoch metrics every run of `tasks` logs (suite/lightning_module.py): `<split>/loss` and
+    `<split>/<task metric>` for train, val, test, and test8k for the Speech Commands family (tasks/speech.py
+    scores the 8 kHz test in every speech run)."""
+    splits = ["val", "train", "test"]
+    if all(registry.task(t).family == "speech" for t in tasks):
+        splits.append("test8k")
+    return [f"{split}/{q}" for split in splits for q in (task_metric, "loss")]
+
+
 def load(path: Path | str) -> StudySpec:
     """Read and validate a sweep file (schema, names, space); config keys are checked by `check_configs`."""
     path = Path(path)
-    data = load_yaml(path)
+    data = load_yaml(path, given_as="`suite sweep FILE`")
     _check_keys(data, _TOP_KEYS, "", path)
     _need("task" in data and "model" in data, path, "a sweep needs 'task' and 'model'.",
           hint="e.g. task: listops, model: s4d (a list makes it a dimension of the search)")
@@ -283,8 +293,12 @@ def load(path: Path | str) -> StudySpec:
     _need(isinstance(objective, dict), path, "'objective' must be a metric name or {metric: ..., direction: ...}.")
     _check_keys(objective, ("metric", "direction"), "objective.", path)
     metric = objective.get("metric") or f"val/{task_metric}"
-    _need(isinstance(metric, str) and "/" in metric, path, f"objective.metric = {metric!r} is not a logged metric.",
-          hint=f"e.g. val/{task_metric} or val/loss (metrics are logged per epoch as <split>/<name>)")
+    logged = logged_metrics(tasks, task_metric)
+    if metric not in logged:
+        close = difflib.get_close_matches(str(metric), logged, n=1, cutoff=0.5)
+        _need(False, path, f"objective.metric = {metric!r} is not a metric {'these tasks log' if len(tasks) > 1 else 'the task logs'}"
+                           + (f". Did you mean '{close[0]}'?" if close else "."),
+              hint=f"one of: {', '.join(logged)} (choose on validation: val/{task_metric} or val/loss)")
     default_dir = "minimize" if metric.endswith(("loss", "rmse")) else "maximize"
     direction = objective.get("direction") or default_dir
     _need(direction in DIRECTIONS, path, f"objective.direction = {direction!r}; expected maximize or minimize.")

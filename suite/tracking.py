@@ -68,6 +68,8 @@ def client(uri: str):
 
 
 DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}  # database stores MLflow takes
+# The stores MLflow 3 tracks to (its file store is gone; databricks needs its own credentials)
+STORE_SCHEMES = {"sqlite", "http", "https", "databricks", "databricks-uc", "uc", *DB_PORTS}
 
 
 def _check_database_port(uri: str, default_port: int, timeout: float) -> None:
@@ -94,6 +96,13 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail within seconds on a tracking server or database that does not answer (MLflow and SQLAlchemy
     themselves retry for minutes)."""
     scheme = uri.split("://", 1)[0].split("+", 1)[0]
+    if scheme not in STORE_SCHEMES:
+        raise TrackingError(
+            f"the MLflow store {mask(uri)} has the scheme '{scheme}://', which is not an MLflow tracking store.",
+            hint="use a SQLite file (sqlite:///path/mlflow.db, or just a path), a database (postgresql://, mysql://, "
+                 "mssql://) or a tracking server (http://, https://); leave --tracking-uri and MLFLOW_TRACKING_URI "
+                 "unset for the local store results/mlflow.db",
+        )
     if scheme in DB_PORTS:
         _check_database_port(uri, DB_PORTS[scheme], timeout)
         return
@@ -121,6 +130,19 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             hint="start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`), or fix --tracking-uri / "
                  "MLFLOW_TRACKING_URI; leave both unset for the local store results/mlflow.db",
         ) from None
+
+
+def resume_command(uri: str, run_id: str) -> str:
+    """The command that continues run `run_id`, ready to copy: with `--tracking-uri` unless the run is in the
+    checkout's default store (results/mlflow.db), whatever MLFLOW_TRACKING_URI says now (a later shell may not
+    have it). A password in the URI is masked: put it back, or export MLFLOW_TRACKING_URI instead."""
+    import shlex
+
+    from suite.paths import RESULTS_DIR
+
+    if uri == resolve_uri(f"sqlite:///{RESULTS_DIR / 'mlflow.db'}"):
+        return f"suite run --resume {run_id}"
+    return f"suite run --resume {run_id} --tracking-uri {shlex.quote(mask(uri))}"
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -320,7 +342,7 @@ def mark_stale_runs(uri: str) -> list[str]:
         marked.append(run.info.run_id)
         name = run.info.run_name or ""
         print(f"note: run {run.info.run_id} ({name}) was left RUNNING by process {tags['suite.pid']}, which is gone; "
-              f"marked KILLED. Continue it with: suite run --resume {run.info.run_id}", file=sys.stderr)
+              f"marked KILLED. Continue it with: {resume_command(uri, run.info.run_id)}", file=sys.stderr)
     return marked
 
 

@@ -22,7 +22,7 @@ from suite import tracking
 from suite.cli import build_parser
 from suite.config import resolve
 from suite.errors import (EXIT_CODES, INTERRUPTED_EXIT_CODE, ConfigError, DivergenceError, NotImplementedYet,
-                          ResourceError, ResumeError, TrackingError, UnknownNameError)
+                          ResourceError, ResumeError, SweepFailedError, TrackingError, UnknownNameError)
 from suite.paths import checkpoints_dir
 from suite.run import train
 from tasks.errors import DataError
@@ -32,7 +32,8 @@ SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--s
 
 
 def test_every_kind_of_failure_has_its_own_exit_code():
-    kinds = [ConfigError, NotImplementedYet, DataError, TrackingError, DivergenceError, ResourceError, ResumeError]
+    kinds = [ConfigError, NotImplementedYet, DataError, TrackingError, DivergenceError, ResourceError, ResumeError,
+             SweepFailedError]
     codes = [k.exit_code for k in kinds]
     assert len(set(codes)) == len(codes) and 0 not in codes and 1 not in codes  # 1 = an unanticipated error
     assert UnknownNameError.exit_code == ConfigError.exit_code  # a wrong name is bad input like a wrong key

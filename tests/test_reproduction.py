@@ -76,7 +76,7 @@ def test_time_limited_run_moves_through_a_bundle_to_another_store_and_finishes_t
     assert imported.data.tags["suite.origin_run_id"] == run_id
     assert histories(client2, new_id) == histories(client, run_id)
     r = run_suite("import", str(moving), "--tracking-uri", second)
-    assert r.returncode == 9 and f"run {run_id} is already in" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 10 and f"run {run_id} is already in" in r.stderr and "Traceback" not in r.stderr
 
     # Resumed there, it finishes with every epoch once: the metric count and the learning rates of the
     # uninterrupted run (the scheduler continued at the saved step).
@@ -116,7 +116,7 @@ def test_time_limited_run_moves_through_a_bundle_to_another_store_and_finishes_t
 
 def test_bad_inputs_are_clean_errors_with_their_exit_codes(tmp_path, capsys):
     r = run_suite("import", str(tmp_path / "nowhere"))
-    assert r.returncode == 9 and "no bundle at" in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 10 and "no bundle at" in r.stderr and "fix:" in r.stderr and "Traceback" not in r.stderr
 
     assert main(["export", "0123456789abcdef", str(tmp_path / "out")]) == 5  # unknown run id
     assert "no MLflow run '0123456789abcdef'" in capsys.readouterr().err
@@ -130,26 +130,26 @@ def test_bad_inputs_are_clean_errors_with_their_exit_codes(tmp_path, capsys):
     files = {p.name: {"bytes": p.stat().st_size, "sha256": bundle._sha256(p)} for p in folder.iterdir()}
     (folder / "summary.json").write_text(json.dumps({"format": bundle.FORMAT, "run_id": "r1", "files": files}))
     (folder / "params.json").write_text('{"optim.lr": "9"}')
-    assert main(["import", str(folder)]) == 9
+    assert main(["import", str(folder)]) == 10
     assert "params.json is not the file that was exported" in capsys.readouterr().err
     (folder / "summary.json").write_text("{not json")
-    assert main(["import", str(folder)]) == 9
+    assert main(["import", str(folder)]) == 10
     assert "unreadable summary.json" in capsys.readouterr().err
 
-    assert main(["eval", str(tmp_path / "missing.ckpt")]) == 9
+    assert main(["eval", str(tmp_path / "missing.ckpt")]) == 10
     assert "no checkpoint at" in capsys.readouterr().err
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
-    assert main(["eval", str(tmp_path / "text.ckpt")]) == 9
+    assert main(["eval", str(tmp_path / "text.ckpt")]) == 10
     assert "is not a readable checkpoint" in capsys.readouterr().err
     # A checkpoint holding an object (here an argparse.Namespace) needs pickle: refused, never unpickled.
     import argparse
 
     torch.save({"state_dict": {}, "hyper_parameters": argparse.Namespace(lr=0.1)}, tmp_path / "pickled.ckpt")
-    assert main(["eval", str(tmp_path / "pickled.ckpt")]) == 9
+    assert main(["eval", str(tmp_path / "pickled.ckpt")]) == 10
     err = capsys.readouterr().err
     assert "needs pickle" in err and "argparse.Namespace" in err and "fix:" in err
 
-    assert main(["eval", str(folder)]) == 9  # a folder without best.ckpt
+    assert main(["eval", str(folder)]) == 10  # a folder without best.ckpt
     assert "without best.ckpt" in capsys.readouterr().err
 
     # An export into a folder that holds something else is refused; nothing there is touched.
@@ -157,7 +157,7 @@ def test_bad_inputs_are_clean_errors_with_their_exit_codes(tmp_path, capsys):
     run_id = tracking.start_run(uri, tracking.ensure_experiment(uri, "lra"), "stopped", {})
     tracking.set_terminated(uri, run_id, "KILLED")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    assert main(["export", run_id, str(folder)]) == 9
+    assert main(["export", run_id, str(folder)]) == 10
     assert "holds no bundle of run" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 

@@ -154,7 +154,7 @@ def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path, start_s
     proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert f"suite run --resume {run_id}" in err and "Traceback" not in err
+    assert f"continue it with: suite run --resume {run_id} --tracking-uri {uri}\n" in err and "Traceback" not in err
     name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
     assert f"{name}: saving a checkpoint after this batch" in err, err[-3000:]
     client = MlflowClient(uri)
@@ -179,7 +179,8 @@ def test_resume_refuses_unknown_finished_and_reconfigured_runs(tmp_path):
     tracking.set_terminated(uri, finished, "FINISHED")
 
     r = run_suite("run", "--resume", "0123456789abcdef", "--tracking-uri", uri)
-    assert r.returncode == 8 and "no run '0123456789abcdef'" in r.stderr and "Traceback" not in r.stderr
+    # an unknown run id is a tracking-store error, exit 5, as for every command (README, Exit codes)
+    assert r.returncode == 5 and "no run '0123456789abcdef'" in r.stderr and "Traceback" not in r.stderr
     r = run_suite("run", "--resume", finished, "--tracking-uri", uri)
     assert r.returncode == 8 and "has FINISHED" in r.stderr
     r = run_suite("run", "--resume", finished, "--set", "optim.lr=0.1", "--tracking-uri", uri)
@@ -202,7 +203,8 @@ def test_stale_running_runs_are_marked_killed(tmp_path, capsys):
     assert client.get_run(dead).info.status == "KILLED" and client.get_run(dead).data.tags["suite.stale"] == "true"
     for run_id in (alive, elsewhere, untagged):
         assert client.get_run(run_id).info.status == "RUNNING"
-    assert f"suite run --resume {dead}" in capsys.readouterr().err
+    # the run is not in the default store: the printed command names it, so that it works as copied
+    assert f"Continue it with: suite run --resume {dead} --tracking-uri {uri}\n" in capsys.readouterr().err
     assert tracking.mark_stale_runs(uri) == []  # idempotent
 
 
