@@ -40,7 +40,7 @@ def load_checkpoint(uri: str, run_id: str) -> dict:
 
 def read_checkpoint(path: Path) -> dict:
     """A checkpoint's contents, loaded with `torch.load(weights_only=True)` onto the CPU: tensors and plain data
-    only. BundleError (exit 9) for a missing file, one that is no checkpoint, or one that needs pickle."""
+    only. BundleError (exit 10) for a missing file, one that is no checkpoint, or one that needs pickle."""
     import pickle
 
     import torch

@@ -89,14 +89,11 @@ def stop_now(time_left: float, step_s: float, save_s: float, eval_s: float, next
 
 
 def resume_command(run_id: str, uri: str, time_limit: str | int | float | None = None) -> str:
-    """`suite run --resume RUN_ID`, with `--tracking-uri` when the store is not this checkout's default one (the
-    password masked) and `--time-limit` when the run had one."""
+    """`suite run --resume RUN_ID` as tracking.resume_command writes it (with `--tracking-uri` when the store is
+    not this checkout's default one), plus `--time-limit` when the run had one."""
     from suite import tracking
-    from suite.paths import RESULTS_DIR
 
-    cmd = f"suite run --resume {run_id}"
-    if tracking.resolve_uri(uri) != f"sqlite:///{RESULTS_DIR / 'mlflow.db'}":
-        cmd += f" --tracking-uri {tracking.mask(uri)}"
+    cmd = tracking.resume_command(tracking.resolve_uri(uri), run_id)
     if time_limit:
         cmd += f" --time-limit {format_duration(parse_duration(time_limit))}"
     return cmd
