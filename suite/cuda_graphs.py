@@ -28,6 +28,7 @@ outputs and every gradient within 1e-4 relative, measured 9e-7 to 2e-6).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import torch
@@ -60,6 +61,11 @@ def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
         return x
     pad = [0, 0] * (-axis - 1) + [0, extra]  # F.pad lists the last axis first
     return nn.functional.pad(x, pad)
+
+
+def _autocast_dtype() -> torch.dtype | None:
+    """The dtype of the active CUDA autocast (mixed precision), or None."""
+    return torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
 
 
 class _Forward(nn.Module):
@@ -103,7 +109,7 @@ class GraphedTraining:
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
             x = pad_sequence_axis(x, BUCKET)
-        key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape))
+        key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), _autocast_dtype())
         self._drop_if_grown()  # a layer may have grown in an eager step or a validation pass
         graphed = self.graphs.get(key)
         if graphed is None:
@@ -112,7 +118,7 @@ class GraphedTraining:
                     print(f"note: cuda_graph: more than {MAX_GRAPHS} batch shapes; new shapes run eagerly",
                           file=sys.stderr)
                     self.told = True
-                return self.model(x, lengths)
+                return _Forward(self.model, lengths is not None)(x, lengths)
             graphed = self._capture(x, lengths)
             self._drop_if_grown()  # this capture's warm-up may have grown a layer: the older graphs are stale
             self.graphs[key] = graphed
@@ -128,7 +134,11 @@ class GraphedTraining:
         params = list(self.model.parameters())
         grads = [p.grad for p in params]  # the warm-up runs of the capture must not add to them
         args = (x,) if lengths is None else (x, lengths)
-        graphed = torch.cuda.make_graphed_callables(_Forward(self.model, lengths is not None), args, pool=self.pool)
+        dtype = _autocast_dtype()
+        with torch.autocast("cuda", dtype=dtype, cache_enabled=False) if dtype else contextlib.nullcontext():
+            # mixed precision: captured under autocast without its weight-cast cache, which graphs cannot keep
+            graphed = torch.cuda.make_graphed_callables(_Forward(self.model, lengths is not None), args,
+                                                        pool=self.pool)
         for p, g in zip(params, grads):
             p.grad = g
         return graphed

@@ -117,21 +117,64 @@ def test_cuda_graph_without_a_gpu_is_a_clean_config_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def gpu_network(model: str, overrides: list[str], d_input: int = VOCAB, d_output: int = CLASSES,
+                encoder: str = "embedding"):
+    from suite.run import build_model
+
+    cfg = config.resolve("listops", model, "smoke", overrides=["model.dropout=0.0", *overrides])
+    torch.manual_seed(0)
+    shapes = types.SimpleNamespace(d_input=d_input, d_output=d_output, encoder=encoder)
+    return build_model(cfg, shapes).cuda().train()
+
+
+# (model, overrides, input kind): every path the default `suite run` takes on one GPU
+GPU_CASES = [
+    ("s4d", [], "tokens"), ("s4", [], "tokens"),
+    ("liquid_s4_pb", [], "tokens"), ("liquid_s4_kb", [], "tokens"),  # reference mode, the default
+    ("liquid_s4_pb", ["model.liquid_mode=exact"], "tokens"), ("liquid_s4_kb", ["model.liquid_mode=exact"], "tokens"),
+    ("s4d", ["model.bidirectional=true"], "tokens"), ("liquid_s4_kb", ["model.bidirectional=true"], "tokens"),
+    ("liquid_s4_pb", ["model.bidirectional=true"], "tokens"),
+    ("s4d", ["model.decoder=retrieval"], "pairs"), ("liquid_s4_pb", ["model.decoder=retrieval"], "pairs"),
+    ("s4d", ["model.norm=layer"], "regression"), ("liquid_s4_kb", ["model.norm=layer"], "regression"),
+]
+
+
+def gpu_batch(kind: str, L: int, gen: torch.Generator):
+    """(x, y, lengths) on the GPU as a task's collate gives them: padded to the longest sequence."""
+    B = 8
+    if kind == "regression":  # BIDMC-like: fixed length, real features, one output
+        x = torch.randn(B, L, 2, generator=gen)
+        return x.cuda(), torch.randn(B, generator=gen).cuda(), None
+    shape = (B, 2) if kind == "pairs" else (B,)
+    lengths = torch.randint(1, L + 1, shape, generator=gen)
+    lengths.view(-1)[0] = L
+    x = torch.randint(1, VOCAB, (*shape, L), generator=gen)
+    return x.cuda(), torch.randint(0, 2 if kind == "pairs" else CLASSES, (B,), generator=gen).cuda(), lengths.cuda()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-@pytest.mark.parametrize("model", ["s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"])
-def test_graphed_training_step_matches_eager_on_the_gpu(model):
-    net = network(model, ["model.dropout=0.0"]).cuda().train()
+@pytest.mark.parametrize("model,overrides,kind", GPU_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize("precision", [None, torch.bfloat16])
+def test_graphed_training_step_matches_the_eager_step_on_the_gpu(model, overrides, kind, precision):
+    """The default path (CUDA graphs over bucket-padded batches) against the eager step on the collated batch:
+    outputs and every gradient within 1e-4 of the largest value in fp32 (2e-2 under bf16 autocast)."""
+    regression = kind == "regression"
+    net = gpu_network(model, overrides, d_input=2 if regression else VOCAB, d_output=1 if regression else
+                      (2 if kind == "pairs" else CLASSES), encoder="linear" if regression else "embedding")
     graphed = GraphedTraining(net)
-    y = torch.randint(0, CLASSES, (8,), device="cuda")
-    for L in (300, 700, 300):  # two buckets, then the first graph again
-        x = torch.randint(1, VOCAB, (8, L), device="cuda")
-        lengths = torch.randint(1, L + 1, (8,), device="cuda")
+    gen = torch.Generator().manual_seed(1)
+    tol = 1e-4 if precision is None else 2e-2
+    for L in (300, 700, 290) if not regression else (512, 512):  # two buckets, then the first graph again
+        x, y, lengths = gpu_batch(kind, L, gen)
         results = []
-        for forward in (lambda: graphed(x, lengths), lambda: net(pad_sequence_axis(x, BUCKET), lengths)):
+        for forward in (lambda: graphed(x, lengths), lambda: net(x, lengths)):
             net.zero_grad(set_to_none=True)
-            out = forward()
-            torch.nn.functional.cross_entropy(out, y).backward()
-            results.append([out.detach()] + [p.grad.clone() for p in net.parameters()])
+            with torch.autocast("cuda", dtype=precision, enabled=precision is not None):
+                out = forward()
+                loss = (torch.nn.functional.mse_loss(out.squeeze(-1), y) if regression
+                        else torch.nn.functional.cross_entropy(out, y))
+            loss.backward()
+            results.append([out.detach().float()] + [p.grad.clone() for p in net.parameters()])
         for a, b in zip(*results):
-            assert ((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item() < 1e-4
-    assert len(graphed.graphs) == 2
+            assert ((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item() < tol
+    assert len(graphed.graphs) == (2 if not regression else 1)
