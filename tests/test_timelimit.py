@@ -96,3 +96,17 @@ def test_a_listops_paper_checkpoint_loads_without_pickle_and_stays_under_16_mib(
         assert state["suite_config"]["model"]["d_model"] == 256
         assert path.stat().st_size < 16 * 2**20, (name, path.stat().st_size)
     assert torch.load(folder / "last.ckpt", weights_only=True)["optimizer_states"]  # what --resume continues
+
+
+def test_sigusr1_asks_for_a_time_limit_stop(tmp_path, capsys):
+    """SLURM's `--signal=USR1@90`: the job's time is nearly up. The run stops as at its time limit (exit 75)."""
+    import os
+    import signal
+
+    from suite.guards import ResumePoint
+
+    point = ResumePoint(tmp_path / "last.ckpt")
+    with point.signal_handlers():
+        os.kill(os.getpid(), signal.SIGUSR1)  # Python runs the handler before the next bytecode
+        assert point.interrupt_requested and point.time_limit_reached
+    assert "SIGUSR1: saving a checkpoint after this batch and stopping" in capsys.readouterr().err
