@@ -193,7 +193,7 @@ def padded_reference_window(u: torch.Tensor, p: int, L0: torch.Tensor) -> torch.
     tensor on u's device."""
     L = u.shape[-1]
     which, rel = _padded_window_tables(L, p, u.device)
-    idx = L0 + rel[which[L0]]  # (L, p)
+    idx = L0 + rel.index_select(0, which.index_select(0, L0.view(1)))[0]  # (L, p); no 0-dim index: no .item()
     idx = torch.remainder(idx, L0.clamp(min=1)).clamp(max=L - 1)  # wrap as eager indexing does; rows t >= L0 unused
     valid = (torch.arange(L, device=u.device) < L0) & (L0 >= p)
     return torch.where(valid, u[..., idx].prod(-1), 0.0)
@@ -361,7 +361,8 @@ class LiquidS4(S4):
                 k = K[0] if not self.bidirectional else torch.cat([K[0], K[1].flip(-1)], -1)  # (H, L) or (H, 2L)
                 k_f = torch.fft.fft(k, n=L + 1)  # quirks 13-14: complex FFT of the first L + 1 taps
             else:  # the same first L0 + 1 taps: K[0][:L0], then 0 or (bidirectional) K[1][L0 - 1]
-                last = K[1][:, (L0 - 1).clamp(min=0)] if self.bidirectional else torch.zeros_like(K[0][:, 0])
+                last = (K[1].index_select(-1, (L0 - 1).clamp(min=0).view(1))[:, 0] if self.bidirectional
+                        else torch.zeros_like(K[0][:, 0]))
                 k1 = torch.cat([K[0], torch.zeros_like(K[0][:, :1])], -1)  # (H, L + 1)
                 tap = torch.arange(L + 1, device=u.device)
                 k1 = torch.where(tap < L0, k1, torch.where(tap == L0, last[:, None], 0.0))

@@ -81,7 +81,9 @@ class SequenceModule(L.LightningModule):
         self.metrics[f"{split}_"].update(preds, y if self.problem == "classification" else y.float())
         n = len(y)
         if split == "train":
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+            # not prog_bar: Lightning reads progress-bar values at every step (a wait for the GPU);
+            # suite.throughput.SteadyProgressBar shows this loss every log interval
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=n,
                  add_dataloader_idx=False, sync_dist=True)
         self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,

@@ -12,7 +12,7 @@ memory, and the progress bar below reads the logged values every log interval on
   point, validation excluded) and, on a GPU, `perf/gpu_mem_gib` (the peak memory allocated by tensors so
   far, GiB) every `trainer.log_every_n_steps` optimizer steps. Both are host-side values (a clock, the
   allocator's counters): logging them does not wait for the GPU either.
-- `SteadyProgressBar` is Lightning's progress bar with its metrics (the step loss) refreshed every log
+- `SteadyProgressBar` is Lightning's progress bar with the step loss and its metrics refreshed every log
   interval instead of every step; the bar itself moves every step.
 """
 
@@ -62,8 +62,9 @@ class Throughput(L.Callback):
 
 
 class SteadyProgressBar(TQDMProgressBar):
-    """Lightning's progress bar; its metrics (device values: reading them waits for the GPU) are read at the
-    first step and every `every` steps after, and at the end of each epoch's validation."""
+    """Lightning's progress bar, with the training step loss (`train/loss_step`, which is not a progress-bar
+    metric: Lightning would read those at every step) beside its metrics; both are read at the first step and
+    every `every` steps after, and at the end of each epoch's validation."""
 
     def __init__(self, every: int):
         super().__init__()
@@ -74,4 +75,7 @@ class SteadyProgressBar(TQDMProgressBar):
         loop = trainer.fit_loop.epoch_loop
         if self._metrics is None or not trainer.training or (loop._batches_that_stepped % self.every == 0):
             self._metrics = super().get_metrics(trainer, pl_module)
+            loss = trainer.callback_metrics.get("train/loss_step")
+            if loss is not None:
+                self._metrics["train/loss_step"] = f"{float(loss):.3g}"
         return self._metrics
