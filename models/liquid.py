@@ -144,6 +144,19 @@ def _window_index(L: int, p: int) -> torch.Tensor | None:
     return (subsets[-L:].flip(0) + (L - n)) % L
 
 
+def window_products(u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """out[..., t] = prod_j u[..., idx[j, t]] for u (B, H, L) and idx (p, L) long -> (B, H, L).
+
+    One `index_select` per factor and plain products, for the CUDA-graph path: the backward of `index_select` is an
+    `index_add_` on the device, while `u[..., idx].prod(-1)` would backpropagate through `prod`, whose backward looks
+    for zeros in its input on the host (a sync, which a graph capture refuses) and through advanced indexing's
+    sort-based `index_put_` (44 % of a PB training step's GPU time, BENCHMARKS.md)."""
+    out = u.index_select(-1, idx[0])
+    for j in range(1, idx.shape[0]):
+        out = out * u.index_select(-1, idx[j])
+    return out
+
+
 def reference_window(u: torch.Tensor, p: int) -> torch.Tensor:
     """allcombs signal, time-flipped (quirk 5, docs/liquid.md): products over the p-subsets of the last n_p time
     indices, the last L of them in reverse lexicographic order; (B, H, L). The index table is built once per
@@ -152,9 +165,9 @@ def reference_window(u: torch.Tensor, p: int) -> torch.Tensor:
     key = (L, p, u.device)
     if key not in _WINDOWS:
         idx = _window_index(L, p)
-        _WINDOWS[key] = None if idx is None else idx.to(u.device)
+        _WINDOWS[key] = None if idx is None else idx.t().contiguous().to(u.device)  # (p, L)
     idx = _WINDOWS[key]
-    return torch.zeros_like(u) if idx is None else u[..., idx].prod(-1)
+    return torch.zeros_like(u) if idx is None else window_products(u, idx)
 
 
 def reference_correlations(u: torch.Tensor, p: int) -> torch.Tensor:
@@ -196,7 +209,7 @@ def padded_reference_window(u: torch.Tensor, p: int, L0: torch.Tensor) -> torch.
     idx = L0 + rel.index_select(0, which.index_select(0, L0.view(1)))[0]  # (L, p); no 0-dim index: no .item()
     idx = torch.remainder(idx, L0.clamp(min=1)).clamp(max=L - 1)  # wrap as eager indexing does; rows t >= L0 unused
     valid = (torch.arange(L, device=u.device) < L0) & (L0 >= p)
-    return torch.where(valid, u[..., idx].prod(-1), 0.0)
+    return torch.where(valid, window_products(u, idx.t().contiguous()), 0.0)
 
 
 def flip_within(x: torch.Tensor, L0: torch.Tensor) -> torch.Tensor:

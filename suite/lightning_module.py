@@ -53,10 +53,6 @@ class SequenceModule(L.LightningModule):
         from suite.cuda_graphs import GraphedTraining, obstacle
 
         why = obstacle(self.device.type, self.trainer.world_size, self.trainer.precision)
-        if why is None and self.cuda_graph == "auto" and _has_liquid_term(self.model):
-            # Capturing the liquid term failed on an H200 for some inputs (BENCHMARKS.md, session 7): auto keeps
-            # it eager until the GPU check passes for every input kind; trainer.cuda_graph=true still tries.
-            why = "the liquid term is not yet validated under CUDA graphs"
         if why is None:
             self._graphed = GraphedTraining(self.model)
         elif self.cuda_graph is True:
@@ -109,8 +105,3 @@ class SequenceModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["suite_config"] = self.config
-
-
-def _has_liquid_term(model: nn.Module) -> bool:
-    """Whether any layer of the network computes a liquid term (liquid_kernel kb or pb)."""
-    return any(getattr(m, "liquid_kernel", "none") != "none" for m in model.modules())

@@ -131,3 +131,24 @@ def test_full_network_trains_a_step():
     out = model(torch.randint(0, 10, (4, 64)), torch.tensor([64, 50, 30, 10]))
     torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0])).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("p", [2, 3])
+def test_window_products_match_the_gather_and_prod_with_zeros_in_the_input(p):
+    """The reference term's window products (one index_select per factor, graph-capturable) equal the plain
+    `u[..., idx].prod(-1)`, outputs and gradients, in float64, with zero-padded positions in the input."""
+    from models.liquid import _window_index, window_products
+
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 4, 50, dtype=torch.float64, generator=gen)
+    u[..., 40:] = 0.0  # padding: prod's backward takes its zero branch here
+    idx = _window_index(50, p)  # (L, p)
+    grad = torch.randn(3, 4, 50, dtype=torch.float64, generator=gen)
+    outs = []
+    for f in (lambda v: v[..., idx].prod(-1), lambda v: window_products(v, idx.t().contiguous())):
+        v = u.clone().requires_grad_(True)
+        y = f(v)
+        y.backward(grad)
+        outs.append((y.detach(), v.grad))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-14, atol=0)
+    torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-14, atol=1e-15)

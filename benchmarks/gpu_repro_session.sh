@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One device command of session 8 (issues 12 and 13): the CUDA-graph check of every model and input kind, the
+# training-step benchmark of the default path, then ListOps reproduction runs until the command's end.
+#   bash benchmarks/gpu_repro_session.sh SECONDS [check] RUN [RUN ...]      (results in $OUT)
+set -u
+start=$(date +%s); budget=$1; shift
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
+python3 -c "import mlflow, optuna" 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu-wheels \
+  mlflow==3.17.2 optuna==5.0.0 optuna-integration==5.0.0
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+if [ "${1:-}" = check ]; then
+  shift
+  python3 -m pytest -q -p no:cacheprovider -k gpu tests/test_cuda_graphs.py -rf 2>&1 | tail -40 > "$OUT/graphs.log"
+  tail -15 "$OUT/graphs.log"
+  python3 -m suite.cli bench --train --no-track 2>&1 | tail -20 | tee "$OUT/train_bench.log"
+fi
+left=$((budget - $(date +%s) + start))
+[ $# -gt 0 ] && python3 benchmarks/reproduction_job.py "$@" --deadline "$left" --out "$OUT" 2>&1 \
+  | grep -v "generating ListOps" | tee "$OUT/job.log" | grep -v "^epoch\|step " | tail -30
+grep -h "^epoch" "$OUT/job.log" | tail -8
