@@ -4,13 +4,19 @@ Behind `make lra`, `make scifar`, `make speech`, `make bidmc`. Each run is its o
 process, so one failure (or an out-of-memory) does not end the batch: the rest go on and the
 summary lists what failed. Tasks whose data is not on disk (and that the preset does not generate)
 are skipped with the reason and the command that fixes it.
+
+`--workers K` runs K of them at a time. Their output then goes to one log file per run (the parent prints
+a line when each starts and ends, and the log's tail when one fails), and on one GPU the K processes share
+it through a CUDA MPS daemon the suite starts and stops (suite/mps.py, `--mps`).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from suite import registry
 
@@ -46,9 +52,13 @@ def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
 
 
 def run(family: str, models: list[str] | None, preset: str, seeds: list[int], data_dir: str | None,
-        tracking_uri: str | None, extra: list[str]) -> int:
+        tracking_uri: str | None, extra: list[str], workers: int = 1, mps: str = "auto") -> int:
     """Exit status: 0 when every planned run finished (tasks skipped for want of data are not failures),
     1 when a run failed, 130 when interrupted. `models` empty or None: every model of the registry."""
+    from suite.errors import ConfigError
+
+    if workers < 1:
+        raise ConfigError(f"batch: --workers {workers} must be >= 1.", hint="use --workers 1 (one run at a time) or more")
     models = list(models or registry.MODELS)
     for m in models:
         registry.model(m)  # unknown names fail before anything runs
@@ -63,25 +73,96 @@ def run(family: str, models: list[str] | None, preset: str, seeds: list[int], da
         print(f"skip {task}: {reason}", file=sys.stderr)
     print(f"{len(plan)} runs: {len(models)} model(s) x {len({p.task for p in plan})} task(s) x "
           f"{len(seeds) or 1} seed(s), preset {preset}", file=sys.stderr)
-    failed = []
-    for i, p in enumerate(plan, 1):
-        cmd = [sys.executable, "-m", "suite.cli", "run", "--task", p.task, "--model", p.model, "--preset", preset]
-        if p.seed is not None:
-            cmd += ["--seed", str(p.seed)]
-        if data_dir:
-            cmd += ["--data-dir", data_dir]
-        if tracking_uri:
-            cmd += ["--tracking-uri", tracking_uri]
-        cmd += extra
-        print(f"\n[{i}/{len(plan)}] {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
-        code = subprocess.call(cmd)
-        if code == 130:
-            print("interrupted: the batch stops here", file=sys.stderr)
-            return 130
-        if code != 0:
-            failed.append((p, code))
+    commands = [_command(p, preset, data_dir, tracking_uri, extra) for p in plan]
+    if workers == 1 or len(plan) <= 1:
+        failed = _one_at_a_time(plan, commands)
+    else:
+        from suite.mps import mps_for_workers
+
+        with mps_for_workers(min(workers, len(plan)), mps):
+            failed = _in_parallel(plan, commands, workers, _logs_dir(family, tracking_uri))
+    if failed is None:
+        print("interrupted: the batch stops here", file=sys.stderr)
+        return 130
     print(f"\n{len(plan) - len(failed)} of {len(plan)} runs finished"
           + (f"; skipped: {', '.join(skipped)}" if skipped else ""), file=sys.stderr)
     for p, code in failed:
         print(f"  FAILED (exit {code}): {p.task} {p.model} seed {p.seed}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _command(p: Planned, preset: str, data_dir: str | None, tracking_uri: str | None, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "suite.cli", "run", "--task", p.task, "--model", p.model, "--preset", preset]
+    if p.seed is not None:
+        cmd += ["--seed", str(p.seed)]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    if tracking_uri:
+        cmd += ["--tracking-uri", tracking_uri]
+    return cmd + extra
+
+
+def _one_at_a_time(plan: list[Planned], commands: list[list[str]]) -> list[tuple[Planned, int]] | None:
+    """Each run in the foreground, its output on this terminal. None when interrupted."""
+    failed = []
+    for i, (p, cmd) in enumerate(zip(plan, commands), 1):
+        print(f"\n[{i}/{len(plan)}] {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
+        code = subprocess.call(cmd)
+        if code == 130:
+            return None
+        if code != 0:
+            failed.append((p, code))
+    return failed
+
+
+def _logs_dir(family: str, tracking_uri: str | None) -> Path:
+    """logs/batch-FAMILY-TIME/ beside a SQLite store's file (results/ by default), else under results/."""
+    from suite import tracking
+    from suite.paths import RESULTS_DIR
+
+    db = tracking.sqlite_path(tracking.resolve_uri(tracking_uri))
+    return (db.parent if db is not None else RESULTS_DIR) / "logs" / f"batch-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
+                 logs: Path) -> list[tuple[Planned, int]] | None:
+    """`workers` runs at a time, each writing to its own log file in `logs`. None when interrupted (the running
+    ones are sent SIGINT, so they stop as after Ctrl-C: checkpoint saved, run resumable)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"{workers} runs at a time; one log per run in {logs}", file=sys.stderr, flush=True)
+    waiting = list(enumerate(zip(plan, commands), 1))
+    running: dict[int, tuple[subprocess.Popen, Planned, Path, float]] = {}
+    failed = []
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                i, (p, cmd) = waiting.pop(0)
+                log = logs / f"{i:03d}-{p.task}-{p.model}" f"{'' if p.seed is None else f'-seed{p.seed}'}.log"
+                with log.open("w") as f:
+                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                running[i] = (proc, p, log, time.monotonic())
+                print(f"[{i}/{len(plan)}] started: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+            for i, (proc, p, log, t0) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[i]
+                took = time.monotonic() - t0
+                print(f"[{i}/{len(plan)}] {'finished' if code == 0 else f'FAILED (exit {code})'} after "
+                      f"{took / 60:.1f} min: {p.task} {p.model}" + ("" if p.seed is None else f" seed {p.seed}")
+                      + f" (log: {log})", file=sys.stderr, flush=True)
+                if code != 0:
+                    failed.append((p, code))
+                    tail = log.read_text(errors="replace").splitlines()[-15:]
+                    print("\n".join("    " + line for line in tail), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        for proc, *_ in running.values():
+            proc.send_signal(2)
+        for proc, *_ in running.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        return None
+    return failed

@@ -207,7 +207,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     models = [m for spec in args.models or [] for m in spec.replace(",", " ").split()] or None
     return batch.run(args.family, models, args.preset, args.seeds or [], args.data_dir, args.tracking_uri,
-                     [x for s in args.set or [] for x in ("--set", s)])
+                     [x for s in args.set or [] for x in ("--set", s)], workers=args.workers, mps=args.mps)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite next to the MLflow store)")
     p.add_argument("--study", help="study name (default: the file's)")
     p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    p.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
+                   help="K > 1 workers on one GPU share it through a CUDA MPS daemon the suite starts and stops "
+                        "(auto: when nvidia-cuda-mps-control is there; default auto)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
     p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
     p.set_defaults(func=cmd_sweep)
@@ -428,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", help="paper (default) or smoke")
     p.add_argument("--seeds", type=int, nargs="*", metavar="SEED", help="seeds (default: each recipe's own)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override passed to every run")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="runs at a time (default 1); with K > 1 each run writes its own log under results/logs/")
+    p.add_argument("--mps", choices=["auto", "on", "off"], default="auto",
+                   help="K > 1 runs on one GPU share it through a CUDA MPS daemon the suite starts and stops "
+                        "(auto: when nvidia-cuda-mps-control is there; default auto)")
     p.add_argument("--data-dir", help="data root (default: SUITE_DATA or data/ of this checkout)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
     p.set_defaults(func=cmd_batch)

@@ -647,8 +647,11 @@ def main(args) -> int:
         print(f"nothing to run: the study has {done} of {ctx.target} trials (pass --trials N to add N more)",
               file=sys.stderr)
     else:
+        from suite.mps import mps_for_workers
+
         try:
-            run_workers(ctx, args.workers)
+            with mps_for_workers(args.workers, getattr(args, "mps", "auto")):
+                run_workers(ctx, args.workers)
         except KeyboardInterrupt:
             summarize(ctx, spec, status="KILLED")
             raise

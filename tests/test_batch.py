@@ -93,3 +93,38 @@ def test_batch_defaults_to_every_registered_model(tmp_path):
     r = run_suite("batch", "bidmc", "--preset", "smoke", "--data-dir", str(tmp_path / "d"), "--seeds", "1")
     assert r.returncode == 0, r.stderr
     assert f"0 runs: {len(registry.MODELS)} model(s)" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# several runs at a time (--workers K), each its own process, log and MLflow run
+# ------------------------------------------------------------------------------------------------
+
+
+def test_batch_with_two_workers_trains_each_run_in_its_own_process_and_log(tmp_path):
+    store = tmp_path / "store" / "mlflow.db"
+    r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--seeds", "1", "2", "--workers", "2",
+                  "--tracking-uri", f"sqlite:///{store}", "--data-dir", str(tmp_path / "data"),
+                  *[x for kv in FAST.split() for x in ("--set", kv)], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 runs at a time" in r.stderr
+    assert "without CUDA MPS (no GPU)" in r.stderr  # the fallback note, once, on this CPU machine
+    listops = [line for line in r.stderr.splitlines() if "finished after" in line and "listops s4d" in line]
+    assert len(listops) == 2, r.stderr[-3000:]
+    logs = sorted((store.parent / "logs").glob("batch-lra-*/*.log"))
+    assert len(logs) >= 2 and all(p.stat().st_size > 0 for p in logs)
+    assert any("listops-s4d-seed1" in p.name for p in logs) and any("listops-s4d-seed2" in p.name for p in logs)
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="params.task = 'listops'")
+    assert sorted(int(run.data.params["seed"]) for run in runs) == [1, 2]
+    assert all(run.info.status == "FINISHED" for run in runs)
+
+
+def test_batch_rejects_zero_workers_and_mps_on_without_a_gpu(tmp_path):
+    r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--workers", "0",
+                  "--data-dir", str(tmp_path / "d"))
+    assert r.returncode == 2 and "--workers 0 must be >= 1" in r.stderr and "Traceback" not in r.stderr
+    r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--seeds", "1", "2", "--workers", "2",
+                  "--mps", "on", "--data-dir", str(tmp_path / "d"),
+                  *[x for kv in FAST.split() for x in ("--set", kv)])
+    assert r.returncode == 2 and "MPS cannot be used here: no GPU" in r.stderr and "fix: use --mps auto or off" in r.stderr
