@@ -4,7 +4,7 @@ Who does what:
 
 - **Optuna storage** (SQLite beside the MLflow store by default, any RDB URL such as PostgreSQL for
   many machines) is the source of truth for trials. It is created, with the study, once before any
-  worker starts (a fresh SQLite file raced by several processes breaks: ecosystem.md P2).
+  worker starts (a fresh SQLite file raced by several processes breaks: docs/tracking.md, pitfall P2).
 - **MLflow** holds the study run (found again by its tags, so a rerun reuses it) and one child run
   per trial, trained by `suite.run.train` exactly as `suite run` does, plus the tags
   `suite.sweep.study` / `suite.sweep.trial`, the sampled values as params `trial.<key>`, and the

@@ -4,7 +4,7 @@ One store for every command: a SQLite file at a fixed place (`results/mlflow.db`
 `--tracking-uri` or `MLFLOW_TRACKING_URI` says otherwise. The URI is always passed explicitly to
 MLflow and to Lightning's logger (a bare `MLFlowLogger()` falls back to the removed file store).
 The database and the experiment are created once, under a file lock, before any run starts, so
-concurrent first starts do not race on the schema migration (ecosystem.md, pitfall P2).
+concurrent first starts do not race on the schema migration (docs/tracking.md, pitfall P2).
 """
 
 from __future__ import annotations

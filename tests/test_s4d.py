@@ -175,7 +175,7 @@ def test_norm_rejects_unknown_kind():
         Norm(4, "group")
 
 
-# S4D-Inv and S4D-Lin (models.md, section 3; the public S4 code, src/models/sequence/kernels/dplr.py, init 'inv' /
+# S4D-Inv and S4D-Lin (docs/models.md §3; the public S4 code, src/models/sequence/kernels/dplr.py, init 'inv' /
 # 'lin'), N = 8 state size, n = 0..3: Re A_n = -1/2, B_n = 1,
 #   Inv: Im A_n = (N/pi)(N/(2n+1) - 1) = 8/pi * (7, 5/3, 3/5, 1/7)
 #   Lin: Im A_n = pi n
