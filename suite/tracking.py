@@ -346,12 +346,6 @@ def mark_stale_runs(uri: str) -> list[str]:
     return marked
 
 
-def lightning_logger(uri: str, run_id: str):
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    return MLFlowLogger(tracking_uri=uri, run_id=run_id)
-
-
 def ui_command(uri: str, host: str, port: int) -> list[str]:
     """The `mlflow ui` command line for the store (artifacts served from beside the database)."""
     cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
