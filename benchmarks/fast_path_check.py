@@ -1,5 +1,7 @@
 """Fast paths against float64 on whatever device is present (the GPU in benchmarks/gpu_session.py).
 
+The checks themselves are models/checks.py (the tests run them on a CPU); this script runs them at full size.
+
 For each model's SSM layer: the fp32 layer (the fast paths: fused FFT convolution with the skip
 folded in, batched Cauchy, the fused KB degree-2 convolution) against a float64 copy of the same layer, outputs and
 the gradients of the input and of every parameter, as max |diff| / max |float64 value|, beside the
@@ -14,41 +16,17 @@ import copy
 
 import torch
 
+from models.checks import check_layer as check_ssm_layer
+from models.checks import kb2_long_error, rel_err, within
+
 TOL = 2e-6  # conv_and_kb2 at L = 16384: relative to the largest float64 value
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.double() - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
-
-
 def check_layer(model: str, B: int = 4, H: int = 32, L: int = 1024, device: str = "cuda") -> dict:
-    """{tensor: (fast fp32 error, plain fp32 error)}, each relative to the plain float64 layer."""
-    from models.block import SSMLayer
+    """models.checks.check_layer for a registered model name."""
     from suite import registry
 
-    torch.manual_seed(0)
-    cls = registry.resolve(registry.model(model))
-    kw = {"d_state": 64} | ({} if model == "s4d" else {"l_max": L})
-    kw |= {"liquid_mode": "exact"} if model.startswith("liquid") else {}  # the fused KB path is exact mode's
-    fast = SSMLayer(cls(H, **kw)).to(device)
-    plain = copy.deepcopy(fast)
-    plain.ssm.fused = False
-    exact = copy.deepcopy(plain).double()
-    u = torch.randn(B, H, L, device=device) + 0.5  # a mean, as embeddings have
-    g = torch.randn(B, H, L, device=device)
-    results = []
-    for layer in (fast, plain, exact):
-        x = u.to(next(layer.parameters()).dtype).clone().requires_grad_()
-        y = layer(x)
-        (y * g.to(y.dtype)).sum().backward()
-        results.append({"out": y, "grad u": x.grad} | {f"grad {n}": p.grad for n, p in layer.named_parameters()})
-    return {name: (rel_err(results[0][name], t), rel_err(results[1][name], t)) for name, t in results[2].items()}
-
-
-def within(fast: float, plain: float) -> bool:
-    """The fast path may be at most twice as far from float64 as the plain fp32 path, plus 5e-5 (a few
-    hundred fp32 ulps: the two paths round differently, which matters where both errors are tiny)."""
-    return fast <= 2 * plain + 5e-5
+    return check_ssm_layer(registry.resolve(registry.model(model)), B=B, H=H, L=L, device=device)
 
 
 def check_graphed_network(model: str) -> float:
@@ -108,14 +86,8 @@ def main(models=("s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"), device: str | Non
               f"(plain {e_plain:.2e})")
         failures += [f"{model} {n}: {a:.2e} vs plain {b:.2e}" for n, (a, b) in errs.items() if not within(a, b)]
     # KB degree 2 at long L against the float64 path (prefix-sum precision)
-    from models.kernels.kb_conv import conv_and_kb2
-
-    torch.manual_seed(0)
-    H, L = 16, 16384
-    u = 1 + 0.3 * torch.randn(2, H, L, device=device, dtype=torch.float64)
-    k = torch.randn(H, L, device=device, dtype=torch.float64) * torch.exp(-torch.arange(L, device=device) / 4000)
-    K2 = torch.randn(H, L, device=device, dtype=torch.float64) * torch.exp(-torch.arange(L, device=device) / 4000)
-    e = rel_err(conv_and_kb2(u.float(), k.float(), K2.float()), conv_and_kb2(u, k, K2))
+    L = 16384
+    e = kb2_long_error(L, device=device)
     print(f"fast-path check conv_and_kb2 L={L}, input mean 1: fp32 vs float64 rel err {e:.2e} (tolerance {TOL:.0e})")
     if e > TOL:
         failures.append(f"conv_and_kb2: {e:.2e}")

@@ -1,4 +1,4 @@
-"""Pathfinder generator statistics against the reference values of generators.md section 3.2.
+"""Pathfinder generator statistics against the reference values of docs/generators.md §3.2.
 
 Generates n images per (resolution, level) with tasks/generators/pathfinder.py (in memory, nothing
 written) and prints, beside the reference measured from the original code: distractor snakes placed,
@@ -10,7 +10,7 @@ lit-pixel centroid, marker distances and the class-conditional means.
     .venv/bin/python -m benchmarks.pathfinder_stats --res 32 --levels all --n 300 --workers 2
 
 Easy and intermediate use the per-level distractor counts the reference column assumes (32 px: 10 and
-6; 128 px: 17 and 11), not the generator's literal default (see generators.md 2.8).
+6; 128 px: 17 and 11), not the generator's literal default (see docs/generators.md §2.8).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tasks.generators import pathfinder as gen
 SHORT = {"easy": "curv_baseline", "inter": "curv_contour_length_9", "hard": "curv_contour_length_14"}
 REF_DISTRACTORS = {(32, "easy"): 10, (32, "inter"): 6, (128, "easy"): 17, (128, "inter"): 11}
 
-# generators.md 3.2, (resolution, level) -> statistic -> reference value
+# docs/generators.md §3.2, (resolution, level) -> statistic -> reference value
 REF = {
     (32, "easy"): dict(distractors=3.4, mean=13.2, mean_sd=1.9, zero=0.769, ge1=0.231, ge64=0.077, ge128=0.053,
                        ge192=0.017, eq255=0.0016, lit=79, lit_sd=11, blobs=7.5, blobs_sd=2.4, unscaled=0.13,

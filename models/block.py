@@ -1,4 +1,4 @@
-"""The SSM layer and the residual block around it (models.md, section 5).
+"""The SSM layer and the residual block around it (docs/models.md §6).
 
 Layer:  (B, H, L) -> zero padded positions -> y = K * u + D u -> GELU -> Dropout -> Linear(H, 2H) -> GLU
 Block:  z = Norm(x) if prenorm else x;  x = x + Dropout(Layer(z));  x = Norm(x) if postnorm

@@ -1,4 +1,5 @@
-"""HiPPO-LegS matrices and their normal-plus-low-rank diagonalisation (models.md, section 2.1).
+"""HiPPO-LegS matrices and their normal-plus-low-rank diagonalisation (docs/models.md §2.1,
+eqs. (5) to (7)).
 
 LegS (Gu et al. 2020):  A_nk = -sqrt(2n+1) sqrt(2k+1) for n > k,  -(n+1) for n = k,  0 for n < k;
                         B_n  = sqrt(2n+1).
@@ -51,7 +52,7 @@ def nplr_legs(N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.T
 
 
 def s4d_init(N: int, init: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Diagonal A (N//2,) and B (N//2,) complex128 for the S4D initialisations (models.md, section 3).
+    """Diagonal A (N//2,) and B (N//2,) complex128 for the S4D initialisations (docs/models.md §3).
 
     legs: Lambda and B~ of the NPLR LegS form, low-rank term dropped (S4D-LegS).
     inv:  A_n = -1/2 + i (N/pi)(N/(2n+1) - 1), B_n = 1 (S4D-Inv).

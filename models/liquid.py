@@ -158,7 +158,7 @@ def window_products(u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def reference_window(u: torch.Tensor, p: int) -> torch.Tensor:
-    """allcombs signal, time-flipped (quirk 5, docs/liquid.md): products over the p-subsets of the last n_p time
+    """allcombs signal, time-flipped (quirk 4, docs/liquid.md): products over the p-subsets of the last n_p time
     indices, the last L of them in reverse lexicographic order; (B, H, L). The index table is built once per
     (L, p, device) and kept on the device: no host-to-device copy in the forward."""
     L = u.shape[-1]

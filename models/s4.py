@@ -1,4 +1,4 @@
-"""S4: the diagonal-plus-low-rank state-space model (Gu, Goel, Ré 2022; models.md, section 2).
+"""S4: the diagonal-plus-low-rank state-space model (Gu, Goel, Ré 2022; docs/models.md §2).
 
 State matrix in the HiPPO-LegS eigenbasis, N//2 complex modes kept, conjugates implied:
 
@@ -92,7 +92,7 @@ class S4(ConvSSM):
 
     @torch.no_grad()
     def _grow(self, L: int) -> None:
-        """Make C~ refer to a length >= L: from C at first use, then by doubling (models.md, 2.2)."""
+        """Make C~ refer to a length >= L: from C at first use, then by doubling (docs/models.md eq. (9))."""
         A_bar, _ = self.dense_discrete()
         eye = torch.eye(A_bar.shape[-1], dtype=A_bar.dtype, device=A_bar.device)
         C = torch.view_as_complex(self.C).to(torch.complex128)  # (channels, H, N2)

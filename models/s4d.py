@@ -1,5 +1,6 @@
 """S4D: the diagonal state-space model (Gu et al. 2022, "On the Parameterization and
-Initialization of Diagonal State Space Models"; models.md, section 3).
+Initialization of Diagonal State Space Models"; docs/models.md §3,
+eqs. (2), (3) and (15)).
 
 Per feature h and mode n (N // 2 complex modes, conjugates implied):
 

@@ -19,7 +19,7 @@ class ConvSSM(nn.Module, abc.ABC):
     """Base class: convolution mode of an SSM with kernel channels for each direction.
 
     `ssm_roles` maps a parameter name to its role ("dt", "A" or "B"): the optimiser gives these
-    their own learning rate and no weight decay (models.md, section 4).
+    their own learning rate and no weight decay (docs/models.md §5).
     """
 
     ssm_roles: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """Layer benchmark: forward and forward+backward time and peak memory of each model's SSM layer.
 
 The layer is the one the network uses (SSM, GELU, GLU output projection) at B x H x L with
-d_state 64, timed with CUDA events (median of `repeats` after `warmup`), as in models.md section 10.
+d_state 64, timed with CUDA events (median of `repeats` after `warmup`), as in
+docs/benchmarks.md, "The public code's figures on one H100".
 On a CPU it times with perf_counter, for a smoke check only.
 """
 
@@ -136,10 +137,10 @@ def _log(rows: list[dict], device: str, tracking_uri: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Whole training steps of the ListOps paper network (`suite bench --train`, models.md section 10.1)
+# Whole training steps of the ListOps paper network (`suite bench --train`)
 # ------------------------------------------------------------------------------------------------
 
-# The public code's ListOps training throughput on one H100 (models.md 10.1), samples/s.
+# The public code's ListOps training throughput on one H100 (docs/benchmarks.md), samples/s.
 PUBLIC_TRAIN = {"s4": 256.0, "liquid_s4_pb": 188.0, "liquid_s4_kb": 176.0}
 LISTOPS_VOCAB = 18  # 15 ListOps symbols + <pad>, <unk>, <eos>, as in the release vocabulary
 LISTOPS_CLASSES = 10

@@ -30,7 +30,7 @@ from suite.paths import RECIPES_DIR
 @dataclass
 class ModelConfig:
     """The options every model takes: the network around the SSM (encoder -> n_layers residual SSM blocks ->
-    decoder, docs/models.md) and the SSM options S4, S4D and Liquid-S4 share. This class is also the options
+    decoder, docs/models.md §6) and the SSM options S4, S4D and Liquid-S4 share. This class is also the options
     of `s4`; each other model's options are a subclass (below), named in its registry entry."""
 
     name: str = "s4d"
@@ -60,7 +60,7 @@ SSM_FIELDS = {"d_state", "n_ssm", "bidirectional", "dt_min", "dt_max"}
 
 @dataclass
 class S4DConfig(ModelConfig):
-    """`s4d`: the S4D paper's initialisations and discretisations (docs/models.md, S4D)."""
+    """`s4d`: the S4D paper's initialisations and discretisations (docs/models.md §3)."""
 
     init: Literal["legs", "inv", "lin"] = "legs"  # S4D-LegS / S4D-Inv / S4D-Lin
     disc: Literal["zoh", "bilinear"] = "zoh"  # state-spaces/s4's S4D default is zoh
@@ -88,7 +88,7 @@ class LiquidPBConfig(LiquidConfig):
 
 @dataclass
 class OptimConfig:
-    """AdamW with separate groups for the SSM parameters (models.md, section 4)."""
+    """AdamW with separate groups for the SSM parameters (docs/models.md §5)."""
 
     lr: float = 0.01
     weight_decay: float = 0.0
@@ -142,7 +142,7 @@ class TrainerConfig:
 class GeneratorConfig:
     """Procedural data, used when data.source = generated.
 
-    ListOps follows LRA's generator (generators.md, section 1): lengths strictly between
+    ListOps follows LRA's generator (docs/generators.md §1): lengths strictly between
     min_length and max_length, trees of depth <= max_depth with 2..max_args operands.
     """
 
@@ -160,7 +160,7 @@ class GeneratorConfig:
 @dataclass
 class PathfinderConfig:
     """Pathfinder / Path-X: which difficulty to read, and the generator used when data.source = generated
-    (generators.md, section 2; the resolution comes from the task: 32 for pathfinder, 128 for pathx)."""
+    (docs/generators.md §2; the resolution comes from the task: 32 for pathfinder, 128 for pathx)."""
 
     difficulty: Literal["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"] = "curv_contour_length_14"
     split_seed: int = 42  # the reference's random 80/10/10 split

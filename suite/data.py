@@ -20,9 +20,7 @@ def _config(task: str, preset: str, config_files, overrides, data_dir: str | Non
 
 
 def _module(task: str):
-    entry = registry.task(task)
-    registry.require_implemented(entry, "task", registry.TASKS)
-    return registry.resolve(entry)
+    return registry.resolve(registry.task(task))
 
 
 def _root(cfg) -> Path:
@@ -52,10 +50,7 @@ def status(tasks: list[str], preset: str, config_files, overrides, data_dir: str
 
     rows, sets = [], {}
     for name in tasks or list(registry.TASKS):
-        entry = registry.task(name)
-        if entry.target is None:
-            rows.append([name, "-", "-", "-", "-", "not implemented yet"])
-            continue
+        registry.task(name)  # an unknown name is a clean error
         cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
         module, root = _module(name), _root(cfg)
         st = module.status(root, cfg.data)
@@ -109,7 +104,7 @@ def generate(task: str, preset: str, config_files, overrides, data_dir: str | No
     """Write a task's procedurally generated data in the release's on-disk format."""
     module = _module(task)
     if not hasattr(module, "generate"):
-        generators = [n for n, e in registry.TASKS.items() if e.target and hasattr(registry.resolve(e), "generate")]
+        generators = [n for n, e in registry.TASKS.items() if hasattr(registry.resolve(e), "generate")]
         raise NotImplementedYet(f"task '{task}' has no generator.", hint=f"generators: {', '.join(generators)}")
     cfg = _config(task, preset, config_files, overrides, data_dir)
     folder = module.generate(_root(cfg), cfg.data, progress=True)

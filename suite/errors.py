@@ -27,7 +27,7 @@ class UnknownNameError(SuiteError):
 
 
 class NotImplementedYet(SuiteError):
-    """A registered task or model whose implementation has not landed yet."""
+    """Something the suite does not do: `suite data generate` for a task that has no generator."""
 
     exit_code = 3
 

@@ -1,4 +1,5 @@
-"""AdamW with SSM parameter groups, and the warm-up + cosine schedule (models.md, sections 4 and 6)."""
+"""AdamW with SSM parameter groups, and the warm-up + cosine schedule (docs/models.md §5;
+the schedule: docs/recipes.md, "The learning-rate schedule")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fixed places: the project root, the default MLflow store and the default data root.
 
 Defaults are absolute and anchored at the checkout, never at the current directory, so that
-`make lra` from any folder writes to the same store (see ecosystem.md, pitfall P7).
+`make lra` from any folder writes to the same store (docs/tracking.md, pitfall P7).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The task and model registries: plain tables from a short name to where its code lives.
 
 Adding a task or a model is one module plus one line here. Targets are import paths, resolved
-only when used, so `suite list` stays instant. A target of None means registered but not
-implemented yet: `suite run` says so instead of failing with a traceback.
+only when used, so `suite list` stays instant.
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from suite.config import LiquidKBConfig, LiquidPBConfig, ModelConfig, S4DConfig
-from suite.errors import NotImplementedYet, UnknownNameError
+from suite.errors import UnknownNameError
 
 
 @dataclass(frozen=True)
 class Entry:
     name: str
     description: str
-    target: str | None  # "package.module" or "package.module:attribute"; None = not implemented yet
+    target: str  # "package.module" or "package.module:attribute"
     family: str = ""  # tasks only: the benchmark family, used as the default MLflow experiment
     metric: str = "accuracy"  # tasks only: the headline metric (accuracy, higher is better; rmse, lower)
     split: str = "test"  # tasks only: the split of the headline metric (speech8k: test8k, the 8 kHz test)
@@ -82,18 +81,6 @@ def task(name: str) -> Entry:
 
 def model(name: str) -> Entry:
     return _lookup(MODELS, "model", name)
-
-
-def implemented(table: dict[str, Entry]) -> list[str]:
-    return [n for n, e in table.items() if e.target is not None]
-
-
-def require_implemented(entry: Entry, kind: str, table: dict[str, Entry]) -> None:
-    if entry.target is None:
-        raise NotImplementedYet(
-            f"{kind} '{entry.name}' is registered but not implemented yet.",
-            hint=f"implemented {kind}s: {', '.join(implemented(table))}",
-        )
 
 
 def resolve(entry: Entry) -> Any:

@@ -4,7 +4,7 @@ Who does what:
 
 - **Optuna storage** (SQLite beside the MLflow store by default, any RDB URL such as PostgreSQL for
   many machines) is the source of truth for trials. It is created, with the study, once before any
-  worker starts (a fresh SQLite file raced by several processes breaks: ecosystem.md P2).
+  worker starts (a fresh SQLite file raced by several processes breaks: docs/tracking.md, pitfall P2).
 - **MLflow** holds the study run (found again by its tags, so a rerun reuses it) and one child run
   per trial, trained by `suite.run.train` exactly as `suite run` does, plus the tags
   `suite.sweep.study` / `suite.sweep.trial`, the sampled values as params `trial.<key>`, and the
@@ -577,9 +577,9 @@ def prepare(args) -> tuple[Context, StudySpec, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load(args.file)
     for t in spec.tasks:
-        registry.require_implemented(registry.task(t), "task", registry.TASKS)
+        registry.task(t)  # an unknown name is a clean error
     for m in spec.models:
-        registry.require_implemented(registry.model(m), "model", registry.MODELS)
+        registry.model(m)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     configs = check_configs(spec)
     if args.trials is not None and args.trials < 0:

@@ -114,10 +114,6 @@ class StudySpec:
     heartbeat: Heartbeat
     experiment: str | None
 
-    @property
-    def param_names(self) -> list[str]:
-        return [p.key for p in self.space]
-
     def grid_size(self) -> int | None:
         if self.sampler.name != "grid":
             return None

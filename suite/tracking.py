@@ -4,7 +4,7 @@ One store for every command: a SQLite file at a fixed place (`results/mlflow.db`
 `--tracking-uri` or `MLFLOW_TRACKING_URI` says otherwise. The URI is always passed explicitly to
 MLflow and to Lightning's logger (a bare `MLFlowLogger()` falls back to the removed file store).
 The database and the experiment are created once, under a file lock, before any run starts, so
-concurrent first starts do not race on the schema migration (ecosystem.md, pitfall P2).
+concurrent first starts do not race on the schema migration (docs/tracking.md, pitfall P2).
 """
 
 from __future__ import annotations
@@ -344,12 +344,6 @@ def mark_stale_runs(uri: str) -> list[str]:
         print(f"note: run {run.info.run_id} ({name}) was left RUNNING by process {tags['suite.pid']}, which is gone; "
               f"marked KILLED. Continue it with: {resume_command(uri, run.info.run_id)}", file=sys.stderr)
     return marked
-
-
-def lightning_logger(uri: str, run_id: str):
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    return MLFlowLogger(tracking_uri=uri, run_id=run_id)
 
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:

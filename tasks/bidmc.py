@@ -1,7 +1,7 @@
 """BIDMC vital signs (Monash TSER): heart rate, respiratory rate or SpO2 from 32 s of PPG + ECG at 125 Hz.
 
 Files: `bidmc/BIDMC32{HR,RR,SpO2}_{TRAIN,TEST}.ts` (Zenodo records 4001456, 4001463, 4001464), each case
-2 channels x 4000 samples and one real target. As the reference (models.md, section 7; s4
+2 channels x 4000 samples and one real target. As the reference (docs/data-sources.md; s4
 `src/dataloaders/prepare/bidmc/process_data.py`):
 - `data.bidmc.split = reference` (default): train and test files pooled (train first), then sklearn's
   `train_test_split(test_size=0.3, random_state=seed)` and a second one of the 30 % (`test_size=0.5`,

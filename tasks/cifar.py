@@ -4,7 +4,7 @@ Files: the Hugging Face `uoft-cs/cifar10` Parquet shards under `cifar10/plain_te
 (`train-*.parquet`, `test-*.parquet`; columns `img` = struct {bytes: PNG, path: string} and `label`
 int64 0-9). The PNGs are decoded once into a uint8 cache shared by both tasks (RGB pixels and their
 grayscale); training never decodes PNGs. Preprocessing as in the reference (S4
-`src/dataloaders/basic.py`, class CIFAR10; models.md section 7):
+`src/dataloaders/basic.py`, class CIFAR10; docs/data-sources.md):
 
 - split: the 50,000 training images -> 45,000 train / 5,000 val, `torch.utils.data.random_split` with
   a generator seeded 42 (int(n * 0.9) training images); the 10,000 test images are the test set;

@@ -2,7 +2,7 @@
 
 Files: the release's `lra_release/listops-1000/basic_{train,val,test}.tsv` (columns Source, Target),
 or the same files made by the generator under `generated/listops/<parameters>/`.
-Tokenizer as in the reference (models.md, section 7): ']' -> 'X', '(' and ')' dropped, whitespace
+Tokenizer as in the reference (docs/data-sources.md): ']' -> 'X', '(' and ')' dropped, whitespace
 split; vocabulary from the training split with <pad>=0, <unk>=1, <eos>=2; truncated to l_max - 1
 tokens plus <eos>.
 """

@@ -2,8 +2,8 @@
 
 Files: the release's `lra_release/pathfinder32/<difficulty>/{imgs/<batch>/sample_<k>.png, metadata/<batch>.npy}`
 or the same layout written by the generator under `generated/pathfinder/pathfinder32_n<N>_seed<S>/`.
-Path-X (tasks/pathx.py) is this module at 128x128. Preprocessing as the reference (models.md,
-section 7): metadata files in numeric order, records split on whitespace (path col0/col1, label
+Path-X (tasks/pathx.py) is this module at 128x128. Preprocessing as the reference
+(docs/data-sources.md): metadata files in numeric order, records split on whitespace (path col0/col1, label
 col3), the one known empty file black-listed, a random 80/10/10 split (torch.randperm with
 data.pathfinder.split_seed, as torch's random_split), grey [0, 1] -> (x - 0.5) / 0.5, flattened to
 (L, 1). Every PNG is decoded once into a uint8 cache; training reads that memory map.

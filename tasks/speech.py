@@ -2,7 +2,7 @@
 
 Files: the unpacked archive `speech_commands_v0.02/` (one folder per word, `_background_noise_`
 ignored, `validation_list.txt`, `testing_list.txt`; train = every other clip), as torchaudio and
-the reference read it (models.md, section 7):
+the reference read it (docs/data-sources.md):
 - labels in the reference's class order (`CLASSES`); clips read with `wave` (16-bit PCM mono),
   zero-padded on the right to 16,000 samples;
 - standardised as the reference (`normalize_all_data` of liquid-s4 and s4 src/dataloaders/datasets/sc.py,

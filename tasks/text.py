@@ -2,7 +2,7 @@
 
 Files: the Hugging Face `stanfordnlp/imdb` Parquet shards under `imdb/plain_text/`
 (`train-*.parquet`, `test-*.parquet`; columns `text` string, `label` int64 0 = neg, 1 = pos).
-Preprocessing as in the reference (S4 `src/dataloaders/lra.py`, class IMDB; models.md section 7):
+Preprocessing as in the reference (S4 `src/dataloaders/lra.py`, class IMDB; docs/data-sources.md):
 character level (a string is its list of characters, i.e. Unicode code points, not UTF-8 bytes),
 each review truncated to l_max - 1 characters plus <eos>; vocabulary from the truncated training
 reviews, characters seen at least 15 times, ordered by frequency (ties by character), after the

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+# The `suite` launcher and process helpers live in tests/helpers.py; re-exported for `from tests.conftest import ...`.
+from tests.helpers import ROOT, run_suite, start_suite, stop_group, suite_command, wait_stopped  # noqa: F401
 
 # Hypothesis keeps its example database (failing examples, replayed first next time) and its caches (Unicode
 # tables) in a folder outside the checkout, per user, kept between sessions; without this it writes .hypothesis/
@@ -73,49 +71,3 @@ def nothing_lands_in_the_checkout():
     new = sorted(checkout_files() - before)
     if new:
         pytest.fail(f"the test run left {len(new)} new path(s) in the checkout {ROOT}: {new[:20]}", pytrace=False)
-
-
-def run_suite(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real `suite` entry point in a subprocess (the console script of this environment). On a timeout
-    its whole process group is killed (sweep workers, DDP ranks), then TimeoutExpired is raised."""
-    exe = Path(sys.executable).with_name("suite")
-    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "suite.cli", *args]
-    full_env = {**os.environ, **(env or {})}
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
-                          start_new_session=True) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to the process group of `proc` (started with `start_new_session=True`: a server and its workers),
-    then SIGKILL to whatever is left: a server slow to stop on a loaded machine is not a test failure."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=grace)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-
-
-def wait_stopped(pid: int, timeout: float = 30) -> bool:
-    """After a SIGSTOP (delivered asynchronously): True once the kernel reports process `pid` stopped, False if
-    it ended (or became a zombie) first or did not stop within `timeout` seconds. Linux (/proc)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return False
-        if state in ("T", "t"):
-            return True
-        if state == "Z":
-            return False
-        time.sleep(0.005)
-    return False

@@ -132,15 +132,6 @@ def test_cli_unknown_names_and_missing_data():
     assert r.returncode == 4 and "speech_commands_v0.02" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_registered_but_unimplemented_name_is_reported_as_such():
-    from suite import registry
-    from suite.errors import NotImplementedYet
-
-    entry = registry.Entry("future_task", "a task still being written", None, "lra")
-    with pytest.raises(NotImplementedYet, match="registered but not implemented yet"):
-        registry.require_implemented(entry, "task", registry.TASKS)
-
-
 def test_cli_print_config_applies_set_and_flags():
     r = run_suite("run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "model.d_state=32",
                   "--set", "optim.lr=0.002", "--max-epochs", "7", "--seed", "5", "--print-config")

@@ -13,10 +13,12 @@ import copy
 import pytest
 import torch
 
-from benchmarks.fast_path_check import check_layer, within
+from models.checks import check_layer, within
 from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 from models.kernels.kb_conv import conv_and_kb2
-from models.liquid import LiquidS4, liquid_kb
+from models.liquid import LiquidS4, LiquidS4KB, LiquidS4PB, liquid_kb
+from models.s4 import S4
+from models.s4d import S4D
 from models.kernels.vandermonde import vandermonde
 
 
@@ -62,9 +64,9 @@ def test_shared_spectrum_kb2_equals_separate_convolutions():
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("model", ["s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"])
-def test_fast_layer_in_fp32_adds_no_error_over_the_plain_path(model):
-    errs = check_layer(model, B=2, H=8, L=256, device="cpu")
+@pytest.mark.parametrize("ssm_class", [S4D, S4, LiquidS4PB, LiquidS4KB], ids=lambda c: c.__name__)
+def test_fast_layer_in_fp32_adds_no_error_over_the_plain_path(ssm_class):
+    errs = check_layer(ssm_class, B=2, H=8, L=256, device="cpu")
     assert errs["out"][0] < 1e-2  # sanity: the fp32 layer is close to float64 at all
     bad = {n: e for n, e in errs.items() if not within(*e)}
     assert not bad, bad

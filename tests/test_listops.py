@@ -39,7 +39,7 @@ def evaluate_text(text: str) -> int:
 
 
 def test_worked_examples_render_and_evaluate():
-    """generators.md, section 1.8."""
+    """docs/generators.md §1.8."""
     t1 = ("[MAX", (2, 9, ("[MIN", (4, 7)), 0))
     assert gen.render(t1) == "( ( ( ( ( [MAX 2 ) 9 ) ( ( ( [MIN 4 ) 7 ) ] ) ) 0 ) ] )"
     assert gen.evaluate(t1) == 9

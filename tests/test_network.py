@@ -39,7 +39,7 @@ def test_rate_reaches_every_layer():
 
 @pytest.mark.parametrize("n_layers", [2, 3])
 def test_rate_scales_the_step_size_of_every_block(n_layers):
-    """rate r is the same network with every SSM's step size multiplied by r (dt <- r dt, models.md section 2.4):
+    """rate r is the same network with every SSM's step size multiplied by r (dt <- r dt, docs/models.md §2.4):
     the output at rate 2 equals the output at rate 1 after log(dt) += log 2 in every block. A rate that reached
     only some blocks would give a third, different output."""
     torch.manual_seed(1)

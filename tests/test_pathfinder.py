@@ -37,7 +37,7 @@ def test_lanczos_resize_is_pillows(n_in, n_out):
 
 
 def test_paddle_stroke_is_resized_in_8_bits_as_scipy_imresize_did():
-    """generators.md 2.3 step 3 / 2.10: the 0/255 stroke goes through BYTES (the identity here) and Pillow's
+    """docs/generators.md §2.3 step 3 / 2.10: the 0/255 stroke goes through BYTES (the identity here) and Pillow's
     8-bit Lanczos, so it never exceeds 1.0 (a float resize rings to ~1.2 at 128 px)."""
     for p in (P32, gen.lra_params(128)):
         bank = gen.PaddleBank(p, p.margins[0])
@@ -51,7 +51,7 @@ def test_paddle_stroke_is_resized_in_8_bits_as_scipy_imresize_did():
 
 
 def test_128px_images_are_not_rescaled_the_markers_are_the_brightest():
-    """generators.md 2.7 step 8: at 128 px max(I) is the marker peak 1.0 (paddles reach 0.9), so the save's
+    """docs/generators.md §2.7 step 8: at 128 px max(I) is the marker peak 1.0 (paddles reach 0.9), so the save's
     min-max scaling is the identity; every 128-px reference image has this property."""
     rng = np.random.default_rng(0)
     for _ in range(2):
@@ -127,7 +127,7 @@ def test_generator_is_seeded():
 
 
 def test_a_seed_angle_whose_kernel_leaves_a_pixel_uncovered_finds_no_tail():
-    """SEED / tail 1 (generators.md 2.6): E = DIL(B, kernel) is a maximum over nothing (-inf; OpenCV's
+    """SEED / tail 1 (docs/generators.md §2.6): E = DIL(B, kernel) is a maximum over nothing (-inf; OpenCV's
     -DBL_MAX) at a pixel none of whose kernel cells lies on the canvas, and the original's search over
     ceil(E - 0.3) then returns no candidate anywhere. Checked against the spec's DIL: every angle at 32 px,
     every 4th at 128 px, plus -59 and -54 (m = 2 leaves -59..-54 uncovered; -56 is a 4th)."""
@@ -152,7 +152,7 @@ def test_a_seed_angle_whose_kernel_leaves_a_pixel_uncovered_finds_no_tail():
 
 
 def test_32px_hard_matches_the_reference_distractor_count_and_brightness():
-    """generators.md 3.2, 32 px hard: 1.2 of 5 distractor snakes placed, mean pixel 20.2 (sd 2.1 per image),
+    """docs/generators.md §3.2, 32 px hard: 1.2 of 5 distractor snakes placed, mean pixel 20.2 (sd 2.1 per image),
     about 218 two-snake attempts (median). Per image the number placed has sd ~1.0, so 24 seeded images
     give a standard error of ~0.2: the bands below are about 3 standard errors wide. Before the
     uncovered-kernel rule the generator placed 4.6 and its images averaged 27 (31 attempts)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_suite, stop_group
+from tests.conftest import run_suite, start_suite, stop_group
 from tests.test_sweep import TrialGate, assert_accounted, load_trials, runs_of, write_sweep
 
 
@@ -179,11 +179,8 @@ def test_two_workers_on_postgres_and_an_mlflow_server_account_for_every_trial(tm
     assert init.returncode == 0, init.stderr[-3000:]
     # Both wait at the study's trial lock (one machine here: the lock is a local file) until both are there, so
     # that both run trials; a command that starts late on a loaded machine would otherwise find the budget taken.
-    exe = Path(sys.executable).with_name("suite")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     gate = TrialGate(storage, "pg")
-    procs = [subprocess.Popen([str(exe), *args], cwd=Path(__file__).resolve().parent.parent, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [start_suite(*args, merge_output=True) for _ in range(2)]
     try:
         gate.open_when_waiting(2, procs)
         outs = [p.communicate(timeout=600)[0] for p in procs]

@@ -16,7 +16,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from suite import tracking
-from tests.conftest import ROOT, run_suite, wait_stopped
+from tests import helpers
+from tests.conftest import run_suite, wait_stopped
 
 # ListOps smoke model, 640 training samples: batch 16 -> 40 steps per epoch; last.ckpt every 5 steps.
 STEPS_PER_EPOCH = 40
@@ -33,10 +34,7 @@ def start_suite():
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> subprocess.Popen:
-        exe = Path(sys.executable).with_name("suite")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        procs.append(subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=env, cwd=ROOT))
+        procs.append(helpers.start_suite(*args))
         return procs[-1]
 
     yield start

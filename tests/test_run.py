@@ -1,6 +1,7 @@
 """Whole runs through the real CLI, checked on what they must achieve rather than on what they log: a model
 learns (ListOps smoke beats the majority class), the learning rate follows warm-up + cosine over the whole run
-(models.md section 6), and the `best/*` results come from the epoch of best validation, for RMSE the lowest."""
+(docs/recipes.md, "The learning-rate schedule"), and the `best/*` results come from the epoch of best validation,
+for RMSE the lowest."""
 
 from __future__ import annotations
 

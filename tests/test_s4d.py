@@ -10,6 +10,7 @@ import torch
 from models.block import Norm, ResidualBlock, SSMLayer
 from models.hippo import legs, legs_low_rank, nplr_legs, s4d_init
 from models.kernels.fftconv import direct_conv_reference, fft_conv, two_sided
+from models.kernels.vandermonde import vandermonde, vandermonde_reference
 from models.s4d import S4D
 
 INITS = ["legs", "inv", "lin"]
@@ -61,6 +62,16 @@ def test_kernel_float64_path_is_exact():
     torch.manual_seed(1)
     ssm = S4D(d_model=2, d_state=6, init="legs", disc="bilinear").double()
     torch.testing.assert_close(ssm.kernel(33), oracle_kernel(ssm, 33), rtol=1e-10, atol=1e-12)
+
+
+def test_vandermonde_chunks_match_repeated_multiplication():
+    """The chunked exp(x l) path equals its plain twin (powers of A_bar by repeated multiplication) in float64,
+    across chunk boundaries (chunk 7 < L = 40) and for modes with |A_bar| near 1 and far below it."""
+    torch.manual_seed(4)
+    A_bar = torch.polar(torch.rand(3, 5, dtype=torch.float64) * 0.5 + 0.49, torch.rand(3, 5, dtype=torch.float64) * 6)
+    v = torch.randn(2, 3, 5, dtype=torch.complex128)
+    K = vandermonde(v, torch.log(A_bar), 40, chunk=7)
+    torch.testing.assert_close(K, vandermonde_reference(v, A_bar, 40), rtol=1e-12, atol=1e-12)
 
 
 def test_rate_scales_the_step_size():
@@ -175,7 +186,7 @@ def test_norm_rejects_unknown_kind():
         Norm(4, "group")
 
 
-# S4D-Inv and S4D-Lin (models.md, section 3; the public S4 code, src/models/sequence/kernels/dplr.py, init 'inv' /
+# S4D-Inv and S4D-Lin (docs/models.md §3; the public S4 code, src/models/sequence/kernels/dplr.py, init 'inv' /
 # 'lin'), N = 8 state size, n = 0..3: Re A_n = -1/2, B_n = 1,
 #   Inv: Im A_n = (N/pi)(N/(2n+1) - 1) = 8/pi * (7, 5/3, 3/5, 1/7)
 #   Lin: Im A_n = pi n

@@ -10,7 +10,6 @@ import fcntl
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import yaml
 
 from suite import sweep, sweep_config
 from suite.errors import ConfigError, UnknownNameError
-from tests.conftest import ROOT, run_suite, wait_stopped
+from tests.conftest import ROOT, run_suite, start_suite, wait_stopped
 
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
 
@@ -103,9 +102,7 @@ def assert_accounted(trials, children) -> None:
 
 def start_sweep(*args: str) -> subprocess.Popen:
     """`suite sweep ...` in the background (the entry point of conftest.run_suite), output merged."""
-    exe = Path(sys.executable).with_name("suite")
-    return subprocess.Popen([str(exe), "sweep", *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return start_suite("sweep", *args, merge_output=True)
 
 
 class TrialGate:

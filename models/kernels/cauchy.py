@@ -1,4 +1,4 @@
-"""Cauchy sums for the S4 kernel, over conjugate pairs (models.md, section 2.3).
+"""Cauchy sums for the S4 kernel, over conjugate pairs (docs/models.md §2.3, eq. (11)).
 
     s[a, r, h, k] = sum_n  2 a_n b_n / (alpha_hk - t_k lambda_hn)  +  2 conj(a_n b_n) / (alpha_hk - t_k conj(lambda_hn))
 

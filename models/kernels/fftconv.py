@@ -1,4 +1,4 @@
-"""Long convolution by FFT (models.md, section 2.4).
+"""Long convolution by FFT (docs/models.md §2.4, eqs. (13), (14)).
 
     y = irFFT_2L( rFFT_2L(u) * rFFT_2L(k) )[:L]
 

@@ -1,4 +1,4 @@
-"""Vandermonde products: the convolution kernel of a diagonal SSM (S4D, models.md section 3).
+"""Vandermonde products: the convolution kernel of a diagonal SSM (S4D, docs/models.md eq. (15)).
 
     K[c, h, l] = 2 Re sum_n  v[c, h, n] * exp(x[h, n] * l),   l = 0 .. L-1
 

@@ -1,4 +1,4 @@
-"""LRA's ListOps generator (generators.md, section 1), seeded, on every core.
+"""LRA's ListOps generator (docs/generators.md §1), seeded, on every core.
 
 A tree is a digit (int 0..9) or an operator node (op, (child, ...)). NODE(d): below max_depth a
 node is an operator with probability 0.25, with k ~ U{2..max_args} children drawn first and then

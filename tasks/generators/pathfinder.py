@@ -1,4 +1,4 @@
-"""The Pathfinder contour generator of Long Range Arena (generators.md, section 2), seeded; numpy + Pillow.
+"""The Pathfinder contour generator of Long Range Arena (docs/generators.md §2), seeded; numpy + Pillow.
 
 One image: two "target snakes" of N dashed paddles grown from tails D pixels apart, a few short
 distractor snakes, and two markers: one on the first tail of a target snake, the other on the last
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-LEVELS = {  # difficulty directory -> (contour_length N, distractor_length N_d); generators.md 2.8
+LEVELS = {  # difficulty directory -> (contour_length N, distractor_length N_d); docs/generators.md §2.8
     "curv_baseline": (6, 2),
     "curv_contour_length_9": (9, 3),
     "curv_contour_length_14": (14, 4),
@@ -41,7 +41,7 @@ BATCH = 1000  # images per imgs/<batch>/ folder and metadata/<batch>.npy file
 
 @dataclass(frozen=True)
 class Params:
-    """The generator's parameters (generators.md, table 2.5)."""
+    """The generator's parameters (docs/generators.md §2.5)."""
 
     window: int  # canvas H = W
     padding: int  # border pre-marked as occupied
@@ -75,7 +75,7 @@ LRA = {
 def lra_params(resolution: int, difficulty: str = "curv_contour_length_14") -> Params:
     """LRA parameters for a resolution and difficulty level. The number of distractors is the one the
     driver script computes once from its initial settings, for every level (the literal reading of
-    generators.md 2.8's open point)."""
+    docs/generators.md §2.8's open point)."""
     if resolution not in LRA:
         raise ValueError(f"no LRA Pathfinder parameters for {resolution} px (have {sorted(LRA)})")
     n, n_d = LEVELS[difficulty]
@@ -83,7 +83,7 @@ def lra_params(resolution: int, difficulty: str = "curv_contour_length_14") -> P
 
 
 # ------------------------------------------------------------------------------------------------
-# Primitives (generators.md 2.2)
+# Primitives (docs/generators.md §2.2)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -165,7 +165,7 @@ def resize8(a: np.ndarray, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# Rasterisers (generators.md 2.3, 2.4)
+# Rasterisers (docs/generators.md §2.3, 2.4)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -205,7 +205,7 @@ class PaddleBank:
         self._rings: dict[tuple[int, int], tuple | None] = {}
 
     def ring(self, q: tuple[int, int]):
-        """Extension candidates around pivot q (generators.md 2.6, EXTEND 3): the ring of radius L + m,
+        """Extension candidates around pivot q (docs/generators.md §2.6, EXTEND 3): the ring of radius L + m,
         off-canvas points dropped, floored, de-duplicated in (row, col) order. -> (cand (k, 2) int,
         alpha (k,) their directions from q, flat (k,) indices into the canvas), or None if empty.
         Depends on q only, so it is computed once per pivot."""
@@ -234,7 +234,7 @@ class PaddleBank:
         sb, cb = 2 * K * p.aa + 1, K * p.aa
         line_b = stroke(sb, cb, step((cb, cb), theta, p.paddle_length * p.aa), self.width)  # (S_b, S_b)
         # scipy.misc.imresize as the original: BYTES (the identity on this 0/255 stroke), then 8-bit Lanczos,
-        # clipped to 0..255 (generators.md 2.3 step 3, 2.10). A float resize overshoots to ~1.2 at 128 px,
+        # clipped to 0..255 (docs/generators.md §2.3 step 3, 2.10). A float resize overshoots to ~1.2 at 128 px,
         # so 0.9-contrast paddles would outshine the markers and every image would be rescaled darker.
         line = resize8(to_bytes(line_b), 2 * K + 1) / 255.0  # (S, S)
         mask = resize8(dilate(line_b, self.big_disc).astype(np.uint8), 2 * K + 1) / 255.0  # (S, S)
@@ -244,7 +244,7 @@ class PaddleBank:
         return Paddle(line, mask, dilate(padded, self.small_disc))
 
     def seed_offsets(self, degrees: int) -> np.ndarray:
-        """The seed kernel of a tail at this angle as (k, 2) offsets q - anchor (generators.md 2.6, SEED 1.2)."""
+        """The seed kernel of a tail at this angle as (k, 2) offsets q - anchor (docs/generators.md §2.6, SEED 1.2)."""
         hit = self._seed_kernels.get(degrees)
         if hit is None:
             lm = self.p.paddle_length + self.m
@@ -259,7 +259,7 @@ class PaddleBank:
         Where none has, E = DIL(B, kernel) at p is a maximum over nothing: OpenCV's dilation of a float64
         array gives -DBL_MAX there, and the original's availability search (find_available_coordinates
         on ceil(E - 0.3)) returns no candidate at all as soon as any value is negative. So a seed angle
-        whose kernel leaves a pixel uncovered finds no tail anywhere (generators.md 2.6 SEED 1.5). At 32 px
+        whose kernel leaves a pixel uncovered finds no tail anywhere (docs/generators.md §2.6 SEED 1.5). At 32 px
         the kernel has 1-4 cells, all on one side of the anchor for 330 of 360 angles (the last row or
         column is uncovered); at 128 px it has 10-41 cells around the anchor and misses only at -59..-54
         degrees with m = 2."""
@@ -306,7 +306,7 @@ def marker(n: int, centre: tuple[int, int], radius: float, aa: int) -> np.ndarra
 
 
 # ------------------------------------------------------------------------------------------------
-# Snakes (generators.md 2.6, 2.7)
+# Snakes (docs/generators.md §2.6, 2.7)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -440,7 +440,7 @@ def _ring(radius: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def two_targets(scene: Scene, contrasts: tuple[float, float]) -> tuple[Snake, Snake] | None:
-    """Steps 3.2-3.9 of generators.md 2.7: one attempt at both target snakes, or None."""
+    """Steps 3.2-3.9 of docs/generators.md §2.7: one attempt at both target snakes, or None."""
     p, rng, m = scene.p, scene.rng, scene.bank.m
     scene.image[:] = 0
     scene.mask[:] = 0
@@ -526,7 +526,7 @@ class Sample:
 
 
 def sample(p: Params, rng: np.random.Generator, banks: dict[int, PaddleBank] | None = None) -> Sample:
-    """One image (generators.md 2.7)."""
+    """One image (docs/generators.md §2.7)."""
     banks = {} if banks is None else banks
     label = int(rng.integers(0, 2))
     margin = p.margins[int(rng.integers(len(p.margins)))]
@@ -550,7 +550,7 @@ def sample(p: Params, rng: np.random.Generator, banks: dict[int, PaddleBank] | N
 
 
 # ------------------------------------------------------------------------------------------------
-# Files (generators.md 2.8)
+# Files (docs/generators.md §2.8)
 # ------------------------------------------------------------------------------------------------
 
 
