@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latex: a complete document that compiles as is (default: a table environment to \\input)")
     p.add_argument("--include-trials", action="store_true",
                    help="count sweep trial runs too (default: only `suite run` runs)")
+    _bundle_options(p)
     p.set_defaults(func=cmd_table)
 
     p = verbs.add_parser(
@@ -440,8 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["markdown", "html"], default="markdown")
     p.add_argument("--out", type=Path, help="output file (default: results/report/report.md or .html)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or results/mlflow.db)")
+    _bundle_options(p)
     p.set_defaults(func=cmd_report)
     return parser
+
+
+def _bundle_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundles", type=Path, metavar="DIR",
+                   help="folder of committed run bundles, shown in a block of their own (default: SUITE_BUNDLES or "
+                        "results/reproduction)")
+    p.add_argument("--no-bundles", action="store_true", help="leave the committed runs out")
 
 
 def _int_or_str(text: str) -> int | str:

@@ -2,9 +2,13 @@
 
 For each family (lra, scifar, speech, bidmc) the page shows the table of `suite table` and, per task
 and row of ours (one configuration except the seed), the learning curves of the best seed's run, the
-best by validation (`best/val/<metric>`; choosing by test would pick the luckiest test score): its
-`learning_curves.png` artifact, or, when a run has none, the same plot drawn from its metric
-histories. Images go to `img/` beside the page and are referenced by relative paths.
+best by validation (`best/val/<metric>`, as the table's numbers are chosen; choosing by test would pick
+the luckiest test score): its `learning_curves.png` artifact, or, when a run has none, the same plot
+drawn from its metric histories. The committed runs (bundles under results/reproduction, the table's
+block of its own) get one figure per task: a panel per run with its train/val/test curve of the
+headline metric over the recipe's epochs (an unfinished run's curve ends where it is) and the
+published numbers of its counterpart as lines. Epochs count from 0 everywhere, as `best/epoch` does.
+Images go to `img/` beside the page and are referenced by relative paths.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from suite import registry, tables, tracking
+from suite import bundled, registry, tables, tracking
 from suite.paths import RESULTS_DIR
 
 
@@ -48,6 +52,8 @@ def best_runs(table: tables.Table) -> list[tuple[tables.Row, tables.Column, tabl
     two columns appears once). Runs without the validation number rank last."""
     picked, seen = [], set()
     for row in table.own_rows:
+        if row.block == tables.REPRODUCTION:  # committed runs: their panels (committed_figures)
+            continue
         for col in table.columns:
             cell = row.cells.get(col.key)
             if cell is None or not cell.runs:
@@ -104,33 +110,130 @@ def figures(uri: str, table: tables.Table, img_dir: Path, page_dir: Path) -> lis
                  for name in (val_metric(col), metric) if name in run.metrics]
         size = run.metrics.get(f"{tables.split_of(metric)}/n_samples")
         shown = ", ".join(parts) + (f" on {int(size)} test samples" if size is not None else "")
+        if size is not None and size < tables.MIN_TEST_SAMPLES:
+            shown += f", {tables.SMALL}"
         out.append(Figure(table.family, run.task, row.label, run, shown, cell.n, path.relative_to(page_dir)))
+    return out
+
+
+@dataclass(frozen=True)
+class CommittedFigure:
+    """The committed runs of one task: one panel per run."""
+
+    family: str
+    task: str
+    runs: tuple[tables.RunRecord, ...]  # in panel order
+    lines: tuple[str, ...]  # one text per run: how far it is, its numbers, its bundle
+    path: Path  # the image, relative to the page
+
+
+def _committed_line(run: tables.RunRecord, col: tables.Column) -> str:
+    b = run.bundle
+    scale, unit = (100.0, " %") if col.percent else (1.0, "")
+    metric = registry.task(run.task).metric if run.task in registry.TASKS else b.metric
+    best = b.best()
+    parts = [b.progress_text()]
+    if f"best/val/{metric}" in best:
+        epoch = best.get("best/epoch")
+        parts.append(f"best validation {best[f'best/val/{metric}'] * scale:.{col.decimals}f}{unit}"
+                     + (f" at epoch {int(epoch)}" if epoch is not None else "")
+                     + (f", test {best[f'best/test/{metric}'] * scale:.{col.decimals}f}{unit}"
+                        if f"best/test/{metric}" in best else ""))
+        size = run.metrics.get("test/n_samples")
+        if size is not None:
+            parts[-1] += f" on {int(size)} test samples" + (f", {tables.SMALL}" if size < tables.MIN_TEST_SAMPLES
+                                                            else "")
+    else:
+        parts.append("no epoch validated yet")
+    parts += [b.data_text(), b.hours_text()]
+    return f"`{b.name}` (seed {run.seed}): " + "; ".join(p for p in parts if p) + \
+        f"; bundle `{bundled.shown(b.path)}`"
+
+
+def committed_figures(table: tables.Table, img_dir: Path, page_dir: Path) -> list[CommittedFigure]:
+    """Per task with committed runs: a figure with one panel per run (see suite.plots.run_panels)."""
+    from suite.plots import Panel, run_panels
+
+    paper = {r.published: r for r in table.rows if r.kind == "paper"}
+    published = tables.load_paper(table.family)
+    per_task: dict[str, list[tuple[tables.Row, tables.Column, tables.RunRecord]]] = {}
+    for row in table.own_rows:
+        if row.block != tables.REPRODUCTION:
+            continue
+        for col in table.columns:
+            cell = row.cells.get(col.key)
+            for run in cell.runs if cell is not None else ():
+                if all(run.run_id != r.run_id for _, _, r in per_task.get(run.task, [])):
+                    per_task.setdefault(run.task, []).append((row, col, run))
+    out = []
+    for task, entries in per_task.items():
+        panels, lines = [], []
+        for row, col, run in entries:
+            b = run.bundle
+            metric = registry.task(task).metric if task in registry.TASKS else b.metric
+            scale = 100.0 if col.percent else 1.0
+            curves = {split: [(e, v * scale) for e, v in b.curve(f"{split}/{metric}")]
+                      for split in ("train", "val", "test")}
+            ref, _ = tables._counterpart([run], published) if run.preset == "paper" else (None, False)
+            refs = [(ref.name, paper[ref.name].cells[col.key].mean)] if (
+                ref is not None and col.key in paper[ref.name].cells
+                and paper[ref.name].cells[col.key].mean is not None) else []
+            panels.append(Panel(b.name, curves, b.max_epochs, f"{row.model}, seed {run.seed}: {b.progress_text()}",
+                                refs))
+            lines.append(_committed_line(run, col))
+        col = entries[0][1]
+        dest = img_dir / table.family / f"committed--{task}.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run_panels(panels, f"{registry.task(task).metric}{' (%)' if col.percent else ''}", col.higher_is_better,
+                   dest)
+        out.append(CommittedFigure(table.family, task, tuple(r for _, _, r in entries), tuple(lines),
+                                   dest.relative_to(page_dir)))
     return out
 
 
 def _header(uri: str, built: list[tables.Table], store_exists: bool) -> tuple[str, list[str]]:
     n = sum(t.n_runs for t in built)
+    committed = sum(t.n_bundles for t in built)
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     facts = [f"store: {tracking.mask(uri)}", f"generated: {date}",
              "runs: " + (", ".join(f"{t.family} {t.n_runs}" for t in built) + f" (total {n})")]
+    if committed:
+        where = next(t.bundles for t in built if t.n_bundles)
+        facts.append(f"committed runs: {committed}, from `{where}`")
+    also = (f" and the {committed} committed run(s) (export bundles in the repository)" if committed else " only")
     if not store_exists:
-        lead = "There are no runs yet: the store does not exist. The tables show the published numbers only."
+        lead = f"There are no runs in the store yet: it does not exist. The tables show the published numbers{also}."
     elif n == 0:
-        lead = "There are no finished runs yet. The tables show the published numbers only."
+        lead = f"There are no finished runs in the store yet. The tables show the published numbers{also}."
     else:
-        lead = (f"{n} finished `suite run` run(s). Sweep trials are tuning runs and are left out; each table's "
-                "caption says how its numbers are made.")
+        lead = (f"{n} finished `suite run` run(s)" + (f" and {committed} committed run(s)" if committed else "")
+                + ". Sweep trials are tuning runs and are left out; each table's caption says how its numbers are "
+                  "made.")
     return lead, facts
 
 
-def render_markdown(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool) -> str:
+def _nothing_yet(built: list[tables.Table]) -> bool:
+    return not any(t.n_runs or t.n_bundles for t in built)
+
+
+def render_markdown(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool,
+                    committed: list[CommittedFigure] = ()) -> str:
     lead, facts = _header(uri, built, store_exists)
     parts = ["# Results report", "", lead, "", *(f"- {f}" for f in facts), ""]
-    if not any(t.n_runs for t in built):
+    if _nothing_yet(built):
         parts += ["Train something first, e.g. `suite run --task listops --model s4d --preset smoke`, "
                   "then run `suite report` again.", ""]
     for t in built:
         parts += [tables.render_markdown(t, heading="##")]
+        ours = [f for f in committed if f.family == t.family]
+        if ours:
+            parts += ["### Committed runs: learning curves", "",
+                      "One panel per run: train, val and test per epoch (from 0) over the recipe's epochs; an "
+                      "unfinished run's curves end where it is. Grey vertical line: the best validation epoch "
+                      "(the table's numbers); dashed: the published number of the run's counterpart.", ""]
+            for f in ours:
+                parts += [f"#### {f.task}", "", f"![{f.task} committed runs]({f.path.as_posix()})", "",
+                          *(f"- {line}" for line in f.lines), ""]
         mine = [f for f in figs if f.family == t.family]
         if mine:
             parts += ["### Learning curves", ""]
@@ -148,21 +251,36 @@ table.results{border-collapse:collapse;margin:1em 0;font-size:0.9em}
 table.results th,table.results td{padding:0.25em 0.6em;text-align:right;border-bottom:1px solid #ddd}
 table.results th:first-child,table.results td:first-child{text-align:left}
 table.results thead th{border-bottom:2px solid #222}
+table.results tr.heading th{text-align:left;font-style:italic;font-weight:normal;border-bottom:1px solid #222;
+padding-top:0.8em}
 tr.paper{color:#555} tr.delta{font-style:italic;color:#666}
+code{background:#f3f3f3;padding:0 0.2em;border-radius:3px;font-size:0.92em}
 p.caption{font-size:0.85em;color:#444;max-width:70em} img{max-width:100%;border:1px solid #eee}"""
 
 
-def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool) -> str:
+def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool,
+                committed: list[CommittedFigure] = ()) -> str:
     e = html.escape
+    t_ = tables.html_text
     lead, facts = _header(uri, built, store_exists)
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              "<title>Results report</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-             "<h1>Results report</h1>", f"<p>{e(lead)}</p>", "<ul>", *(f"<li>{e(f)}</li>" for f in facts), "</ul>"]
-    if not any(t.n_runs for t in built):
+             "<h1>Results report</h1>", f"<p>{t_(lead)}</p>", "<ul>", *(f"<li>{t_(f)}</li>" for f in facts), "</ul>"]
+    if _nothing_yet(built):
         parts.append("<p>Train something first, e.g. <code>suite run --task listops --model s4d --preset smoke</code>, "
                      "then run <code>suite report</code> again.</p>")
     for t in built:
         parts.append(tables.render_html(t, heading="h2"))
+        ours = [f for f in committed if f.family == t.family]
+        if ours:
+            parts += ["<h3>Committed runs: learning curves</h3>",
+                      "<p>One panel per run: train, val and test per epoch (from 0) over the recipe's epochs; an "
+                      "unfinished run's curves end where it is. Grey vertical line: the best validation epoch (the "
+                      "table's numbers); dashed: the published number of the run's counterpart.</p>"]
+            for f in ours:
+                parts += [f"<h4>{e(f.task)}</h4>",
+                          f'<figure><img src="{e(f.path.as_posix())}" alt="{e(f.task)} committed runs"></figure>',
+                          "<ul>", *(f"<li>{t_(line)}</li>" for line in f.lines), "</ul>"]
         mine = [f for f in figs if f.family == t.family]
         if mine:
             parts.append("<h3>Learning curves</h3>")
@@ -181,6 +299,7 @@ def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_e
 def main(args) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours is the one per family
     uri = tracking.resolve_uri(args.tracking_uri)
+    folder, use_bundles = tables.bundles_option(args)
     out = Path(args.out) if args.out else default_out(args.format)
     out = out.resolve()
     page_dir = out.parent
@@ -188,13 +307,17 @@ def main(args) -> int:
     db = tracking.sqlite_path(uri)
     store_exists = db is None or db.exists()
 
-    built = [tables.build(family, uri) for family in tables.FAMILIES]
+    built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in tables.FAMILIES]
     figs: list[Figure] = []
+    committed: list[CommittedFigure] = []
     for t in built:
+        committed += committed_figures(t, img_dir, page_dir)
         figs += figures(uri, t, img_dir, page_dir)
-    page = (render_html if args.format == "html" else render_markdown)(uri, built, figs, store_exists)
+    page = (render_html if args.format == "html" else render_markdown)(uri, built, figs, store_exists, committed)
     page_dir.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     n = sum(t.n_runs for t in built)
-    print(f"wrote {out} ({n} run(s), {len(figs)} learning-curve image(s) under {img_dir})", file=sys.stderr)
+    n_images = len(figs) + len(committed)
+    print(f"wrote {out} ({n} run(s), {sum(t.n_bundles for t in built)} committed run(s), {n_images} "
+          f"learning-curve image(s) under {img_dir})", file=sys.stderr)
     return 0

@@ -19,13 +19,15 @@ import hashlib
 import html
 import io
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from suite import registry, tracking
+from suite import bundled, registry, tracking
 from suite.errors import ConfigError, TrackingError, UnknownNameError
 from suite.paths import RESULTS_DIR
 
@@ -109,6 +111,8 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)  # the flattened resolved configuration, as logged
     recipe: str = ""  # tag suite.recipe (liquid_s4, s4); "" for runs made before it existed
     resume_changes: str = ""  # tag suite.resume_changes: "trainer.max_epochs=6, ..." (params keep the first value)
+    origin: str = ""  # the first run's id (tag suite.origin_run_id of an imported run, else its own id)
+    bundle: Any = None  # a committed run (suite.bundled.BundleRun) read from its bundle, not from a store
 
 
 @dataclass
@@ -168,7 +172,8 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
             model=tags.get("suite.model", "?"), preset=tags.get("suite.preset", "?"),
             seed=tags.get("suite.seed", r.info.run_id), data_source=tags.get("suite.data_source", "unknown"),
             start_time=r.info.start_time or 0, metrics=dict(r.data.metrics), params=dict(r.data.params),
-            recipe=tags.get("suite.recipe", ""), resume_changes=tags.get("suite.resume_changes", "")))
+            recipe=tags.get("suite.recipe", ""), resume_changes=tags.get("suite.resume_changes", ""),
+            origin=tags.get("suite.origin_run_id", r.info.run_id)))
     notes = []
     if trials:
         notes.append(f"{trials} sweep trial run(s) left out (tuning runs, not results; --include-trials counts them)")
@@ -178,6 +183,25 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
         notes.append(f"{broken} FINISHED run(s) with a NaN or infinite loss or result left out "
                      "(diverged: not a result)")
     return Collected(runs, notes)
+
+
+def bundle_record(b) -> RunRecord:
+    """A committed run (suite.bundled.BundleRun) as a run of the store: its validation-selected numbers as `best/*`
+    metrics, the number of samples each split was scored on, its params and tags. Finished or not."""
+    s, tags = b.summary, b.tags
+    metrics = b.best()
+    for split in ("val", "test", "test8k"):
+        size = b.last(f"{split}/n_samples")
+        if size is not None:
+            metrics[f"{split}/n_samples"] = size
+    return RunRecord(
+        run_id=s["run_id"], name=b.name, task=b.task, model=str(s.get("model") or tags.get("suite.model", "?")),
+        preset=str(s.get("preset") or tags.get("suite.preset", "?")),
+        seed=str(s.get("seed", tags.get("suite.seed", s["run_id"]))),
+        data_source=str(s.get("data_source") or tags.get("suite.data_source", "unknown")),
+        start_time=int(s.get("start_time_ms") or 0), metrics=metrics, params=dict(b.params),
+        recipe=str(s.get("recipe") or tags.get("suite.recipe", "")), resume_changes=tags.get("suite.resume_changes", ""),
+        origin=str(s.get("origin_run_id") or s["run_id"]), bundle=b)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,7 +257,8 @@ def recipe_config(task: str, model: str, preset: str, recipe: str | None = None)
 def config_diff(run: RunRecord) -> tuple[str, ...]:
     """What sets the run's configuration apart from its recipe preset, as `key=value` texts (sorted): runs with
     the same task, model, preset and diff have the same configuration except the seed. A key the run did not log
-    reads `key=(not logged)`. No params: ("config not logged",); no recipe to compare with: ("config <hash>",)."""
+    reads `key=(not logged)`. No params: ("config not logged",); no recipe to compare with: ("config <hash>",).
+    `data.source` is left out: the data source is a part of the row's key and label of its own ("generated data")."""
     cfg = run_config(run)
     if cfg is None:
         return ("config not logged",)
@@ -242,8 +267,8 @@ def config_diff(run: RunRecord) -> tuple[str, ...]:
         digest = hashlib.sha1(repr(sorted(cfg.items())).encode()).hexdigest()[:8]
         return (f"config {digest}",)
     ref_map = dict(ref)
-    out = [f"{k}={v}" for k, v in sorted(cfg.items()) if ref_map.get(k) != v]
-    out += [f"{k}=(not logged)" for k in sorted(ref_map) if k not in cfg]
+    out = [f"{k}={v}" for k, v in sorted(cfg.items()) if ref_map.get(k) != v and k != "data.source"]
+    out += [f"{k}=(not logged)" for k in sorted(ref_map) if k not in cfg and k != "data.source"]
     return tuple(out)
 
 
@@ -347,6 +372,11 @@ def load_paper(family: str, path: Path = PAPER_FILE) -> list[PaperRow]:
 # ------------------------------------------------------------------------------------------------
 
 RELEASE = "release"  # the block of the published rows and of our paper-preset runs on the release data
+REPRODUCTION = "reproduction"  # the block of the committed runs (export bundles under results/reproduction)
+# A test set smaller than this is a smoke-sized one: marked as such and never bold. Below 1000 samples the binomial
+# standard error of an accuracy near 50 % is above 1.6 points (sqrt(0.25 / 1000)), more than the gaps between the
+# published rows a bold number would claim to beat; a smoke preset scores 128 samples (Path-X: 2).
+MIN_TEST_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -358,13 +388,19 @@ class Cell:
     runs: tuple[RunRecord, ...] = ()  # the runs behind an own cell, one per seed
     test_sizes: tuple[int, ...] = ()  # distinct numbers of test samples the runs were scored on (sorted)
     unverified: bool = False  # a published number from a secondary source (†)
+    small: bool = False  # scored on fewer than MIN_TEST_SAMPLES test samples (an Avg: one of its tasks was)
+
+    @property
+    def progress(self) -> str:
+        """Committed runs: "40/40 epochs", "12/40 epochs, unfinished" (several runs: each distinct text once)."""
+        return ", ".join(dict.fromkeys(r.bundle.progress_text() for r in self.runs if r.bundle is not None))
 
 
 @dataclass
 class Row:
     label: str
-    kind: str  # "paper", "ours" or "delta"
-    block: str  # RELEASE, or "<preset> preset, <source> data" for our other runs
+    kind: str  # "paper", "ours", "delta", or "heading" (a block's title, no cells)
+    block: str  # RELEASE, REPRODUCTION, or "<preset> preset, <source> data" for our other runs
     cells: dict[str, Cell]
     model: str = ""
     preset: str = ""
@@ -386,9 +422,11 @@ class Table:
     rows: list[Row]
     caption: str
     notes: list[str]
-    n_runs: int  # runs behind our cells
+    n_runs: int  # runs of the store behind our cells
     store: str
     experiment: str
+    n_bundles: int = 0  # committed runs (bundles) behind the reproduction block
+    bundles: str = ""  # the folder they were read from, as shown
 
     @property
     def own_rows(self) -> list[Row]:
@@ -408,14 +446,16 @@ def _own_label(model: str, recipe: str, preset: str, source: str, config: tuple[
     return model + (f" ({text})" if text else "")
 
 
-def _own_cells(runs: list[RunRecord], columns: list[Column]) -> tuple[dict[str, Cell], int]:
-    """Per column: mean ± std over seeds of the column's metric; the latest run of a seed counts."""
+def _own_cells(runs: list[RunRecord], columns: list[Column], keep_empty: bool = False) -> tuple[dict[str, Cell], int]:
+    """Per column: mean ± std over seeds of the column's metric; the latest run of a seed counts. With `keep_empty`
+    (committed runs), a run of the column's task without the metric yet (stopped before its first validation)
+    still gets a cell, without a number, that shows how far it is."""
     cells, replaced = {}, 0
     for col in columns:
         per_seed: dict[str, RunRecord] = {}
         for task, metric in col.sources:
             for run in runs:  # newest first
-                if run.task == task and metric in run.metrics:
+                if run.task == task and (metric in run.metrics or keep_empty):
                     if run.seed in per_seed:
                         replaced += 1
                     else:
@@ -424,11 +464,16 @@ def _own_cells(runs: list[RunRecord], columns: list[Column]) -> tuple[dict[str, 
             continue
         chosen = tuple(per_seed.values())
         metric_of = dict(col.sources)
-        values = [r.metrics[metric_of[r.task]] * (100.0 if col.percent else 1.0) for r in chosen]
-        sizes = {r.metrics.get(f"{split_of(metric_of[r.task])}/n_samples") for r in chosen}
+        scored = [r for r in chosen if metric_of[r.task] in r.metrics]
+        if not scored:
+            cells[col.key] = Cell(runs=chosen)
+            continue
+        values = [r.metrics[metric_of[r.task]] * (100.0 if col.percent else 1.0) for r in scored]
+        sizes = tuple(sorted({int(s) for s in (r.metrics.get(f"{split_of(metric_of[r.task])}/n_samples")
+                                               for r in scored) if s is not None}))
         std = statistics.stdev(values) if len(values) > 1 else None
-        cells[col.key] = Cell(statistics.fmean(values), std, len(values), runs=chosen,
-                              test_sizes=tuple(sorted(int(s) for s in sizes if s is not None)))
+        cells[col.key] = Cell(statistics.fmean(values), std, len(values), runs=chosen, test_sizes=sizes,
+                              small=bool(sizes) and sizes[0] < MIN_TEST_SAMPLES)
     return cells, replaced
 
 
@@ -438,17 +483,19 @@ def _with_average(cells: dict[str, Cell], columns: list[Column]) -> dict[str, Ce
         return cells
     tasks = [c.key for c in columns if c.key != "avg"]
     if all(cells.get(t) and cells[t].mean is not None for t in tasks):
-        return {**cells, "avg": Cell(statistics.fmean(cells[t].mean for t in tasks))}
+        return {**cells, "avg": Cell(statistics.fmean(cells[t].mean for t in tasks),
+                                     small=any(cells[t].small for t in tasks))}
     return cells
 
 
 def _mark_best(rows: list[Row], columns: list[Column]) -> None:
     """Bold the best number per column (max for accuracy, min for RMSE; ties all bold) among the published rows
-    and our paper-preset runs on the release data. Other rows (smoke preset, generated data) are never bold."""
-    candidates = [r for r in rows if r.block == RELEASE and r.kind != "delta"]
+    and our paper-preset runs on the release data scored on at least MIN_TEST_SAMPLES test samples. Other rows
+    (smoke preset, generated data, committed runs on generated data) and smoke-sized cells are never bold."""
+    candidates = [r for r in rows if r.block == RELEASE and r.kind in ("paper", "ours")]
     for col in columns:
         scored = [(round(r.cells[col.key].mean, col.decimals), r) for r in candidates
-                  if col.key in r.cells and r.cells[col.key].mean is not None]
+                  if col.key in r.cells and r.cells[col.key].mean is not None and not r.cells[col.key].small]
         if not scored:
             continue
         best = (max if col.higher_is_better else min)(v for v, _ in scored)
@@ -457,14 +504,15 @@ def _mark_best(rows: list[Row], columns: list[Column]) -> None:
                 r.bold.add(col.key)
 
 
-def caption(family: str, columns: list[Column], include_trials: bool = False) -> str:
+def caption(family: str, columns: list[Column], include_trials: bool = False, committed: bool = False) -> str:
     what = ("Test accuracy (%)" if columns[0].percent else "Test RMSE (lower is better)") + \
            " at the epoch of best validation"
     counted = ("FINISHED `suite run` or sweep trial per seed, the latest; failed, killed or diverged runs excluded"
                if include_trials else
                "FINISHED `suite run` per seed, the latest; sweep trials and failed, killed or diverged runs excluded")
     parts = [f"{what}; our rows: mean ± sample std over seeds (n = seeds; one {counted}); test = samples in the "
-             "test set each run was scored on (a smoke preset scores a few hundred or fewer)."]
+             f"test set each run was scored on; fewer than {MIN_TEST_SAMPLES} (a smoke preset scores 128, Path-X 2) "
+             "is marked smoke-sized and never bold: its standard error is more than 1.5 points."]
     parts.append("A row of ours is one configuration except the seed: runs that differ in anything that can change "
                  "the number form their own row, labelled by their recipe (tag suite.recipe), preset, data and "
                  "what differs from the recipe preset.")
@@ -474,10 +522,17 @@ def caption(family: str, columns: list[Column], include_trials: bool = False) ->
     if family == "speech":
         parts.append("8 kHz: the 16 kHz model tested zero-shot on audio resampled to 8 kHz (speech and speech8k runs; "
                      "one value per seed).")
+    if committed:
+        parts.append("Committed runs: the export bundles of runs committed to the repository (results/reproduction), "
+                     "read from their files; a cell gives the epochs done of the recipe's epochs, an unfinished run "
+                     "is a row of its own, marked; the notes give each run's draw of the data.")
     parts.append("Bold: best per column among the published rows and our paper-preset runs on the release data; "
-                 "our other rows (smoke preset, generated data) are never bold.")
+                 "our other rows (smoke preset, generated data" + (", committed runs" if committed else "")
+                 + ") are never bold.")
     parts.append("Δ: our mean minus the published row of the same model and recipe (results/paper.yaml, "
-                 "`counterparts`); paper preset on the release data only.")
+                 "`counterparts`); paper preset on the release data"
+                 + (", and finished committed runs of the paper preset (on generated data: the published "
+                    "experiment up to the draw of the data)." if committed else " only."))
     parts.append(f"{UNVERIFIED}: published number from a secondary source, unverified. {MISSING}: not run or not "
                  "reported.")
     return " ".join(parts)
@@ -546,17 +601,63 @@ def _group(runs: list[RunRecord]) -> dict[GroupKey, list[RunRecord]]:
     return {k: sorted(groups[k], key=lambda r: -r.start_time) for k in sorted(groups, key=order)}
 
 
+def _bundle_groups(runs: list[RunRecord]) -> list[tuple[GroupKey, list[RunRecord]]]:
+    """Rows of the committed runs: finished runs grouped as the store's (one configuration except the seed, seeds
+    pooled); an unfinished run is a row of its own (its number is not final, and another run stopped elsewhere
+    is not comparable with it). In the models' order, a model's finished row first."""
+    finished = [r for r in runs if r.bundle.finished]
+    groups = [(k, v, False) for k, v in _group(finished).items()]
+    groups += [((r.model, r.recipe, r.preset, r.data_source, config_diff(r)), [r], True)
+               for r in sorted(runs, key=lambda r: r.name) if not r.bundle.finished]
+    model_order = {m: i for i, m in enumerate(registry.MODELS)}
+    groups.sort(key=lambda g: (model_order.get(g[0][0], 99), g[0][0], g[0][1], g[2]))
+    return [(k, v) for k, v, _ in groups]
+
+
+def _own_rows(key: GroupKey, cells: dict[str, Cell], block: str, ref: PaperRow | None, published: list[Row],
+              label: str) -> list[Row]:
+    """A row of ours and, when it has a published counterpart, its Δ row."""
+    model, recipe, preset, source, diff = key
+    rows = [Row(label, "ours", block, cells, model, preset, source, compare=ref.name if ref else "", recipe=recipe,
+                config=diff)]
+    if ref:
+        ref_cells = next(r.cells for r in published if r.published == ref.name)
+        delta = {k: Cell(c.mean - ref_cells[k].mean) for k, c in cells.items()
+                 if k in ref_cells and ref_cells[k].mean is not None and c.mean is not None}
+        rows.append(Row(f"Δ to {ref.name}", "delta", block, delta, model, preset, source, compare=ref.name,
+                        recipe=recipe, config=diff))
+    return rows
+
+
+def _bundle_note(run: RunRecord) -> str:
+    b = run.bundle
+    best = b.best().get("best/epoch")
+    parts = [f"committed run {b.name} ({run.task}, seed {run.seed}): {b.progress_text()}", b.data_text(),
+             "no validation yet" if best is None else f"best validation at epoch {int(best)} (counted from 0)",
+             b.hours_text(), f"bundle {bundled.shown(b.path)}"]
+    return "; ".join(p for p in parts if p)
+
+
 def build(family: str, uri: str, experiment: str | None = None, filter_text: str | None = None,
-          include_trials: bool = False, paper_file: Path = PAPER_FILE) -> Table:
+          include_trials: bool = False, paper_file: Path = PAPER_FILE, bundles: Path | None = None,
+          use_bundles: bool = True) -> Table:
+    """The table of a family: the published rows, our runs of the store, and the committed runs (the bundles below
+    `bundles`, default results/reproduction; none with `use_bundles` False) in a block of their own."""
     columns = family_columns(family)
     paper = load_paper(family, paper_file)
     got = collect(uri, experiment or family, filter_text, include_trials, explicit_experiment=experiment is not None)
     tasks = {t for c in columns for t, _ in c.sources}
+    committed = [bundle_record(b) for b in bundled.find(bundles) if b.task in tasks] if use_bundles else []
+    origins = {r.origin for r in committed}
     runs = [r for r in got.runs if r.task in tasks]
+    in_bundles = sum(r.origin in origins for r in runs)
+    runs = [r for r in runs if r.origin not in origins]  # a committed run imported into the store: shown once
 
-    rows = _published_rows(paper)
+    published = _published_rows(paper)
+    own: list[Row] = []
     used, replaced, without_metric, ambiguous = 0, 0, 0, 0
-    for (model, recipe, preset, source, diff), group in _group(runs).items():
+    for key, group in _group(runs).items():
+        model, recipe, preset, source, diff = key
         cells, n_replaced = _own_cells(group, columns)
         replaced += n_replaced
         if not cells:
@@ -568,20 +669,36 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
         block = RELEASE if (source, preset) == ("release", "paper") else f"{preset} preset, {source} data"
         ref, several = _counterpart(members, paper) if block == RELEASE else (None, False)
         ambiguous += several
-        row = Row(_own_label(model, recipe, preset, source, diff), "ours", block, cells, model, preset, source,
-                  compare=ref.name if ref else "", recipe=recipe, config=diff)
-        rows.append(row)
-        if ref:
-            ref_cells = next(r.cells for r in rows if r.published == ref.name)
-            delta = {k: Cell(c.mean - ref_cells[k].mean) for k, c in cells.items()
-                     if k in ref_cells and ref_cells[k].mean is not None and c.mean is not None}
-            rows.append(Row(f"Δ to {ref.name}", "delta", block, delta, model, preset, source, compare=ref.name,
-                            recipe=recipe, config=diff))
+        own += _own_rows(key, cells, block, ref, published, _own_label(model, recipe, preset, source, diff))
+
+    reproduction: list[Row] = []
+    notes_committed: list[str] = []
+    for key, group in _bundle_groups(committed):
+        model, recipe, preset, source, diff = key
+        cells, _ = _own_cells(group, columns, keep_empty=True)
+        cells = _with_average(cells, columns)
+        unfinished = not group[0].bundle.finished
+        label = _own_label(model, recipe, preset, source, diff) + (f" [{group[0].name}, unfinished]"
+                                                                   if unfinished else "")
+        # Δ for finished runs of the paper preset: generated data of a task whose generator is the release's
+        # (ListOps) is the published experiment up to the draw of the data.
+        ref, several = _counterpart(group, paper) if preset == "paper" and not unfinished else (None, False)
+        ambiguous += several
+        reproduction += _own_rows(key, cells, REPRODUCTION, ref, published, label)
+        notes_committed += [_bundle_note(r) for r in group]
+    where = bundled.shown(bundles if bundles is not None else bundled.default_dir())
+    if reproduction:
+        reproduction.insert(0, Row(f"Committed runs ({where})", "heading", REPRODUCTION, {}))
+
+    releases = [r for r in own if r.block == RELEASE]
+    rows = published + releases + reproduction + [r for r in own if r.block != RELEASE]
     _mark_best(rows, columns)
 
     notes = list(got.notes)
-    if not runs:
+    if not runs and not committed:
         notes.append("no finished runs yet: published rows only")
+    elif not runs and not in_bundles:
+        notes.append("no finished runs in the store yet: published rows and committed runs only")
     if without_metric:
         notes.append(f"{without_metric} finished run(s) without their task's best/* metric left out")
     if replaced:
@@ -589,8 +706,12 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
     if ambiguous:
         notes.append(f"{ambiguous} row(s) match the counterparts of several published rows: no Δ "
                      "(fix results/paper.yaml)")
-    return Table(family, TITLES[family], columns, rows, caption(family, columns, include_trials), notes, used,
-                 tracking.mask(uri), experiment or family)
+    if in_bundles:
+        notes.append(f"{in_bundles} run(s) of the store are committed runs too (imported bundles): shown once, "
+                     "in the committed block")
+    notes += notes_committed
+    return Table(family, TITLES[family], columns, rows, caption(family, columns, include_trials, bool(committed)),
+                 notes, used, tracking.mask(uri), experiment or family, len(committed), where if committed else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -598,14 +719,21 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
 # ------------------------------------------------------------------------------------------------
 
 
+SMALL = "smoke-sized"  # the mark of a cell scored on fewer than MIN_TEST_SAMPLES test samples
+
+
 def test_size_text(sizes: tuple[int, ...]) -> str:
-    """The test samples behind a cell: "test 2000", "test 128–256" when its runs differ; "" when not logged."""
+    """The test samples behind a cell: "test 2000", "test 128–256" when its runs differ, "test 2, smoke-sized"
+    below MIN_TEST_SAMPLES; "" when not logged."""
     if not sizes:
         return ""
-    return "test " + (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}{MISSING}{sizes[-1]}")
+    text = "test " + (f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}{MISSING}{sizes[-1]}")
+    return text + (f", {SMALL}" if sizes[0] < MIN_TEST_SAMPLES else "")
 
 
 def cell_text(cell: Cell | None, col: Column, kind: str) -> str:
+    if cell is not None and cell.mean is None and cell.runs:  # a committed run stopped before its first validation
+        return f"{MISSING} ({cell.progress})"
     if cell is None or (cell.mean is None and not cell.failed):
         return MISSING
     if cell.failed:
@@ -614,8 +742,8 @@ def cell_text(cell: Cell | None, col: Column, kind: str) -> str:
     if kind == "delta":
         return f"{cell.mean:+.{d}f}"
     if cell.n == 0:
-        return f"{cell.mean:.{d}f}" + (UNVERIFIED if cell.unverified else "")
-    counts_text = ", ".join(filter(None, (f"n={cell.n}", test_size_text(cell.test_sizes))))
+        return f"{cell.mean:.{d}f}" + (UNVERIFIED if cell.unverified else "") + (f" ({SMALL})" if cell.small else "")
+    counts_text = ", ".join(filter(None, (f"n={cell.n}", test_size_text(cell.test_sizes), cell.progress)))
     if cell.std is None:
         return f"{cell.mean:.{d}f} ({counts_text})"
     return f"{cell.mean:.{d}f} ± {cell.std:.{d}f} ({counts_text})"
@@ -624,7 +752,8 @@ def cell_text(cell: Cell | None, col: Column, kind: str) -> str:
 def text_grid(table: Table) -> tuple[list[str], list[list[str]], list[list[bool]]]:
     """Header, cell texts and bold flags: the one layout every format renders."""
     header = ["Model", *(c.label for c in table.columns)]
-    body = [[r.label, *(cell_text(r.cells.get(c.key), c, r.kind) for c in table.columns)] for r in table.rows]
+    body = [[r.label, *("" if r.kind == "heading" else cell_text(r.cells.get(c.key), c, r.kind)
+                        for c in table.columns)] for r in table.rows]
     bold = [[False, *(c.key in r.bold for c in table.columns)] for r in table.rows]
     return header, body, bold
 
@@ -633,32 +762,44 @@ def render_markdown(table: Table, heading: str = "###") -> str:
     from tabulate import tabulate
 
     header, body, bold = text_grid(table)
-    body = [[f"**{t}**" if b else (f"*{t}*" if i == 0 and r.kind == "delta" else t)
+    body = [[f"**{t}**" if b else (f"*{t}*" if i == 0 and r.kind in ("delta", "heading") else t)
              for i, (t, b) in enumerate(zip(cells, flags))]
             for cells, flags, r in zip(body, bold, table.rows)]
     grid = tabulate(body, header, tablefmt="pipe", colalign=("left", *["right"] * len(table.columns)),
                     disable_numparse=True)
-    lines = [f"{heading} {table.title}", "",
-             f"Store `{table.store}`, experiment `{table.experiment}`, {table.n_runs} run(s).", "", grid, "",
-             table.caption]
+    lines = [f"{heading} {table.title}", "", sources_text(table), "", grid, "", table.caption]
     lines += [""] + [f"- {n}" for n in table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
+
+
+def sources_text(table: Table) -> str:
+    """Where the rows of ours come from: "Store `…`, experiment `lra`, 17 run(s); 4 committed run(s) from `…`." """
+    text = f"Store `{table.store}`, experiment `{table.experiment}`, {table.n_runs} run(s)"
+    if table.n_bundles:
+        text += f"; {table.n_bundles} committed run(s) from `{table.bundles}`"
+    return text + "."
+
+
+def html_text(text: str) -> str:
+    """Text for HTML: escaped, with `code` spans (the Markdown of our captions and notes) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
 
 
 def render_html(table: Table, heading: str = "h3") -> str:
     header, body, bold = text_grid(table)
     e = html.escape
-    out = [f"<{heading}>{e(table.title)}</{heading}>",
-           f"<p>Store <code>{e(table.store)}</code>, experiment <code>{e(table.experiment)}</code>, "
-           f"{table.n_runs} run(s).</p>",
+    out = [f"<{heading}>{e(table.title)}</{heading}>", f"<p>{html_text(sources_text(table))}</p>",
            f'<table class="results results-{table.family}">', "<thead><tr>",
            *(f"<th>{e(h)}</th>" for h in header), "</tr></thead>", "<tbody>"]
     for cells, flags, r in zip(body, bold, table.rows):
+        if r.kind == "heading":
+            out.append(f'<tr class="heading"><th colspan="{len(cells)}">{e(r.label)}</th></tr>')
+            continue
         tds = [f"<td>{'<strong>' + e(t) + '</strong>' if b else e(t)}</td>" for t, b in zip(cells, flags)]
         out.append(f'<tr class="{r.kind}">{"".join(tds)}</tr>')
-    out += ["</tbody>", "</table>", f"<p class=\"caption\">{e(table.caption)}</p>"]
+    out += ["</tbody>", "</table>", f"<p class=\"caption\">{html_text(table.caption)}</p>"]
     if table.notes:
-        out += ["<ul>", *(f"<li>{e(n)}</li>" for n in table.notes), "</ul>"]
+        out += ["<ul>", *(f"<li>{html_text(n)}</li>" for n in table.notes), "</ul>"]
     return "\n".join(out) + "\n"
 
 
@@ -707,11 +848,14 @@ def _midrules_between_blocks(latex: str, table: Table) -> str:
 
 
 CSV_FIELDS = ("model", "task", "data_source", "preset", "recipe", "config", "mean", "std", "n", "test_n", "paper",
-              "diff", "paper_row", "unit", "failed", "unverified", "row", "run_ids")
+              "diff", "paper_row", "unit", "failed", "unverified", "row", "run_ids", "smoke_sized", "epochs",
+              "finished", "data_draw", "bundles")
 
 
 def render_csv(table: Table) -> str:
-    """Tidy long format: one line per (row, column) that has a number; published rows have data_source 'published'."""
+    """Tidy long format: one line per (row, column) that has a number, or a committed run that has none yet;
+    published rows have data_source 'published'. Committed runs: `epochs` (done/of the recipe, one per run),
+    `finished`, `data_draw` and `bundles` (their folders); empty for the runs of the store."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -732,8 +876,19 @@ def render_csv(table: Table) -> str:
                 "n": cell.n or "", "test_n": " ".join(map(str, cell.test_sizes)), "paper": _num(paper),
                 "diff": _num(cell.mean - paper) if paper is not None and cell.mean is not None else "",
                 "paper_row": r.compare, "unit": "%" if col.percent else "rmse", "failed": cell.failed,
-                "unverified": cell.unverified, "row": r.label, "run_ids": " ".join(run.run_id for run in cell.runs)})
+                "unverified": cell.unverified, "row": r.label, "run_ids": " ".join(run.run_id for run in cell.runs),
+                "smoke_sized": cell.small, **_committed_fields(cell)})
     return buf.getvalue()
+
+
+def _committed_fields(cell: Cell) -> dict[str, str]:
+    committed = [run.bundle for run in cell.runs if run.bundle is not None]
+    if not committed:
+        return {}
+    return {"epochs": " ".join(f"{b.epochs_done}/{b.max_epochs}" for b in committed),
+            "finished": str(all(b.finished for b in committed)),
+            "data_draw": " | ".join(dict.fromkeys(b.data_text() for b in committed)),
+            "bundles": " ".join(bundled.shown(b.path) for b in committed)}
 
 
 def _num(v: float | None) -> str:
@@ -757,16 +912,32 @@ def render(table: Table, fmt: str, standalone: bool = False) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+def bundles_option(args) -> tuple[Path | None, bool]:
+    """`--bundles DIR` / `--no-bundles` of `suite table` and `suite report`: (folder or None for the default, whether
+    to show committed runs at all). A folder given that does not exist is an error, not an empty block."""
+    folder = getattr(args, "bundles", None)
+    if folder is not None and not Path(folder).is_dir():
+        from suite.errors import BundleError
+
+        raise BundleError(f"--bundles {folder}: no such folder.",
+                          hint="give the folder that holds the committed bundles (default: results/reproduction), "
+                               "or leave them out with --no-bundles")
+    return (Path(folder) if folder is not None else None), not getattr(args, "no_bundles", False)
+
+
 def main(args) -> int:
     uri = tracking.resolve_uri(args.tracking_uri)
-    table = build(args.family, uri, args.experiment, args.filter, getattr(args, "include_trials", False))
+    folder, use = bundles_option(args)
+    table = build(args.family, uri, args.experiment, args.filter, getattr(args, "include_trials", False),
+                  bundles=folder, use_bundles=use)
     text = render(table, args.format, getattr(args, "standalone", False))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
-        print(f"wrote {out} ({args.family}, {args.format}; {table.n_runs} run(s), "
-              f"{len(table.own_rows)} row(s) of ours)", file=sys.stderr)
+        print(f"wrote {out} ({args.family}, {args.format}; {table.n_runs} run(s)"
+              + (f", {table.n_bundles} committed run(s)" if table.n_bundles else "")
+              + f", {len(table.own_rows)} row(s) of ours)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     for note in table.notes:

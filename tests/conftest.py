@@ -32,6 +32,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SUITE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SUITE_CHECKPOINTS", str(tmp_path / "checkpoints"))  # runs logged to an MLflow server
+    monkeypatch.setenv("SUITE_BUNDLES", str(tmp_path / "bundles"))  # not the committed runs of results/reproduction
     for name in [*AMBIENT, *(k for k in os.environ if k.startswith("SLURM_"))]:
         monkeypatch.delenv(name, raising=False)
     for name in ("no_proxy", "NO_PROXY"):  # local servers of the tests never through a proxy

@@ -106,6 +106,7 @@ def store(tmp_path_factory) -> Store:
     s.run("listops", "s4d", 1, 0.40, source="generated", preset="smoke")
     s.run("listops", "s4d", 2, 0.90, source="generated", preset="smoke", overrides=["trainer.max_epochs=6"])
     s.run("pathx", "s4d", 0, 1.0, source="generated", preset="smoke", test_n=2)  # 2 test samples: never bold
+    s.run("scifar", "s4d", 0, 0.99, test_n=500)  # the paper preset on the release data, but 500 test samples
     # left out: a failed run, a sweep study run and its trial (all at 99 %), a FINISHED run with NaN numbers
     s.run("listops", "s4d", 3, 0.99, status="FAILED")
     study = s.run("listops", "s4d", 4, 0.99, tags={"suite.sweep.study": "lra-s4d"})
@@ -165,20 +166,28 @@ def test_mean_std_seeds_and_test_set_size(lra_markdown):
 def test_runs_that_differ_in_anything_but_the_seed_are_never_pooled(lra_markdown):
     t = table_of(lra_markdown)
     # smoke runs on generated data: seeds 0 and 1 (30 %, 40 %); the --max-epochs 6 run (90 %) is a row of its own
-    assert t[SMOKE_GEN][0] == "35.00 ± 7.07 (n=2, test 128)"
-    assert t[f"{SMOKE_GEN[:-1]}; trainer.max_epochs=6)"][0] == "90.00 (n=1, test 128)"
+    assert t[SMOKE_GEN][0] == "35.00 ± 7.07 (n=2, test 128, smoke-sized)"
+    assert t[f"{SMOKE_GEN[:-1]}; trainer.max_epochs=6)"][0] == "90.00 (n=1, test 128, smoke-sized)"
     assert t["s4d (s4 recipe; model.init=inv)"][0] == "58.00 (n=1, test 2000)"
     assert t["liquid_s4_pb (liquid_s4 recipe; model.liquid_kernel=none)"][0] == "50.00 (n=1, test 2000)"
     assert t["s4"][0] == "55.00 (n=1, test 2000)"  # no suite.recipe tag: an older run, labelled without one
 
 
-def test_a_smoke_sized_test_set_is_visible_and_never_bold(lra_markdown):
+def test_a_smoke_sized_test_set_is_visible_and_never_bold(lra_markdown, store, capsys):
     t = table_of(lra_markdown)
-    assert t[SMOKE_GEN][5] == "100.00 (n=1, test 2)"  # Path-X from 2 test samples, not bold against 96.66
+    assert t[SMOKE_GEN][5] == "100.00 (n=1, test 2, smoke-sized)"  # Path-X from 2 test samples, not bold
     assert t["Liquid-S4 (paper)"][5] == "**96.66†**"
     labels = list(t)
     for label in labels[labels.index(SMOKE_GEN):]:
         assert not any(c.startswith("**") for c in t[label]), label
+    assert f"fewer than {tables.MIN_TEST_SAMPLES} (a smoke preset scores 128, Path-X 2) is marked smoke-sized and " \
+           "never bold" in lra_markdown
+    # The threshold holds in the block that can be bold too: a paper-preset run on the release data scored on 500
+    # test samples (99 %) is neither bold nor ranked above the published 92.02.
+    assert cli.main(["table", "scifar", "--tracking-uri", store.uri]) == 0
+    t = table_of(capsys.readouterr().out)
+    assert t["s4d (s4 recipe)"] == ["99.00 (n=1, test 500, smoke-sized)"]
+    assert t["Liquid-S4 (paper)"] == ["**92.02**"]
 
 
 def test_average_only_over_complete_rows(lra_markdown):
@@ -294,7 +303,7 @@ def test_bidmc_rmse_lower_is_better(store, capsys):
     assert t["liquid_s4_kb (liquid_s4 recipe)"][0] == "0.350 (n=1, test 2000)"
     assert t["Δ to Liquid-S4 (paper)"][0] == "+0.047"
     # a smoke run on the release data: lower than every other HR, yet neither bold nor compared
-    assert t["s4d (s4 recipe, smoke preset)"][0] == "0.200 (n=1, test 128)"
+    assert t["s4d (s4 recipe, smoke preset)"][0] == "0.200 (n=1, test 128, smoke-sized)"
     labels = list(t)
     assert labels[-1] == "s4d (s4 recipe, smoke preset)"
 
@@ -373,7 +382,7 @@ def test_filter_experiment_and_trials_options(store, capsys):
     assert s4d["n"] == "4"  # the trial's seed 4 counts; its study run and the FAILED run still do not
     assert cli.main(["table", "lra", "--experiment", "nope", "--tracking-uri", store.uri]) == 2
     err = capsys.readouterr().err
-    assert "no experiment 'nope'" in err and "bidmc, lra, speech" in err
+    assert "no experiment 'nope'" in err and "bidmc, lra, scifar, speech" in err
     assert cli.main(["table", "lra", "--filter", "tags.suite.seed ==", "--tracking-uri", store.uri]) == 2
     assert "fix:" in capsys.readouterr().err
 
@@ -439,12 +448,12 @@ def test_report_has_every_table_and_the_learning_curves(store, tmp_path, fmt):
     images = re.findall(pattern, page)
     # one per task and row of ours: LRA 6 (s4d) + 1 each for s4, inv, pb, pb without the liquid term, the smoke
     # row's ListOps and Path-X, the max_epochs=6 row; BIDMC 3; speech 1 (the best validation seed is one run)
-    assert len(images) == 6 + 4 + 2 + 1 + 3 + 1
+    assert len(images) == 6 + 4 + 2 + 1 + 3 + 1 + 1  # and scifar 1
     assert len(set(images)) == len(images)
     for rel in images:
         assert (out.parent / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
     assert (out.parent / "img/lra/listops--s4d--paper--release--s4.png").read_bytes() == store.png.read_bytes()
-    assert "runs: lra 17, scifar 0, speech 3, bidmc 4 (total 24)" in page
+    assert "runs: lra 17, scifar 1, speech 3, bidmc 4 (total 25)" in page
 
 
 def test_report_picks_the_best_seed_by_validation_not_test(store, tmp_path):
@@ -456,14 +465,14 @@ def test_report_picks_the_best_seed_by_validation_not_test(store, tmp_path):
     assert "best validation of 2 seed(s)" in line and "(seed 1, best/val/accuracy 60.00 %, best/test/accuracy " \
         "66.00 % on 2000 test samples)" in line
     # Path-X of the smoke preset: its tiny test set said in words
-    assert any(x.startswith(f"**{SMOKE_GEN}**") and x.endswith("on 2 test samples)") for x in page.splitlines())
+    assert any(x.startswith(f"**{SMOKE_GEN}**") and x.endswith("on 2 test samples, smoke-sized)") for x in page.splitlines())
 
 
 def test_report_on_an_empty_store(tmp_path, capsys):
     out = tmp_path / "report.md"
     assert cli.main(["report", "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'no.db'}"]) == 0
     page = out.read_text()
-    assert "There are no runs yet" in page and "Liquid-S4 (paper)" in page and "![" not in page
+    assert "There are no runs in the store yet: it does not exist" in page and "Liquid-S4 (paper)" in page and "![" not in page
 
 
 # ------------------------------------------------------------------------------------------------
