@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One device command for issue 12's side-by-side and many-runs figures (docs/benchmarks.md):
+#   bash benchmarks/gpu_speed_session.sh [sbs] [many] [loop]      (results in $OUT)
+# sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
+#       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process;
+# many: benchmarks/many_runs.py (K runs on one GPU, with and without the CUDA MPS daemon the suite starts);
+# loop: benchmarks/loop_overhead.py (suite run against the step benchmark).
+set -u
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
+python3 -c "import mlflow, optuna, einops, opt_einsum, rich" 2>/dev/null || python3 -m pip install -q --no-index \
+  --find-links .gpu-wheels mlflow==3.17.2 optuna==5.0.0 optuna-integration==5.0.0 einops opt_einsum rich
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+for stage in "$@"; do
+  case $stage in
+    sbs)
+      export TORCH_CUDA_ARCH_LIST=9.0
+      (cd public_code/s4/extensions/kernels && pip install -q --no-build-isolation . > "$OUT/build_s4.log" 2>&1) &
+      (cd public_code/liquid-s4/extensions/cauchy && pip install -q --no-build-isolation . > "$OUT/build_ls4.log" 2>&1) &
+      wait
+      python3 -c "import structured_kernels, cauchy_mult; print('public extensions: importable')"
+      python3 benchmarks/side_by_side.py --s4 public_code/s4 --liquid-s4 public_code/liquid-s4 --out "$OUT" --train \
+        > "$OUT/sbs.log" 2>&1
+      tail -30 "$OUT/side_by_side.md" ;;
+    many)
+      python3 benchmarks/many_runs.py --model s4d --workers 1 4 8 --steps 1500 --out "$OUT/many" > "$OUT/many.log" 2>&1
+      tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
+    loop)
+      python3 benchmarks/loop_overhead.py --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
+      tail -15 "$OUT/loop.log" ;;
+  esac
+done
+# the device tool brings back at most 8 files: everything in one archive (tar -xzf results.tgz)
+(cd "$OUT" && tar -czf /tmp/results.tgz . && rm -rf ./* && mv /tmp/results.tgz .)
