@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from suite import cli, tables
+from suite import cli
 from tests.conftest import ROOT, run_suite
 from tests.test_resume import stop_at_checkpoint
 from tests.test_tables import table_of
