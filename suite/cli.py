@@ -400,9 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = verbs.add_parser(
-        "table", help="paper-style results table from the MLflow runs (markdown, latex, csv)",
+        "table", help="paper-style results table from the MLflow runs and the committed runs (markdown, latex, csv)",
         description="Group runs by model and task, mean +- std over seeds, beside the published numbers "
-                    "(results/paper.yaml).",
+                    "(results/paper.yaml); the runs committed as export bundles (results/reproduction) in a block "
+                    "of their own.",
     )
     p.add_argument("family", choices=["lra", "scifar", "speech", "bidmc"], help="which table")
     p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")

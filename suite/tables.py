@@ -1,10 +1,14 @@
 """Paper-style results tables: our runs, mean ± std over seeds, beside the published numbers.
 
     collect  the FINISHED `suite run` runs of one family from MLflow (sweep trials and diverged runs left
-             out), with their params (the flattened resolved configuration) and tags
+             out), with their params (the flattened resolved configuration) and tags; and the committed
+             runs, the export bundles under results/reproduction read from their files (suite.bundled),
+             finished or not
     build    rows of cells: published rows (results/paper.yaml); our rows, one per resolved configuration
              except the seed (see `config_diff`), labelled by what differs from the recipe; a Δ row under
-             each of ours that has a published counterpart (`Counterpart`); best per column
+             each of ours that has a published counterpart (`Counterpart`); the committed runs in a block
+             of their own (epochs done, unfinished runs apart); best per column, never from a
+             smoke-sized test set (MIN_TEST_SAMPLES)
     render   Markdown (tabulate), LaTeX (pandas Styler, booktabs), tidy CSV, HTML (for `suite report`)
 
 Cells hold numbers in the table's unit (accuracy in %, RMSE as is); a missing cell is None and is
@@ -200,7 +204,8 @@ def bundle_record(b) -> RunRecord:
         seed=str(s.get("seed", tags.get("suite.seed", s["run_id"]))),
         data_source=str(s.get("data_source") or tags.get("suite.data_source", "unknown")),
         start_time=int(s.get("start_time_ms") or 0), metrics=metrics, params=dict(b.params),
-        recipe=str(s.get("recipe") or tags.get("suite.recipe", "")), resume_changes=tags.get("suite.resume_changes", ""),
+        recipe=str(s.get("recipe") or tags.get("suite.recipe", "")),
+        resume_changes=tags.get("suite.resume_changes", ""),
         origin=str(s.get("origin_run_id") or s["run_id"]), bundle=b)
 
 
@@ -374,8 +379,8 @@ def load_paper(family: str, path: Path = PAPER_FILE) -> list[PaperRow]:
 RELEASE = "release"  # the block of the published rows and of our paper-preset runs on the release data
 REPRODUCTION = "reproduction"  # the block of the committed runs (export bundles under results/reproduction)
 # A test set smaller than this is a smoke-sized one: marked as such and never bold. Below 1000 samples the binomial
-# standard error of an accuracy near 50 % is above 1.6 points (sqrt(0.25 / 1000)), more than the gaps between the
-# published rows a bold number would claim to beat; a smoke preset scores 128 samples (Path-X: 2).
+# standard error of an accuracy near 50 % is above 1.5 points (sqrt(0.25 / 1000) = 1.58 %), more than the gaps
+# between the published rows a bold number would claim to beat; a smoke preset scores 128 samples (Path-X: 2).
 MIN_TEST_SAMPLES = 1000
 
 
