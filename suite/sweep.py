@@ -204,25 +204,15 @@ def sweep_view_key(study_name: str) -> str:
 
 def sweep_view(spec: StudySpec, parent_run_id: str) -> dict[str, Any]:
     """The study's trials in MLflow's run table, best objective first: the objective, the sampled values, the
-    trial's state and its test numbers; the chart view shows the objective against the sampled values."""
+    trial's state and its test numbers."""
     sampled = [f"trial.{p.key}" for p in spec.space]
     metrics = [OBJECTIVE_METRIC, spec.metric, "best/test/accuracy", "best/test/rmse"]
     columns = ([tracking._column("metrics", m) for m in dict.fromkeys(metrics)]
                + [tracking._column("params", k) for k in sampled]
                + [tracking._column("tags", t) for t in (STATE_TAG, "suite.task", "suite.model")])
-    charts = [
-        {"uuid": "suite-objective", "type": "BAR", "runsCountToCompare": 20, "metricSectionId": "suite",
-         "deleted": False, "isGenerated": False, "metricKey": OBJECTIVE_METRIC, "displayName": OBJECTIVE_METRIC},
-        {"uuid": "suite-parallel", "type": "PARALLEL", "runsCountToCompare": 20, "metricSectionId": "suite",
-         "deleted": False, "isGenerated": False, "selectedParams": sampled, "selectedMetrics": [OBJECTIVE_METRIC],
-         "showAllRuns": True},
-        {"uuid": "suite-curve", "type": "LINE", "runsCountToCompare": 20, "metricSectionId": "suite",
-         "deleted": False, "isGenerated": False, "metricKey": spec.metric, "displayName": spec.metric,
-         "selectedMetricKeys": [spec.metric], "xAxisKey": "step", "lineSmoothness": 0, "scaleType": "linear"},
-    ]
     return tracking.view_state(columns, order_by=tracking._column("metrics", OBJECTIVE_METRIC),
                                ascending=spec.direction == "minimize",
-                               search_filter=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", charts=charts)
+                               search_filter=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
 
 
 def describe_study(spec: StudySpec, study_name: str, counts: Counter | None = None, best: dict | None = None,

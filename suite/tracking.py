@@ -206,11 +206,9 @@ def _column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def view_state(columns: list[str], order_by: str, ascending: bool = False, search_filter: str = "",
-               charts: list[dict] | None = None) -> dict[str, Any]:
+def view_state(columns: list[str], order_by: str, ascending: bool = False, search_filter: str = "") -> dict[str, Any]:
     """The state of the experiment page a saved view restores: search facets and the table's UI state (the
-    fields and defaults of MLflow 3.17's `ExperimentPageUIState`). `columns` are `_column` names; `charts` the
-    chart cards of the chart view (None: the UI's own, one per metric)."""
+    fields and defaults of MLflow 3.17's `ExperimentPageUIState`); `columns` are `_column` names."""
     widths = {c: 170 for c in columns if c.startswith("metrics.")}
     state: dict[str, Any] = {
         "searchFilter": search_filter, "orderByKey": order_by, "orderByAsc": ascending, "startTime": "ALL",
@@ -221,10 +219,6 @@ def view_state(columns: list[str], order_by: str, ascending: bool = False, searc
         "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
         "autoRefreshEnabled": True,
     }
-    if charts is not None:
-        state["compareRunCharts"] = charts
-        state["compareRunSections"] = [{"uuid": "suite", "name": "Sweep", "display": True, "isReordered": False,
-                                        "deleted": False, "isGenerated": False}]
     return state
 
 

@@ -171,6 +171,10 @@ class Browser:
         return result.get("result", {}).get("value")
 
     def goto(self, url: str) -> None:
+        """Load `url` as a new tab would: through about:blank, so that a link into the same single-page app
+        (another `#/...` of the same address) loads the app afresh instead of changing its route."""
+        self.call("Page.navigate", url="about:blank")
+        self.wait_for("location.href === 'about:blank' && document.readyState === 'complete'", 30, "about:blank")
         self.call("Page.navigate", url=url)
 
     def wait_for(self, expression: str, timeout: float = 60.0, what: str | None = None):
@@ -210,6 +214,11 @@ class Browser:
             f"if (!el) return false; el.click(); return true; }})()")
         if not ok:
             raise LookupError(f"no element with the text {text!r} to click; the page shows:\n{self.text()[:2000]}")
+
+    def click(self, selector: str) -> bool:
+        """Click the first element matching the CSS selector; False when there is none."""
+        return bool(self.evaluate(f"(() => {{ const el = document.querySelector({json.dumps(selector)}); "
+                                  f"if (!el) return false; el.click(); return true; }})()"))
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
