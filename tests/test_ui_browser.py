@@ -44,8 +44,8 @@ def chromium() -> str:
 
 
 def _link(stderr: str, prefix: str) -> str:
-    """The URL printed on the line starting with `prefix`."""
-    for line in stderr.splitlines():
+    """The URL printed on the last line starting with `prefix` (a sweep's trials print their own first)."""
+    for line in reversed(stderr.splitlines()):
         if line.strip().startswith(prefix):
             found = re.search(r"https?://\S+", line)
             if found:
@@ -149,6 +149,8 @@ def test_the_ui_opens_on_the_run_table_with_metrics_and_the_sweep_by_its_objecti
             text = browser.wait_for_text("Parallel Coordinates Plot", "Metrics:", timeout=120)
             chosen = text.split("Metrics:", 1)[1].split("Clear All", 1)[0].split()
             assert chosen == ["sweep/objective"], text[:2000]
+            browser.wait_for("document.querySelector('.js-plotly-plot .main-svg')", 120, "the plot")
+            time.sleep(2)  # the plot's lines are drawn after its frame
             _shot(browser, "mlflow-sweep-compare.png", tmp_path)
     finally:
         stop_group(ui)
