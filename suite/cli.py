@@ -165,7 +165,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
         tracking.ensure_experiment(uri, "Default")
     tracking.mark_stale_runs(uri)
     cmd = tracking.ui_command(uri, args.host, args.port)
-    print(f"MLflow UI for {tracking.mask(uri)} at http://{args.host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI for {tracking.mask(uri)} at {base}  (Ctrl-C to stop)", file=sys.stderr)
+    for exp_id, name in tracking.prepare_ui(uri):  # model-training pages and the suite's view on every experiment
+        print(f"  experiment '{name}': {tracking.runs_url(exp_id, base=base)}", file=sys.stderr)
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     if mlflow_bin.exists():
         cmd[0] = str(mlflow_bin)

@@ -172,12 +172,13 @@ def _gpus(trainer) -> int:
 
 def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | None = None,
           extra_tags: dict[str, str] | None = None, *, resume_run_id: str | None = None,
-          ckpt_path: Path | None = None) -> str:
+          ckpt_path: Path | None = None, first_metrics: dict[str, float] | None = None) -> str:
     """Train and evaluate one configuration; return the MLflow run id.
 
     `callbacks` are added to the Lightning trainer (e.g. a sweep's pruning callback); `parent_run_id`
     makes the run a child (tag `mlflow.parentRunId`, e.g. a sweep trial under its study); `extra_tags`
-    are set on the run at creation. `resume_run_id` continues that (already reopened) run from
+    are set on the run at creation, `first_metrics` logged before any other metric (step 0; a sweep's objective,
+    which MLflow's run comparison then shows first). `resume_run_id` continues that (already reopened) run from
     `ckpt_path` (None: from the start); use `resume()` rather than this directly.
 
     Raises DivergenceError on a non-finite loss, ResourceError when out of memory, KeyboardInterrupt
@@ -237,12 +238,15 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             "suite.version": __version__,
             "suite.device": tracking.device_name(cfg.trainer.accelerator),
             **tracking.owner_tags(),
+            tracking.NOTE_TAG: describe_run(cfg, data.source),
             **(extra_tags or {}),
         }
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         run_id = tracking.start_run(uri, experiment_id, run_name, tags)
         try:
+            if first_metrics:
+                tracking.log_metrics(uri, run_id, first_metrics, step=0)
             tracking.log_params(uri, run_id, {**flatten(to_dict(_masked(cfg))), "n_params": n_params})
             _log_config(uri, run_id, cfg)  # now, so that a killed run can be resumed with its configuration
             log_data_stats(uri, run_id, data)
@@ -314,6 +318,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             histories = tracking.metric_histories(uri, run_id)
             best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
             tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
+            tracking.set_description(uri, run_id, describe_run(cfg, data.source, best))
             _log_config(uri, run_id, cfg)
             with tempfile.TemporaryDirectory() as tmp:
                 epochs = {step: int(e) for step, e in histories.get("epoch", [])}
@@ -358,8 +363,20 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
 
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if not k.endswith("epoch"))
     print(f"\ndone: run {run_id}  {summary}", file=sys.stderr)
-    print(f"look: suite ui  (then open experiment '{experiment}')", file=sys.stderr)
+    exp_id = tracking.client(uri).get_run(run_id).info.experiment_id
+    print(f"look: suite ui, then open {tracking.runs_url(exp_id)}  (experiment '{experiment}', view "
+          f"'suite: results')", file=sys.stderr)
     return run_id
+
+
+def describe_run(cfg: RunConfig, data_source: str, best: dict[str, float] | None = None) -> str:
+    """The run's description in the MLflow UI (Markdown): what was trained, and once it is known the result."""
+    text = (f"**{cfg.model.name}** on **{cfg.task}**, {cfg.preset} preset ({cfg.recipe} recipe), seed {cfg.seed}, "
+            f"{data_source} data.")
+    if best:
+        shown = ", ".join(f"`{k}` {v:.0f}" if k == "best/epoch" else f"`{k}` {v:.4f}" for k, v in best.items())
+        text += f"\n\nResult (test metrics at the epoch of the best validation metric): {shown}."
+    return text
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ PRUNED_TAG = "suite.sweep.pruned"
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study run's id
 RUN_ATTR = "mlflow_run_id"  # trial user attr: the trial's child run id
 FAILURE_ATTR = "failure"  # trial user attr: why it failed, one line
+OBJECTIVE_METRIC = "sweep/objective"  # a trial run's Optuna value
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ def find_or_create_study_run(uri: str, experiment_id: str, study, spec: StudySpe
                 "suite.model": ",".join(spec.models), "suite.preset": spec.preset,
                 "suite.sweep.file": str(spec.path), "suite.sweep.storage": tracking.mask(storage),
                 "suite.git_commit": tracking.git_commit()}
+        tags[tracking.NOTE_TAG] = describe_study(spec, study.study_name)
         run_id = tracking.start_run(uri, experiment_id, study.study_name, tags)
         params = {"sweep.sampler": spec.sampler.name, "sweep.pruner": spec.pruner.name,
                   "sweep.objective": spec.metric, "sweep.direction": spec.direction,
@@ -193,6 +195,46 @@ def find_or_create_study_run(uri: str, experiment_id: str, study, spec: StudySpe
         tracking.log_artifact(uri, run_id, spec.path)
     study.set_user_attr(PARENT_ATTR, run_id)
     return run_id
+
+
+def sweep_view_key(study_name: str) -> str:
+    """The key of the study's saved view in the MLflow UI (a tag suffix and a URL parameter: no quotes, no spaces)."""
+    return "sweep-" + hashlib.sha1(study_name.encode()).hexdigest()[:12]
+
+
+def sweep_view(spec: StudySpec, parent_run_id: str) -> dict[str, Any]:
+    """The study's trials in MLflow's run table, best objective first: the objective, the sampled values, the
+    trial's state and its test numbers."""
+    sampled = [f"trial.{p.key}" for p in spec.space]
+    metrics = [OBJECTIVE_METRIC, spec.metric, "best/test/accuracy", "best/test/rmse"]
+    columns = ([tracking._column("metrics", m) for m in dict.fromkeys(metrics)]
+               + [tracking._column("params", k) for k in sampled]
+               + [tracking._column("tags", t) for t in (STATE_TAG, "suite.task", "suite.model")])
+    return tracking.view_state(columns, order_by=tracking._column("metrics", OBJECTIVE_METRIC),
+                               ascending=spec.direction == "minimize",
+                               search_filter=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def describe_study(spec: StudySpec, study_name: str, counts: Counter | None = None, best: dict | None = None,
+                   experiment_id: str | None = None) -> str:
+    """The study run's description in the MLflow UI (Markdown): what is searched and, once known, the best trial."""
+    space = "\n".join(f"- `{k}`: {v}" for k, v in describe_space(spec).items())
+    text = (f"Optuna study **{study_name}** (`{spec.path.name}`): {', '.join(spec.models)} on "
+            f"{', '.join(spec.tasks)}, {spec.preset} preset; {spec.direction} `{spec.metric}` (each trial's best "
+            f"epoch, logged as `{OBJECTIVE_METRIC}`) over {spec.trials} trials, sampler {spec.sampler.name}, pruner "
+            f"{spec.pruner.name}. Searched:\n\n{space}\n\nThe trials are the nested runs below this one")
+    if experiment_id is not None:
+        link = tracking.runs_url(experiment_id, sweep_view_key(study_name), base="")
+        text += f"; the view [sweep: {study_name}]({link}) (Views menu) lists them by objective"
+    text += "."
+    if counts is not None:
+        text += (f"\n\nSo far: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, {counts['FAIL']} failed "
+                 f"trials.")
+    if best:
+        params = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in best["params"].items())
+        text += (f" **Best: trial {best['number']}**, `{spec.metric}` {best['value']:.4f} ({params}), run "
+                 f"{best['run_id']}.")
+    return text
 
 
 def spec_name(study) -> str:
@@ -283,7 +325,7 @@ def mark_pruned(uri: str, run_id: str, metric: str) -> None:
     (the value Optuna keeps for a pruned trial)."""
     history = tracking.metric_histories(uri, run_id).get(metric) or []
     if history:
-        tracking.log_metrics(uri, run_id, {"sweep/objective": history[-1][1]})
+        tracking.log_metrics(uri, run_id, {OBJECTIVE_METRIC: history[-1][1]})
     c = tracking.client(uri)
     if "suite.failure" in c.get_run(run_id).data.tags:  # train() tagged the TrialPruned exception as a failure
         c.delete_tag(run_id, "suite.failure")
@@ -318,7 +360,10 @@ def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
         if retried is not None:
             tags["suite.sweep.retry_of"] = str(retried)
         try:
-            run_id = train(cfg, callbacks=[callback], parent_run_id=ctx.parent_run_id, extra_tags=tags)
+            # sweep/objective is the trial run's first metric (NaN until the trial has its value): MLflow's run
+            # comparison plots the first metric the compared runs share
+            run_id = train(cfg, callbacks=[callback], parent_run_id=ctx.parent_run_id, extra_tags=tags,
+                           first_metrics={OBJECTIVE_METRIC: math.nan})
             callback.check_pruned()  # under DDP the callback stops the trainer instead of raising
         except optuna.TrialPruned:
             if callback.run_id:
@@ -334,7 +379,7 @@ def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
         except Exception as exc:
             trial.set_user_attr(FAILURE_ATTR, tracking.failure_tags(exc)["suite.failure"])
             raise
-        tracking.log_metrics(ctx.uri, run_id, {"sweep/objective": value})
+        tracking.log_metrics(ctx.uri, run_id, {OBJECTIVE_METRIC: value})
         tracking.set_tags(ctx.uri, run_id, {STATE_TAG: "COMPLETE"})
         return value
 
@@ -503,6 +548,8 @@ def summarize(ctx: Context, spec: StudySpec, status: str = "FINISHED") -> dict[s
         summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
                            "run_id": best.user_attrs.get(RUN_ATTR)}
     tracking.log_metrics(ctx.uri, ctx.parent_run_id, metrics, step=done)
+    tracking.set_description(ctx.uri, ctx.parent_run_id,
+                             describe_study(spec, ctx.study, c, summary["best"], ctx.experiment_id))
     with tempfile.TemporaryDirectory() as tmp:
         for path in _plots(study, Path(tmp)):
             tracking.log_artifact(ctx.uri, ctx.parent_run_id, path, "plots")
@@ -606,6 +653,8 @@ def prepare(args) -> tuple[Context, StudySpec, Any]:
         parent = find_or_create_study_run(uri, experiment_id, study, spec, storage_url)
     finally:
         lock.release()
+    tracking.save_view(uri, experiment_id, sweep_view_key(study_name), f"sweep: {study_name}",
+                       sweep_view(spec, parent))
     tracking.client(uri).update_run(parent, status="RUNNING")
     owner = getattr(tracking, "owner_tags", None)  # lets a later command tell a study run left by a kill
     if owner is not None:
@@ -665,7 +714,8 @@ def main(args) -> int:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
         print(f"best: trial {b['number']}  {spec.metric} {b['value']:.4f}  ({params})  run {b['run_id']}",
               file=sys.stderr)
-    print(f"look: suite ui  (study run {ctx.parent_run_id}; its trials are the nested runs)", file=sys.stderr)
+    print(f"look: suite ui, then open {tracking.runs_url(ctx.experiment_id, sweep_view_key(ctx.study))}  (the trials "
+          f"by {OBJECTIVE_METRIC}; study run {ctx.parent_run_id})", file=sys.stderr)
     if s["failed_now"] and not s["finished_now"]:
         raise SweepFailedError(
             f"sweep: all {s['failed_now']} trial(s) this command ran failed; the first one: {s['first_failure']}",

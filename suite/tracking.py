@@ -167,10 +167,136 @@ def ensure_experiment(uri: str, name: str) -> str:
 def _get_or_create(uri: str, name: str) -> str:
     c = client(uri)
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    root = artifact_root(uri)
-    return c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    if exp is None:
+        root = artifact_root(uri)
+        experiment_id = c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        tags: dict[str, str] = {}
+    else:
+        experiment_id, tags = exp.experiment_id, exp.tags
+    mark_experiment(uri, experiment_id, tags)
+    return experiment_id
+
+
+# ------------------------------------------------------------------------------------------------
+# What the MLflow UI shows: experiment kind, saved views of the run table, descriptions
+# ------------------------------------------------------------------------------------------------
+#
+# MLflow 3.17's UI opens an experiment on its GenAI pages (traces, an assistant) unless the experiment is a
+# model-training one. Two things decide it: the experiment tag `mlflow.experimentKind` (its training value is
+# `custom_model_development`; without the tag the UI guesses the kind and may ask) and, in 3.17, the UI's own
+# "GenAI / Model training" switch, which a link sets with `?workflowType=machine_learning`. The run table shows
+# no metric column until the user picks some; a saved view (experiment tag `mlflow.sharedViewState.<key>`, the
+# "Views" menu above the table, or `?viewStateShareKey=<key>` in a link) brings the columns, the sort and the
+# filter at once. The suite writes both on every experiment it uses, and prints links that open them.
+
+KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # the description of an experiment or a run (Markdown) in the UI
+VIEW_TAG = "mlflow.sharedViewState."
+RESULTS_VIEW = "suite-results"
+# The headline numbers of every family (a column without values in the experiment is not shown)
+HEADLINE_METRICS = ("best/test/accuracy", "best/val/accuracy", "best/test8k/accuracy", "best/test/rmse",
+                    "best/val/rmse", "best/epoch")
+KEY_TAGS = ("suite.task", "suite.model", "suite.preset", "suite.seed", "suite.data_source")
+UI_DEFAULT = "http://127.0.0.1:5000"
+
+
+def _column(kind: str, key: str) -> str:
+    """A run-table column as the UI names it: `metrics.`best/test/accuracy``, `params.`optim.lr``, `tags.`x``."""
+    return f"{kind}.`{key}`"
+
+
+def view_state(columns: list[str], order_by: str, ascending: bool = False, search_filter: str = "") -> dict[str, Any]:
+    """The state of the experiment page a saved view restores: search facets and the table's UI state (the
+    fields and defaults of MLflow 3.17's `ExperimentPageUIState`); `columns` are `_column` names."""
+    widths = {c: 170 for c in columns if c.startswith("metrics.")}
+    state: dict[str, Any] = {
+        "searchFilter": search_filter, "orderByKey": order_by, "orderByAsc": ascending, "startTime": "ALL",
+        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
+        "selectedColumns": columns, "columnOrder": [], "columnWidths": widths, "runsExpanded": {},
+        "runsPinned": [], "runsHidden": [], "runsVisibilityMap": {}, "runsHiddenMode": "SHOW_ALL",
+        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": False,
+        "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+        "autoRefreshEnabled": True,
+    }
+    return state
+
+
+def save_view(uri: str, experiment_id: str, key: str, name: str, state: dict[str, Any]) -> None:
+    """Write the saved view `key` (shown as `name` in the UI's Views menu) on the experiment, replacing an older
+    one of the same key."""
+    import json
+    import time
+
+    now = int(time.time() * 1000)
+    envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    client(uri).set_experiment_tag(experiment_id, VIEW_TAG + key, json.dumps(envelope))
+
+
+def results_view() -> dict[str, Any]:
+    """The experiment's run table with the headline metrics and the key tags, best test number first."""
+    columns = [_column("metrics", m) for m in HEADLINE_METRICS] + [_column("tags", t) for t in KEY_TAGS]
+    return view_state(columns, order_by=_column("metrics", "best/test/accuracy"))
+
+
+def mark_experiment(uri: str, experiment_id: str, tags: dict[str, str] | None = None) -> None:
+    """Make the experiment a model-training one with the suite's saved view and a description (each written
+    only when missing or out of date). `tags`: the experiment's tags if the caller has them."""
+    c = client(uri)
+    if tags is None:
+        tags = c.get_experiment(experiment_id).tags
+    if tags.get(KIND_TAG) != TRAINING_KIND:
+        c.set_experiment_tag(experiment_id, KIND_TAG, TRAINING_KIND)
+    view = tags.get(VIEW_TAG + RESULTS_VIEW)
+    import json
+
+    try:
+        current = json.loads(json.loads(view)["state"]) if view else None
+    except (ValueError, KeyError, TypeError):
+        current = None
+    if current != results_view():
+        save_view(uri, experiment_id, RESULTS_VIEW, "suite: results", results_view())
+    if not tags.get(NOTE_TAG):
+        c.set_experiment_tag(experiment_id, NOTE_TAG, (
+            "Runs of the ssm-suite (`suite run`, `suite sweep`). The view **suite: results** (Views menu above the "
+            "run table) shows each run's best validation and test numbers (`best/val/*`, `best/test/*`: the test "
+            "metrics at the epoch of the best validation metric) with task, model, preset and seed. A sweep's "
+            "study run has nested trial runs; its description links to the sweep's own view."))
+
+
+def prepare_ui(uri: str) -> list[tuple[str, str]]:
+    """Mark every active experiment of the store as the suite does its own (`mark_experiment`), the Default one
+    included when it holds runs; return (id, name) of those with runs. A store MLflow cannot read: nothing."""
+    try:
+        c = client(uri)
+        found = []
+        for exp in c.search_experiments():
+            if not c.search_runs([exp.experiment_id], max_results=1):
+                continue
+            mark_experiment(uri, exp.experiment_id, exp.tags)
+            found.append((exp.experiment_id, exp.name))
+        return found
+    except Exception as exc:  # the UI itself reports what is wrong with the store
+        import sys
+
+        print(f"note: could not prepare the experiments of {mask(uri)} for the UI ({type(exc).__name__})",
+              file=sys.stderr)
+        return []
+
+
+def runs_url(experiment_id: str, view: str | None = RESULTS_VIEW, base: str = UI_DEFAULT) -> str:
+    """The link that opens the experiment's run table in `suite ui` (model-training pages, the saved view)."""
+    query = "workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def run_url(experiment_id: str, run_id: str, base: str = UI_DEFAULT) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def set_description(uri: str, run_id: str, text: str) -> None:
+    """The run's description (Markdown), shown on its page in the UI."""
+    client(uri).set_tag(run_id, NOTE_TAG, text)
 
 
 def git_commit() -> str:

@@ -50,3 +50,29 @@ def test_unreachable_store_is_a_tracking_error(tmp_path):
 
     with pytest.raises(TrackingError, match="does not answer"):
         tracking.ensure_experiment("http://127.0.0.1:9/", "lra")
+
+
+def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_path):
+    """MLflow 3.17 opens an unmarked experiment on its GenAI pages: every experiment the suite creates or uses is a
+    model-training one with the saved view of the headline metrics (README, "In the MLflow UI")."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = tracking.ensure_experiment(uri, "lra")
+    tags = MlflowClient(uri).get_experiment(exp_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "suite: results" in tags["mlflow.note.content"]
+    view = json.loads(tags["mlflow.sharedViewState.suite-results"])
+    assert view["name"] == "suite: results" and isinstance(view["createdAt"], int)
+    state = json.loads(view["state"])
+    assert state["selectedColumns"][:2] == ["metrics.`best/test/accuracy`", "metrics.`best/val/accuracy`"]
+    assert "tags.`suite.model`" in state["selectedColumns"] and state["orderByKey"] == "metrics.`best/test/accuracy`"
+
+    # an experiment made before (no tags, as older versions of the suite left them) is marked when next used
+    old = MlflowClient(uri).create_experiment("scifar")
+    assert tracking.ensure_experiment(uri, "scifar") == old
+    assert MlflowClient(uri).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tracking.runs_url(exp_id) == ("http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+                                         "&viewStateShareKey=suite-results")
