@@ -22,7 +22,7 @@ for stage in "$@"; do
         > "$OUT/sbs.log" 2>&1
       tail -30 "$OUT/side_by_side.md" ;;
     many)
-      python3 benchmarks/many_runs.py --model s4d --workers 1 4 8 --steps 1500 --out "$OUT/many" > "$OUT/many.log" 2>&1
+      python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps 3000 --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
     loop)
       python3 benchmarks/loop_overhead.py --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1

@@ -73,6 +73,8 @@ def main() -> int:
     p.add_argument("--model", default="s4d")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off", "auto"],
+                   help="--mps modes to measure for K > 1, in this order (default: on off)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "many_runs_out")))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     rows = []
     for k in args.workers:
-        for mode in (["off"] if k == 1 else ["off", "auto"]):
+        for mode in (["off"] if k == 1 else args.modes):
             row = launch(k, mode, args.model, args.steps, store, data, logs)
             rows.append(row)
             print(json.dumps(row), flush=True)
