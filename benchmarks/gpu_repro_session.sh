@@ -17,4 +17,4 @@ fi
 left=$((budget - $(date +%s) + start))
 [ $# -gt 0 ] && python3 benchmarks/reproduction_job.py "$@" --deadline "$left" --out "$OUT" 2>&1 \
   | grep -v "generating ListOps" | tee "$OUT/job.log" | grep -v "^epoch\|step " | tail -30
-grep -h "^epoch" "$OUT/job.log" | tail -8
+for f in "$OUT"/*.log; do grep -h "^epoch" "$f" | tail -4; done

@@ -40,10 +40,17 @@ RUNS = {
 EXPORT_MARGIN_S = 25.0  # what the export and the process start need after the run stops
 
 
-def suite(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
+def suite(*args: str, capture: bool = False, log: Path | None = None) -> subprocess.CompletedProcess:
+    """`suite ARGS` in a subprocess; its output to this terminal, or appended to `log`."""
     cmd = [sys.executable, "-m", "suite.cli", *args]
     print("$ suite " + " ".join(args), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    if log is None:
+        return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    with log.open("a") as f:
+        f.write("$ suite " + " ".join(args) + "\n")
+        f.flush()
+        return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else f,
+                              stderr=subprocess.STDOUT if not capture else f)
 
 
 def find_run(name: str) -> tuple[str, str] | None:
@@ -71,7 +78,8 @@ def pack(out: Path, name: str, part_bytes: int = 15 * 2**20) -> None:
     shutil.rmtree(out / name)
 
 
-def job(name: str, deadline: float, out: Path, bundles: Path, preset: str, sets: list[str]) -> int:
+def job(name: str, deadline: float, out: Path, bundles: Path, preset: str, sets: list[str],
+        log: Path | None = None) -> int:
     model, extra = RUNS[name]
     left = deadline - time.monotonic() - EXPORT_MARGIN_S
     if left < 60:
@@ -80,19 +88,20 @@ def job(name: str, deadline: float, out: Path, bundles: Path, preset: str, sets:
     limit = f"{int(left)}s"
     found = find_run(name)
     if found is None and (bundles / name / "summary.json").exists():
-        imported = suite("import", str(bundles / name), capture=True)
+        imported = suite("import", str(bundles / name), capture=True, log=log)
         if imported.returncode != 0:
             return imported.returncode
         found = find_run(name)
     if found is None:
         code = suite("run", "--task", "listops", "--model", model, "--preset", preset, "--run-name", name,
-                     "--time-limit", limit, *[a for o in GENERATED + extra + sets for a in ("--set", o)]).returncode
+                     "--time-limit", limit, *[a for o in GENERATED + extra + sets for a in ("--set", o)],
+                     log=log).returncode
         found = find_run(name)
     elif found[1] != "FINISHED":
-        code = suite("run", "--resume", found[0], "--time-limit", limit).returncode
+        code = suite("run", "--resume", found[0], "--time-limit", limit, log=log).returncode
     else:
         code = 0
-    if found is not None and suite("export", found[0], str(out / name)).returncode == 0:
+    if found is not None and suite("export", found[0], str(out / name), log=log).returncode == 0:
         pack(out, name)
     print(f"{name}: exit {code} ({ {0: 'finished', 75: 'stopped at the time limit'}.get(code, 'failed') })",
           flush=True)
@@ -107,9 +116,22 @@ def main() -> int:
     p.add_argument("--bundles", type=Path, default=BUNDLES, help="where earlier jobs' bundles are (default: %(default)s)")
     p.add_argument("--preset", default="paper", help="the recipe preset (smoke: a dry run of this script on a CPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for a new run")
+    p.add_argument("--parallel", action="store_true",
+                   help="train the runs at the same time (sharing the GPU through a CUDA MPS daemon the suite starts, "
+                        "suite/mps.py), each run's output in DIR/RUN.log")
     args = p.parse_args()
     deadline = time.monotonic() + args.deadline
-    codes = [job(name, deadline, args.out, args.bundles, args.preset, args.set) for name in args.runs]
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.parallel and len(args.runs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from suite.mps import mps_for_workers
+
+        with mps_for_workers(len(args.runs), "auto"), ThreadPoolExecutor(len(args.runs)) as pool:
+            codes = list(pool.map(lambda name: job(name, deadline, args.out, args.bundles, args.preset, args.set,
+                                                   log=args.out / f"{name}.log"), args.runs))
+    else:
+        codes = [job(name, deadline, args.out, args.bundles, args.preset, args.set) for name in args.runs]
     return 0 if all(c in (0, 75) for c in codes) else 1
 
 
