@@ -70,7 +70,7 @@ def read_parquet(path: Path, progress: bool = True) -> dict[str, np.ndarray]:
     is a DataError naming the file (and the row)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    from tasks.progress import bar as progress_bar
 
     fix = f"delete {path} and run `suite data fetch image` again (or download {URL}{path.name} by hand)"
     try:
@@ -86,8 +86,7 @@ def read_parquet(path: Path, progress: bool = True) -> dict[str, np.ndarray]:
     n = len(images)
     rgb = np.empty((n, N_PIXELS, 3), dtype=np.uint8)
     gray = np.empty((n, N_PIXELS, 1), dtype=np.uint8)
-    for i, data in enumerate(tqdm(images, desc=f"decoding {path.name}", unit=" images", file=sys.stderr,
-                                  dynamic_ncols=True, disable=not progress)):
+    for i, data in enumerate(progress_bar(images, desc=f"decoding {path.name}", unit=" images", progress=progress)):
         if not 0 <= labels[i] < N_CLASSES:
             raise DataError(f"{path}, row {i}: label {labels[i]} is not a CIFAR-10 class 0-9.", hint=fix)
         try:

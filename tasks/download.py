@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -32,10 +31,9 @@ def sha256(path: Path) -> str:
 
 
 def _progress(total: int | None, initial: int, name: str):
-    from tqdm.auto import tqdm
+    from tasks.progress import bar as progress_bar
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name)
 
 
 def fetch_url(url: str, dest: Path, sha256_hex: str | None = None, progress: bool = True) -> Path:
@@ -160,6 +158,6 @@ def _check_inside(root: Path, name: str) -> None:
 def _bar(items, name: str, progress: bool):
     if not progress:
         return items
-    from tqdm.auto import tqdm
+    from tasks.progress import bar as progress_bar
 
-    return tqdm(items, desc=f"unpacking {name}", unit=" files", file=sys.stderr, dynamic_ncols=True)
+    return progress_bar(items, desc=f"unpacking {name}", unit=" files")

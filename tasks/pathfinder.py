@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
+from tasks.progress import bar as progress_bar
 
 from tasks import cache, generated, lra_release
 from tasks.base import DataStatus, TaskData, raw_status
@@ -169,8 +169,8 @@ def prepare(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION
         # (n, res, res) uint8, written through a memory map so 200k Path-X images need not fit in RAM
         images = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint8,
                                            shape=(len(records), resolution, resolution))
-        for i, (rel, _) in enumerate(tqdm(records, desc=f"decoding Pathfinder {resolution}px", unit="img",
-                                          disable=not progress)):
+        for i, (rel, _) in enumerate(progress_bar(records, desc=f"decoding Pathfinder {resolution}px", unit="img",
+                                                  progress=progress)):
             images[i] = decode(level / rel, resolution)
         images.flush()
         return {"images": images, "labels": np.array([label for _, label in records], dtype=np.int64)}

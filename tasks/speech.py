@@ -178,11 +178,11 @@ def prepare(root: Path, cfg, progress: bool = True) -> Path:
     entry, key = _cache_entry(root, folder)
 
     def make() -> dict[str, np.ndarray]:
-        from tqdm.auto import tqdm
+        from tasks.progress import bar as progress_bar
 
         arrays: dict[str, np.ndarray] = {}
-        bar = tqdm(total=sum(len(v) for v in splits.values()), desc="decoding Speech Commands", unit=" clips",
-                   file=sys.stderr, dynamic_ncols=True, disable=not progress)
+        bar = progress_bar(total=sum(len(v) for v in splits.values()), desc="decoding Speech Commands",
+                           unit=" clips", progress=progress)
         for split, items in splits.items():
             x = np.zeros((len(items), CLIP), dtype=np.int16)  # (n, 16000)
             for i, (rel, _) in enumerate(items):

@@ -109,10 +109,9 @@ def flat(docs: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bar(items: Iterable, desc: str, progress: bool, total: int | None = None):
-    from tqdm.auto import tqdm
+    from tasks.progress import bar as progress_bar
 
-    return tqdm(items, desc=desc, total=total, unit=" docs", file=sys.stderr, dynamic_ncols=True,
-                disable=not progress)
+    return progress_bar(items, desc=desc, total=total, unit=" docs", progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------

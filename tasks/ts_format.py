@@ -20,7 +20,6 @@ read; anything malformed is a DataError naming the file and the line.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,9 +91,9 @@ def read_ts(path: Path, progress: bool = False) -> TsFile:
     with open(path, encoding="latin-1") as f:
         lines = f
         if progress:
-            from tqdm.auto import tqdm
+            from tasks.progress import bar as progress_bar
 
-            lines = tqdm(f, desc=f"parsing {path.name}", unit=" lines", file=sys.stderr, dynamic_ncols=True)
+            lines = progress_bar(f, desc=f"parsing {path.name}", unit=" lines")
         for number, raw in enumerate(lines, start=1):
             text = raw.strip()
             if not text or text.startswith("#"):

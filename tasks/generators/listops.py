@@ -36,7 +36,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Union
 
-from tqdm import tqdm
+from tasks.progress import bar as progress_bar
 
 from tasks.generators import mt_stream
 
@@ -104,7 +104,7 @@ def generate_reference(
     rng = random.Random(seed)
     total = n_train + n_val + n_test
     accepted: dict[Tree, None] = {}  # insertion-ordered set
-    with tqdm(total=total, desc="generating ListOps", unit="expr", disable=not progress) as bar:
+    with progress_bar(total=total, desc="generating ListOps", unit="expr", progress=progress) as bar:
         while len(accepted) < total:
             tree, length = generate_tree(rng, 1, max_depth, max_args)
             if min_length < length < max_length and tree not in accepted:
@@ -293,7 +293,7 @@ def generate(
     sizes = sizes or chunk_sizes()
     stream = mt_stream.Stream(seed)
     at = 0  # where the single stream's next tree starts
-    with tqdm(total=n_train + n_val + n_test, desc="generating ListOps", unit="expr", disable=not progress) as bar:
+    with progress_bar(total=n_train + n_val + n_test, desc="generating ListOps", unit="expr", progress=progress) as bar:
         out = _Collector(n_train + n_val + n_test, bar)
         if workers == 1:  # one process: each chunk is parsed from the stream's own tree start
             while out.stop is None:

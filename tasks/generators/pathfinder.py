@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
+from tasks.progress import bar as progress_bar
 
 LEVELS = {  # difficulty directory -> (contour_length N, distractor_length N_d); docs/generators.md §2.8
     "curv_baseline": (6, 2),
@@ -609,8 +609,8 @@ def write_dataset(level_dir: Path, p: Params, n_images: int, seed: int, workers:
     todo = [c for c in _chunks(n_images) if not (tmp / "chunks" / f"{c[0]}_{c[1]}.txt").is_file()]
     jobs = [(p, seed, tmp, *c) for c in todo]
     workers = min(workers or default_workers(), max(len(jobs), 1))
-    with tqdm(total=n_images, initial=n_images - sum(c[2] for c in todo), desc=f"generating Pathfinder {p.window}px",
-              unit="img", disable=not progress) as bar:
+    with progress_bar(total=n_images, initial=n_images - sum(c[2] for c in todo),
+                      desc=f"generating Pathfinder {p.window}px", unit="img", progress=progress) as bar:
         if workers <= 1:
             for job in jobs:
                 bar.update(_make_chunk(job)[2])
