@@ -3,7 +3,7 @@
 A progress bar redraws itself with carriage returns; written into a file it becomes kilobytes of
 overwritten lines per epoch, and a buffered one shows nothing at all for minutes. When the run's
 output is not a terminal, `ProgressLines` replaces the bar with one line every
-`trainer.progress_every_seconds` (README, "Logs on a cluster"):
+`trainer.progress_every_seconds` (docs/usage.md, "Logs on a cluster"):
 
     progress: epoch 3/10  step 1200/4000 (30%)  412.5 samples/s  loss 0.8123  ETA 0:11:20
 

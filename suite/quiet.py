@@ -1,4 +1,4 @@
-"""What a run's log leaves out: library messages a user cannot act on (README, "Logs on a cluster").
+"""What a run's log leaves out: library messages a user cannot act on (docs/usage.md, "Logs on a cluster").
 
 Lightning writes seven info lines per run; kept are those that say something about this run a user can
 change (a GPU present but not used, why training stopped). Dropped:

@@ -1,6 +1,6 @@
 """One training run: data, model, Lightning trainer, MLflow run; returns the run id.
 
-What a run logs (see README, "What a run records"): the flattened resolved config as params plus
+What a run logs (see docs/usage.md, "What a run records"): the flattened resolved config as params plus
 `n_params`; tags for task, model, preset, seed, data source, git commit, suite version and device;
 per-epoch `<split>/loss` and `<split>/<metric>` for train, val and test; at the end the `best/*`
 metrics (test at the epoch of best validation); artifacts `config.yaml`, `checkpoints/best.ckpt`

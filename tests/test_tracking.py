@@ -54,7 +54,7 @@ def test_unreachable_store_is_a_tracking_error(tmp_path):
 
 def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_path):
     """MLflow 3.17 opens an unmarked experiment on its GenAI pages: every experiment the suite creates or uses is a
-    model-training one with the saved view of the headline metrics (README, "In the MLflow UI")."""
+    model-training one with the saved view of the headline metrics (docs/usage.md, "In the MLflow UI")."""
     import json
 
     from mlflow.tracking import MlflowClient
