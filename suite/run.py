@@ -363,9 +363,10 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
 
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if not k.endswith("epoch"))
     print(f"\ndone: run {run_id}  {summary}", file=sys.stderr)
-    exp_id = tracking.client(uri).get_run(run_id).info.experiment_id
-    print(f"look: suite ui, then open {tracking.runs_url(exp_id)}  (experiment '{experiment}', view "
-          f"'suite: results')", file=sys.stderr)
+    if parent_run_id is None:  # a sweep trial: the sweep prints one link to its view at the end
+        exp_id = tracking.client(uri).get_run(run_id).info.experiment_id
+        print(f"look: suite ui, then open {tracking.runs_url(exp_id)}  (experiment '{experiment}', view "
+              f"'suite: results')", file=sys.stderr)
     return run_id
 
 

@@ -44,7 +44,7 @@ def chromium() -> str:
 
 
 def _link(stderr: str, prefix: str) -> str:
-    """The URL printed on the last line starting with `prefix` (a sweep's trials print their own first)."""
+    """The URL printed on the last line starting with `prefix`."""
     for line in reversed(stderr.splitlines()):
         if line.strip().startswith(prefix):
             found = re.search(r"https?://\S+", line)
@@ -103,6 +103,7 @@ def test_the_ui_opens_on_the_run_table_with_metrics_and_the_sweep_by_its_objecti
     sweep_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     r = run_suite("sweep", str(sweep_file))
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("look: ") == 1  # the sweep's own link; its trials print none
     sweep_link = _link(r.stderr, "look:")
 
     port = _free_port()
