@@ -34,7 +34,7 @@ def family_tasks(family: str) -> list[str]:
 
 def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
     """Why `task` cannot run with `preset` here, or None when it can."""
-    registry.task(task)  # an unknown name is a clean error
+    entry = registry.task(task)  # an unknown name is a clean error
     from suite.config import preset_names, resolve
     from suite.run import data_root
 
