@@ -89,8 +89,10 @@ class SequenceModule(L.LightningModule):
         self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,
                  prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
         if split != "train":  # evaluation only: nothing more to do per training step
-            self.log(f"{split}/n_samples", float(n), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=n,
-                     add_dataloader_idx=False, sync_dist=True)
+            # n made on the device (a fill, no copy): a Python number would be copied to the GPU at every batch,
+            # a blocking copy that waits for the GPU (suite/throughput.py)
+            self.log(f"{split}/n_samples", torch.full((), float(n), device=y.device), on_step=False, on_epoch=True,
+                     reduce_fx="sum", batch_size=n, add_dataloader_idx=False, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
