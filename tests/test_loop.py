@@ -187,3 +187,38 @@ def test_sigterm_writes_every_queued_metric_before_the_run_is_marked_killed(tmp_
     # every step before the stop's own, written before the run was marked KILLED (the stop comes at that step's
     # end, before Lightning logs it, as it always did)
     assert set(range(saved - 1)) <= steps, (saved, sorted(steps))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("model", ["s4d", "liquid_s4_pb"])
+def test_graphed_evaluation_scores_what_the_eager_pass_scores(model):
+    """Forward-only graphs (suite/eval_graphs.py) on variable-length batches, at the model's rate and at rate 2 (the
+    8 kHz split), in inference mode as Lightning evaluates: the same outputs as the eager pass, also after the
+    parameters changed (an optimizer step between two epochs) and for a longer batch that grows the kernels."""
+    import torch
+
+    from suite.eval_graphs import GraphedEvaluation
+    from tests.test_cuda_graphs import VOCAB, network
+
+    net = network(model, []).cuda().eval()
+    graphed = GraphedEvaluation(net)
+    g = torch.Generator().manual_seed(0)
+
+    def batch(L):
+        lengths = torch.randint(L // 2, L + 1, (5,), generator=g)
+        lengths[0] = L
+        x = torch.randint(3, VOCAB, (5, L), generator=g) * (torch.arange(L) < lengths[:, None])
+        return x.cuda(), lengths.cuda()
+
+    for step in range(3):
+        for L, rate in [(100, None), (90, 2.0), (300, None)]:
+            x, lengths = batch(L)
+            with torch.inference_mode():
+                want = net(x, lengths, rate)
+                got = graphed(x, lengths, rate)
+            rel = ((got - want).abs().max() / want.abs().max()).item()
+            assert rel < 1e-5, (model, step, L, rate, rel)
+        with torch.no_grad():  # an optimizer step: the graphs read the parameters in place
+            for p in net.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    assert graphed.off is None and graphed.graphs
