@@ -147,7 +147,8 @@ def run_case(name: str, args, out: Path) -> dict:
     late = record["late_samples"] / record["late_seconds"]
     bench = bench_train(model, torch.device("cuda"), overrides=overrides, cuda_graph=True)["samples_per_s"]
     return {**record, "epoch_samples_per_s": epoch, "steady_samples_per_s": steady, "bench_samples_per_s": bench,
-            "epoch_ratio": epoch / bench, "late_epoch_samples_per_s": late, "late_epoch_ratio": late / bench, "steady_ratio": steady / bench, "n_syncs": len(record.get("syncs", []))}
+            "epoch_ratio": epoch / bench, "late_epoch_samples_per_s": late, "late_epoch_ratio": late / bench,
+            "steady_ratio": steady / bench, "n_syncs": len(record.get("syncs", []))}
 
 
 def run_cpu(args, out: Path) -> dict:

@@ -15,9 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-from lightning.pytorch.loggers import Logger
 import lightning.pytorch as L
+import pytest
+import torch
+from lightning.pytorch.loggers import Logger
 from mlflow.tracking import MlflowClient
 
 from suite import tracking
@@ -180,8 +181,6 @@ def test_sigterm_writes_every_queued_metric_before_the_run_is_marked_killed(tmp_
     assert proc.returncode == 130, err[-3000:]
     client = MlflowClient(uri)
     assert client.get_run(run_id).info.status == "KILLED"
-    import torch
-
     saved = torch.load(ckpt_root / run_id / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
     steps = {m.step for m in client.get_metric_history(run_id, "train/loss_step")}
     # every step before the stop's own, written before the run was marked KILLED (the stop comes at that step's
@@ -189,14 +188,12 @@ def test_sigterm_writes_every_queued_metric_before_the_run_is_marked_killed(tmp_
     assert set(range(saved - 1)) <= steps, (saved, sorted(steps))
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("model", ["s4d", "liquid_s4_pb"])
 def test_graphed_evaluation_scores_what_the_eager_pass_scores(model):
     """Forward-only graphs (suite/eval_graphs.py) on variable-length batches, at the model's rate and at rate 2 (the
     8 kHz split), in inference mode as Lightning evaluates: the same outputs as the eager pass, also after the
     parameters changed (an optimizer step between two epochs) and for a longer batch that grows the kernels."""
-    import torch
-
     from suite.eval_graphs import GraphedEvaluation
     from tests.test_cuda_graphs import VOCAB, network
 
