@@ -1,15 +1,29 @@
-"""`suite run` throughput against the training-step benchmark, and the GPU reads left in its loop (issue 12, target 2).
+"""`suite run` throughput beside the training-step benchmark, in one command (issue 12, target 2: run >= 90 % of step).
 
-    PYTHONPATH=$PWD python benchmarks/loop_overhead.py [--case s4d] [--steps 200] [--warmup 40] [--out DIR]
+    PYTHONPATH=$PWD python benchmarks/loop_overhead.py [--case pb_exact ...] [--n-train 24000] [--out DIR]
+    PYTHONPATH=$PWD python benchmarks/loop_overhead.py --cpu      # the host side only, on any machine
 
-For each case (model + overrides) it trains the ListOps network of the Liquid-S4 `paper` recipe (the network
-`suite bench --train` times, for every model) through the real `suite.run.train` on generated ListOps, with the
-default configuration (CUDA graphs auto, progress bar on, MLflow logging every 50 steps, checkpoints as
-configured), and times `--steps` optimizer steps after `--warmup` (which covers the captures of the length
-buckets) between two CUDA synchronisations. During 20 steady steps it turns on PyTorch's sync debug mode and
-records every operation that made the host wait for the GPU (there should be none; one per log interval at most).
-Then it runs `suite.bench.bench_train` (CUDA graphs, batch 12 x 2048, full length) for the same case. Writes
-loop_overhead.json and loop_overhead.md to DIR (default $OUT, else ./loop_out) and prints the table.
+On a GPU, for each case (model + overrides) it trains the ListOps network of the Liquid-S4 `paper` recipe (the
+network `suite bench --train` times, for every model) through the real `suite.run.train` for one epoch of
+generated ListOps with the default configuration (CUDA graphs auto, MLflow logging every 50 steps, checkpoints as
+configured, validation and test at the epoch's end), and reports side by side:
+
+- `epoch`: training samples per second of the whole epoch, validation and test included (what a user gets; the
+  paper's split is 96k / 2k / 2k, kept here in proportion: --n-train, val and test each n_train / 48);
+- `after warm-up`: the same from the end of --warmup steps (the training graphs' captures, paid once per run)
+  to the end of the evaluation (its graphs' captures included);
+- `steady`: samples/s of --steps training steps after --warmup (which covers the captures of the length buckets);
+- `bench`: `suite.bench.bench_train` for the same case (CUDA graphs, batch 12 x 2048 at full length);
+- the host-GPU synchronisations PyTorch's sync debug mode reports during 20 steady steps (none expected; the log
+  point's reads, one per `trainer.log_every_n_steps`, when one falls in them), and the seconds the training thread
+  spent in the loggers' `log_metrics` over the epoch (MLflow writes belong to a background thread).
+
+`--cpu` measures the host's share on a machine without a GPU, where the GPU's time cannot be measured: a tiny
+network (d_model 8, one layer) so that the step is almost all host work, `suite run`'s milliseconds per training
+step against the same network's bare step (forward, loss, backward, AdamW, schedule), the training thread's time in
+`log_metrics` per log point, and every read of a tensor value by the host between log points
+(suite.throughput.HostReads; on a GPU each is a wait). Writes loop_overhead.json and .md to DIR (default $OUT,
+else ./loop_out) and prints the table.
 """
 
 from __future__ import annotations
@@ -33,27 +47,71 @@ CASES = {
 }
 
 
-def _probe(warmup: int, steps: int, record: dict):
+class _LogTime:
+    """Seconds the training thread spends in each logger's log_metrics (wrapped at fit start), and the calls."""
+
+    def __init__(self):
+        self.seconds, self.calls = 0.0, 0
+
+    def wrap(self, trainer):
+        for logger in trainer.loggers:
+            inner = logger.log_metrics
+
+            def timed(*args, _inner=inner, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return _inner(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - t0
+                    self.calls += 1
+
+            logger.log_metrics = timed
+
+
+def _probe(warmup: int, steps: int, record: dict, gpu: bool):
     import lightning.pytorch as L
     import torch
 
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    log_time = _LogTime()
+
     class Probe(L.Callback):
-        """Times steps warmup .. warmup + steps; records host-GPU syncs during 20 steps after warmup."""
+        """Times the epoch (validation and test included) and steps warmup .. warmup + steps; on a GPU records the
+        host-GPU syncs during 20 steps after warmup."""
+
+        def on_fit_start(self, trainer, pl_module):
+            log_time.wrap(trainer)
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            sync()
+            record["epoch_t0"] = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):  # after the epoch's validation and test
+            sync()
+            now = time.perf_counter()
+            record["epoch_seconds"] = now - record["epoch_t0"]
+            if "t0" in record:  # from the end of the warm-up (the training captures) to the end of the evaluation
+                record["late_seconds"] = now - record["t0"]
+            record["log_seconds"], record["log_calls"] = log_time.seconds, log_time.calls
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             step = trainer.global_step
+            record["epoch_samples"] = record.get("epoch_samples", 0) + len(batch[1])
+            if step > warmup:
+                record["late_samples"] = record.get("late_samples", 0) + len(batch[1])
             if step == warmup:
-                torch.cuda.synchronize()
+                sync()
                 record["t0"] = time.perf_counter()
                 record["syncs"] = []
-                torch.cuda.set_sync_debug_mode("warn")
-                warnings.simplefilter("always")
-                self._show, warnings.showwarning = warnings.showwarning, self._record
-            elif step == warmup + 20:
+                if gpu:
+                    torch.cuda.set_sync_debug_mode("warn")
+                    warnings.simplefilter("always")
+                    self._show, warnings.showwarning = warnings.showwarning, self._record
+            elif step == warmup + 20 and gpu:
                 torch.cuda.set_sync_debug_mode(0)
                 warnings.showwarning = self._show
             elif step == warmup + steps:
-                torch.cuda.synchronize()
+                sync()
                 record["seconds"] = time.perf_counter() - record["t0"]
                 record["steps"] = steps
                 record["batch"] = len(batch[1])
@@ -75,31 +133,117 @@ def run_case(name: str, args, out: Path) -> dict:
     from suite.run import train
 
     model, overrides = CASES[name]
-    n_train = 12 * (args.warmup + args.steps + 20)
-    sets = ["data.source=generated", f"data.generator.n_train={n_train}", "data.generator.n_val=120",
-            "data.generator.n_test=120", "trainer.limit_val_batches=2", *overrides]
-    flags = {"trainer": {"max_steps": args.warmup + args.steps, "max_epochs": 1},
+    n_eval = max(args.n_train // 48, 12)
+    sets = ["data.source=generated", f"data.generator.n_train={args.n_train}", f"data.generator.n_val={n_eval}",
+            f"data.generator.n_test={n_eval}", *overrides]
+    flags = {"trainer": {"max_epochs": 1},
              "data": {"root": str(Path(args.data_dir).resolve())},
              "tracking": {"uri": f"sqlite:///{(out / 'mlflow.db').resolve()}", "experiment": "loop-overhead"}}
     cfg = resolve("listops", model, "paper", None, sets, flags, recipe="liquid_s4")
-    record: dict = {"case": name, "model": model, "overrides": overrides}
-    train(cfg, callbacks=[_probe(args.warmup, args.steps, record)], extra_tags={"suite.kind": "loop-overhead"})
-    run_sps = record["steps"] * record["batch"] / record["seconds"]
-    bench = bench_train(model, torch.device("cuda"), overrides=overrides, cuda_graph=True)
-    return {**record, "run_samples_per_s": run_sps, "bench_samples_per_s": bench["samples_per_s"],
-            "ratio": run_sps / bench["samples_per_s"], "n_syncs": len(record.get("syncs", []))}
+    record: dict = {"case": name, "model": model, "overrides": overrides, "n_train": args.n_train, "n_eval": n_eval}
+    train(cfg, callbacks=[_probe(args.warmup, args.steps, record, gpu=True)], extra_tags={"suite.kind": "loop-overhead"})
+    steady = record["steps"] * record["batch"] / record["seconds"]
+    epoch = record["epoch_samples"] / record["epoch_seconds"]
+    late = record["late_samples"] / record["late_seconds"]
+    bench = bench_train(model, torch.device("cuda"), overrides=overrides, cuda_graph=True)["samples_per_s"]
+    return {**record, "epoch_samples_per_s": epoch, "steady_samples_per_s": steady, "bench_samples_per_s": bench,
+            "epoch_ratio": epoch / bench, "late_epoch_samples_per_s": late, "late_epoch_ratio": late / bench,
+            "steady_ratio": steady / bench, "n_syncs": len(record.get("syncs", []))}
+
+
+def run_cpu(args, out: Path) -> dict:
+    """The host's share: `suite run` vs the bare step on a tiny network, on the CPU (see the module docstring)."""
+    import lightning.pytorch as L  # noqa: F401
+    import torch
+    import torch.nn.functional as F
+
+    from suite.config import resolve
+    from suite.optim import make_optimizer
+    from suite.run import build_model, train
+    try:
+        from suite.throughput import HostReads
+    except ImportError:  # a tree from before it (a before/after comparison)
+        HostReads = None
+
+    warmup, steps, every = 10, args.cpu_steps, 10
+    tiny = ["model.d_model=8", "model.n_layers=1", "data.generator.max_length=40", "trainer.limit_val_batches=2",
+            f"data.generator.n_train={32 * (warmup + steps + 2 * every + 5)}", f"trainer.log_every_n_steps={every}",
+            "trainer.progress_bar=false"]
+    flags = {"trainer": {"max_steps": warmup + steps + 2 * every, "max_epochs": 1, "accelerator": "cpu"},
+             "data": {"root": str(Path(args.data_dir).resolve())},
+             "tracking": {"uri": f"sqlite:///{(out / 'mlflow.db').resolve()}", "experiment": "loop-overhead"}}
+    cfg = resolve("listops", "s4d", "smoke", None, tiny, flags)
+    record: dict = {}
+    # reads recorded after the timed steps: the recording slows every torch call
+    reads = HostReads(warmup + steps, warmup + steps + 2 * every - 1) if HostReads else None
+    train(cfg, callbacks=[_probe(warmup, steps, record, gpu=False), *([reads] if reads else [])])
+    run_ms = 1000 * record["seconds"] / steps
+
+    # the bare step of the same network on batches of the same shape
+    from suite.run import load_task
+
+    data = load_task(cfg)
+    torch.manual_seed(0)
+    net = build_model(cfg, data)
+    opt, sched, _ = make_optimizer(net, cfg.optim, total_steps=10**6)
+    x, y, lengths = data.collate([data.train[i] for i in range(cfg.trainer.batch_size)])
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, lengths), y).backward()
+        opt.step()
+        sched.step()
+
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    bare_ms = 1000 * (time.perf_counter() - t0) / steps
+
+    def host_memory_anyway(r):
+        # data loading and AdamW's step counters: host tensors on a GPU too; the divergence check reads the loss
+        # at once on a CPU only (on a GPU at the log points: suite/guards.py)
+        return any("torch/utils/data/" in f or "torch/optim/" in f for f in r["where"]) or (
+            "suite/guards.py" in r["where"][-1] and "on_train_batch_end" in r["where"][-1])
+
+    log_points = {s for s in reads.steps if (s + 1) % every == 0} if reads else set()
+    device = [r for r in reads.reads if not host_memory_anyway(r)] if reads else []
+    between = [r for r in device if r["step"] not in log_points]
+    return {"case": "cpu", "steps": steps, "run_ms_per_step": run_ms, "bare_ms_per_step": bare_ms,
+            "loop_ms_per_step": run_ms - bare_ms, "log_calls": record["log_calls"],
+            "log_ms_per_call": 1000 * record["log_seconds"] / max(record["log_calls"], 1),
+            "reads_between_log_points": len(between), "reads_at_log_points": len(device) - len(between),
+            "read_sources": sorted({r["where"][-1] for r in device})}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", action="append", choices=sorted(CASES), help="repeatable; default all")
+    p.add_argument("--n-train", type=int, default=24000, help="training samples (an epoch of n_train / 12 steps)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--cpu", action="store_true", help="the host's share on the CPU (automatic without a GPU)")
+    p.add_argument("--cpu-steps", type=int, default=100)
     p.add_argument("--out", default=os.environ.get("OUT") or "loop_out")
     p.add_argument("--data-dir", default=os.environ.get("SUITE_DATA") or "/tmp/loop_data")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    if args.cpu or not torch.cuda.is_available():
+        row = run_cpu(args, out)
+        text = (f"`suite run` on the CPU, tiny ListOps network, {row['steps']} steps: {row['run_ms_per_step']:.1f} ms "
+                f"per step against {row['bare_ms_per_step']:.1f} ms for the bare step (loop: "
+                f"{row['loop_ms_per_step']:+.1f} ms); log_metrics on the training thread: {row['log_ms_per_call']:.2f} "
+                f"ms per call ({row['log_calls']} calls); tensor reads by the host: {row['reads_between_log_points']} "
+                f"between log points, {row['reads_at_log_points']} at them ({', '.join(row['read_sources'])})")
+        print(json.dumps(row))
+        print(text)
+        (out / "loop_overhead.json").write_text(json.dumps([row], indent=1))
+        (out / "loop_overhead.md").write_text(text + "\n")
+        return 0
     rows = []
     for name in args.case or list(CASES):
         try:
@@ -108,19 +252,21 @@ def main() -> int:
             rows.append({"case": name, "error": f"{type(exc).__name__}: {exc}"[:300]})
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "syncs"}), flush=True)
         (out / "loop_overhead.json").write_text(json.dumps(rows, indent=1))
-    import torch
-
-    lines = [f"`suite run` (default path) vs `suite bench --train` (CUDA graphs), ListOps network of the Liquid-S4 "
-             f"paper recipe, batch 12; {torch.cuda.get_device_name(0)}, torch {torch.__version__}; {args.steps} "
-             f"steps after {args.warmup}", "",
-             "| case | suite run samples/s | bench samples/s | run / bench | host-GPU syncs in 20 steps |",
-             "|---|---|---|---|---|"]
+    lines = [f"`suite run` (default path) beside `suite bench --train` (CUDA graphs), ListOps network of the Liquid-S4 "
+             f"paper recipe, batch 12; {torch.cuda.get_device_name(0)}, torch {torch.__version__}; one epoch of "
+             f"{args.n_train} generated samples with validation and test; steady: {args.steps} steps after "
+             f"{args.warmup}", "",
+             "| case | bench samples/s | suite run epoch samples/s | epoch / bench | after warm-up, with eval | "
+             "/ bench | steady samples/s | steady / bench | syncs in 20 steps | log_metrics s on the training thread |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['case']} | error: {r['error'][:80]} | | | |")
+            lines.append(f"| {r['case']} | error: {r['error'][:80]} | | | | | | | | |")
         else:
-            lines.append(f"| {r['case']} | {r['run_samples_per_s']:.1f} | {r['bench_samples_per_s']:.1f} | "
-                         f"{r['ratio']:.2f} | {r['n_syncs']} |")
+            lines.append(f"| {r['case']} | {r['bench_samples_per_s']:.1f} | {r['epoch_samples_per_s']:.1f} | "
+                         f"{r['epoch_ratio']:.2f} | {r['late_epoch_samples_per_s']:.1f} | {r['late_epoch_ratio']:.2f} | "
+                         f"{r['steady_samples_per_s']:.1f} | {r['steady_ratio']:.2f} | "
+                         f"{r['n_syncs']} | {r['log_seconds']:.2f} ({r['log_calls']} calls) |")
     text = "\n".join(lines)
     print(text)
     (out / "loop_overhead.md").write_text(text + "\n")

@@ -45,16 +45,21 @@ class SequenceModule(L.LightningModule):
         self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
         self.cuda_graph = cuda_graph
         self._graphed = None  # suite.cuda_graphs.GraphedTraining, made at the first training batch
+        self._graphed_eval = None  # suite.eval_graphs.GraphedEvaluation, beside it
 
     def on_fit_start(self) -> None:
-        """trainer.cuda_graph (suite/cuda_graphs.py): auto = graphs where they apply, else eager with a note."""
+        """trainer.cuda_graph (suite/cuda_graphs.py): auto = graphs where they apply, else eager with a note. Training
+        and evaluation both (suite/eval_graphs.py)."""
         if self.cuda_graph is False:
             return
         from suite.cuda_graphs import GraphedTraining, obstacle
 
         why = obstacle(self.device.type, self.trainer.world_size, self.trainer.precision)
         if why is None:
+            from suite.eval_graphs import GraphedEvaluation
+
             self._graphed = GraphedTraining(self.model)
+            self._graphed_eval = GraphedEvaluation(self.model)  # the evaluation splits of every epoch, likewise
         elif self.cuda_graph is True:
             raise ConfigError(f"config: trainer.cuda_graph = true cannot apply to this run: {why}.",
                               hint="drop --set trainer.cuda_graph=true (auto falls back to eager by itself), or train "
@@ -74,6 +79,8 @@ class SequenceModule(L.LightningModule):
         x, y, lengths = batch
         if split == "train" and self._graphed is not None:
             out = self._graphed(x, lengths)  # the same network, replayed as CUDA graphs
+        elif split != "train" and self._graphed_eval is not None:
+            out = self._graphed_eval(x, lengths, self.eval_rate.get(split))  # forward-only graphs, likewise
         else:
             out = self(x, lengths, self.eval_rate.get(split))
         loss = self._loss(out, y)
@@ -89,8 +96,10 @@ class SequenceModule(L.LightningModule):
         self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,
                  prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
         if split != "train":  # evaluation only: nothing more to do per training step
-            self.log(f"{split}/n_samples", float(n), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=n,
-                     add_dataloader_idx=False, sync_dist=True)
+            # n made on the device (a fill, no copy): a Python number would be copied to the GPU at every batch,
+            # a blocking copy that waits for the GPU (suite/throughput.py)
+            self.log(f"{split}/n_samples", torch.full((), float(n), device=y.device), on_step=False, on_epoch=True,
+                     reduce_fx="sum", batch_size=n, add_dataloader_idx=False, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -193,7 +193,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.datamodule import TaskDataModule
     from suite.guards import DivergenceGuard, ResumePoint
     from suite.lightning_module import SequenceModule
-    from suite.loggers import ResumedMLFlowLogger, SilentLogger
+    from suite.loggers import FlushMetrics, ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
     from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
     from suite.throughput import SteadyProgressBar, Throughput
@@ -292,8 +292,8 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
             strategy=t.strategy,
             precision=t.precision,
             logger=logger,
-            callbacks=[DivergenceGuard(), resume_point, checkpoint, LearningRateMonitor(logging_interval="epoch"),
-                       Throughput(), *progress,
+            callbacks=[DivergenceGuard(), FlushMetrics(), resume_point, checkpoint,
+                       LearningRateMonitor(logging_interval="epoch"), Throughput(), *progress,
                        *([SteadyProgressBar(t.log_every_n_steps)] if t.progress_bar and not lines else []),
                        *(callbacks or [])],
             gradient_clip_val=cfg.optim.grad_clip or None,

@@ -6,7 +6,10 @@ the host runs the next step's Python. At the paper recipes' sizes with CUDA grap
 so such waits cost tens of percent (issue 12, target 2). The per-step code of `suite run` therefore reads
 nothing from the GPU: the training metrics accumulate on the device (suite/lightning_module.py), the
 divergence check reads a device-side flag every log interval (suite/guards.py), batches come from pinned
-memory, and the progress bar below reads the logged values every log interval only.
+memory, and the progress bar below reads the logged values every log interval only. At a log point, after that
+one read, the metrics go to a queue that a background thread writes to MLflow (suite/loggers.py): a store write
+takes as long as several steps. Evaluation runs in CUDA graphs like training (suite/eval_graphs.py) and reads
+nothing per batch either.
 
 - `Throughput` logs `perf/samples_per_s` (training samples per second of wall time since the previous log
   point, validation excluded) and, on a GPU, `perf/gpu_mem_gib` (the peak memory allocated by tensors so
@@ -14,14 +17,21 @@ memory, and the progress bar below reads the logged values every log interval on
   allocator's counters): logging them does not wait for the GPU either.
 - `SteadyProgressBar` is Lightning's progress bar with the step loss and its metrics refreshed every log
   interval instead of every step; the bar itself moves every step.
+- `HostReads` finds such reads without a GPU: it records every call that copies a tensor's value to the host
+  (`.item()`, `float(t)`, `bool(t)`, `.tolist()`, `.cpu()`, ...) during chosen training steps, with where it came
+  from. On a CPU these calls cost nothing, on a GPU each one is a wait; tests/test_loop.py and
+  benchmarks/loop_overhead.py use it to show that the steps between two log points make none.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 
 import lightning.pytorch as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from torch.overrides import TorchFunctionMode
 
 
 def is_log_step(trainer: L.Trainer) -> bool:
@@ -79,3 +89,80 @@ class SteadyProgressBar(TQDMProgressBar):
             if loss is not None:
                 self._metrics["train/loss_step"] = f"{float(loss):.3g}"
         return self._metrics
+
+
+# Tensor methods that hand a tensor's value to Python or to host memory: each waits for the GPU on a CUDA tensor.
+HOST_READS = {"item", "tolist", "__float__", "__int__", "__bool__", "__index__", "__complex__", "__format__",
+              "__repr__", "__array__", "cpu", "numpy"}
+
+
+def _reads_host(func, args, kwargs) -> str | None:
+    name = getattr(func, "__name__", "")
+    if name in HOST_READS:
+        return name
+    if name == "to" and args and isinstance(args[0], torch.Tensor):
+        # .to("cpu"), .to(torch.device("cpu")), .to(a_cpu_tensor); not a move to the tensor's own device (no copy)
+        for a in [*args[1:], kwargs.get("device")]:
+            if isinstance(a, torch.Tensor):
+                a = a.device
+            if isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu" != args[0].device.type:
+                return "to(cpu)"
+    return None
+
+
+class _ReadRecorder(TorchFunctionMode):
+    def __init__(self, record):
+        super().__init__()
+        self.record = record
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        what = _reads_host(func, args, kwargs)
+        if what is not None and args and isinstance(args[0], torch.Tensor):
+            self.record(what, args[0])
+        return func(*args, **kwargs)
+
+
+class HostReads(L.Callback):
+    """Records the reads of tensor values by the host (HOST_READS) during training steps `first` .. `last`
+    (global steps, inclusive): everything from the start of a step's batch to the start of the next one
+    (data loading, forward, backward, optimizer, every callback and logger). `reads` holds one entry per read:
+    {"step", "what", "shape", "where": innermost frames 'file:line function'}; `steps` the steps seen."""
+
+    def __init__(self, first: int, last: int):
+        super().__init__()
+        self.first, self.last = first, last
+        self.reads: list[dict] = []
+        self.steps: list[int] = []
+        self._mode: _ReadRecorder | None = None
+        self._step = -1
+
+    def _record(self, what: str, tensor: torch.Tensor) -> None:
+        stack = traceback.extract_stack()[:-2]  # without this mode's own frames
+        where = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}" for f in stack[-8:]]
+        self.reads.append({"step": self._step, "what": what, "shape": tuple(tensor.shape), "where": where})
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step  # the optimizer step this batch makes, counted from 0
+        if self._mode is None and self.first <= step <= self.last:
+            self._mode = _ReadRecorder(self._record)
+            self._mode.__enter__()
+        elif self._mode is not None and step > self.last:
+            self._stop()
+        if self._mode is not None:
+            self._step = step
+            self.steps.append(step)
+
+    def _stop(self) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop()  # validation is not a training step
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._stop()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._stop()
