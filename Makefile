@@ -82,6 +82,6 @@ list: $(STAMP)  ## registered tasks, models and presets
 # The Optuna studies go too: a study kept after its MLflow runs were deleted would resume and name a deleted run
 # as its best. Tables and the report (results/tables, results/report) are kept: they are files a user may have
 # shared, and `make tables` / `make report` rewrite them.
-clean-results:  ## delete the local MLflow store, its artifacts, checkpoints and the Optuna studies (results/optuna.db)
-	rm -rf results/mlflow.db results/mlflow.db.lock results/mlruns results/checkpoints results/optuna.db results/optuna.db.*lock
-	@echo "deleted the MLflow store, artifacts, checkpoints and Optuna studies in results/; kept results/tables and results/report"
+clean-results:  ## delete the local MLflow store, its artifacts, checkpoints, batch logs and the Optuna studies (results/optuna.db)
+	rm -rf results/mlflow.db results/mlflow.db.lock results/mlruns results/checkpoints results/optuna.db results/optuna.db.*lock results/logs
+	@echo "deleted the MLflow store, artifacts, checkpoints, batch logs and Optuna studies in results/; kept results/tables, results/report and the committed runs in results/reproduction"

@@ -160,13 +160,14 @@ def test_make_clean_results_deletes_the_optuna_studies_with_the_mlflow_store(tmp
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     results = tmp_path / "results"
     for f in ("mlflow.db", "mlflow.db.lock", "optuna.db", "optuna.db.lock", "optuna.db.smoke-listops-s4d.lock",
-              "mlruns/1/x/artifacts/a.txt", "checkpoints/x/last.ckpt", "tables/lra.md", "report/report.md"):
+              "mlruns/1/x/artifacts/a.txt", "checkpoints/x/last.ckpt", "logs/batch-lra-1/001.log", "tables/lra.md",
+              "report/report.md", "reproduction/listops/run/summary.json"):
         (results / f).parent.mkdir(parents=True, exist_ok=True)
         (results / f).write_text("x")
     r = subprocess.run(["make", "-s", "clean-results"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in results.iterdir()) == ["report", "tables"]
-    assert "kept results/tables and results/report" in r.stdout
+    assert sorted(p.name for p in results.iterdir()) == ["report", "reproduction", "tables"]
+    assert "kept results/tables, results/report and the committed runs in results/reproduction" in r.stdout
 
 
 def test_bench_on_a_cpu_says_so_first_and_uses_a_small_shape(tmp_path):
