@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One device command for issue 12's side-by-side and many-runs figures (docs/benchmarks.md):
-#   bash benchmarks/gpu_speed_session.sh [sbs] [many] [loop]      (results in $OUT)
+#   bash benchmarks/gpu_speed_session.sh [check] [sbs] [many] [loop]      (results in $OUT/results.tgz)
+# check: the GPU tests of the graphed paths (training and evaluation graphs against eager, every model);
 # sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
 #       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process;
 # many: benchmarks/many_runs.py (K runs on one GPU, with and without the CUDA MPS daemon the suite starts);
 # loop: benchmarks/loop_overhead.py (suite run against the step benchmark).
+# Device tool: carry [".gpu-wheels", "public_code"] (both git-ignored; public_code only for sbs).
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 python3 -c "import mlflow, optuna, einops, opt_einsum, rich" 2>/dev/null || python3 -m pip install -q --no-index \
@@ -12,6 +14,10 @@ python3 -c "import mlflow, optuna, einops, opt_einsum, rich" 2>/dev/null || pyth
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for stage in "$@"; do
   case $stage in
+    check)
+      python3 -m pytest -q -p no:cacheprovider -rf tests/test_cuda_graphs.py tests/test_loop.py tests/test_fast_paths.py \
+        > "$OUT/check.log" 2>&1
+      tail -8 "$OUT/check.log" ;;
     sbs)
       export TORCH_CUDA_ARCH_LIST=9.0
       (cd public_code/s4/extensions/kernels && pip install -q --no-build-isolation . > "$OUT/build_s4.log" 2>&1) &
@@ -25,7 +31,7 @@ for stage in "$@"; do
       python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps 3000 --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
     loop)
-      python3 benchmarks/loop_overhead.py --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
+      python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
       tail -15 "$OUT/loop.log" ;;
   esac
 done
