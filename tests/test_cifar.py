@@ -144,12 +144,15 @@ def test_both_tasks_share_one_decoded_cache(cifar_root):
     assert cifar.SCIFAR.status(root, CFG).verified is True
 
 
-def test_corrupt_cache_is_rebuilt(cifar_root):
+def test_corrupt_cache_is_rebuilt_and_says_it_was_corrupt(cifar_root, capsys):
     root, _ = cifar_root
     entry = cifar.SCIFAR.prepare(root, CFG, progress=False)
     (entry / "test_rgb.npy").write_bytes(b"garbage")
     assert cifar.IMAGE.status(root, CFG).verified is False
+    capsys.readouterr()
     assert cifar.SCIFAR.prepare(root, CFG, progress=False) == entry
+    err = capsys.readouterr().err
+    assert f"warning: the cache {entry} is corrupt: " in err and f"rebuilt the corrupt cache {entry}" in err
     assert len(cifar.SCIFAR.load(root, CFG).test) == 20
 
 
