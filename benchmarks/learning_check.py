@@ -40,11 +40,11 @@ def majority_baseline(data_root: Path) -> float:
 
 def read_curves(uri: str) -> dict[str, dict[str, list[float]]]:
     """{model: {"val/accuracy": [per epoch], "test/accuracy": [...]}} of the finished learning_check runs."""
-    from suite import tracking
+    from suite.tracking import store
 
     curves = {}
-    for run in tracking.finished_runs(uri, tracking.experiment_id(uri, "learning_check")):
-        h = tracking.metric_histories(uri, run.info.run_id)
+    for run in store.finished_runs(uri, store.experiment_id(uri, "learning_check")):
+        h = store.metric_histories(uri, run.info.run_id)
         curves[run.data.tags["suite.model"]] = {k: [v for _, v in h.get(k, [])] for k in ("val/accuracy", "test/accuracy")}
     return curves
 

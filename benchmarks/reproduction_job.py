@@ -55,14 +55,13 @@ def suite(*args: str, capture: bool = False, log: Path | None = None) -> subproc
 
 def find_run(name: str) -> tuple[str, str] | None:
     """(run id, status) of the newest run called `name` in the checkout's store, or None."""
-    from suite import tracking
+    from suite.tracking import store, uris
 
-    uri = tracking.resolve_uri(None)
-    if tracking.sqlite_path(uri) is None or not tracking.sqlite_path(uri).exists():
+    uri = uris.resolve_uri(None)
+    if uris.sqlite_path(uri) is None or not uris.sqlite_path(uri).exists():
         return None
-    runs = tracking.client(uri).search_runs(
-        experiment_ids=[e.experiment_id for e in tracking.client(uri).search_experiments()],
-        filter_string=f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = store.search_runs(uri, store.experiment_ids(uri), f"attributes.run_name = '{name}'",
+                             order_by=["attributes.start_time DESC"], max_results=1)
     return (runs[0].info.run_id, runs[0].info.status) if runs else None
 
 

@@ -115,10 +115,10 @@ def _one_at_a_time(plan: list[Planned], commands: list[list[str]]) -> list[tuple
 
 def _logs_dir(family: str, tracking_uri: str | None) -> Path:
     """logs/batch-FAMILY-TIME/ beside a SQLite store's file (results/ by default), else under results/."""
-    from suite import tracking
     from suite.paths import RESULTS_DIR
+    from suite.tracking import uris
 
-    db = tracking.sqlite_path(tracking.resolve_uri(tracking_uri))
+    db = uris.sqlite_path(uris.resolve_uri(tracking_uri))
     return (db.parent if db is not None else RESULTS_DIR) / "logs" / f"batch-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

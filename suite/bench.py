@@ -116,23 +116,23 @@ def _log(rows: list[dict], device: str, tracking_uri: str | None) -> None:
     import tempfile
     from pathlib import Path
 
-    from suite import tracking
+    from suite.tracking import store, uris
 
-    uri = tracking.resolve_uri(tracking_uri)
-    exp = tracking.ensure_experiment(uri, "bench")
-    run_id = tracking.start_run(uri, exp, f"layer-bench-{device}", {"suite.device": device, "suite.kind": "bench"})
+    uri = uris.resolve_uri(tracking_uri)
+    exp = store.ensure_experiment(uri, "bench")
+    run_id = store.start_run(uri, exp, f"layer-bench-{device}", {"suite.device": device, "suite.kind": "bench"})
     metrics = {}
     for r in rows:
         key = f"{r['model']}/{r['B']}x{r['H']}x{r['L']}"
         for q in ("fwd_ms", "fwd_bwd_ms", "fwd_bwd_peak_gib", "graph_fwd_bwd_ms"):
             if q in r:
                 metrics[f"{key}/{q}"] = r[q]
-    tracking.log_metrics(uri, run_id, metrics)
+    store.log_metrics(uri, run_id, metrics)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.json"
         path.write_text(json.dumps(rows, indent=2))
-        tracking.log_artifact(uri, run_id, path)
-    tracking.set_terminated(uri, run_id, "FINISHED")
+        store.log_artifact(uri, run_id, path)
+    store.set_terminated(uri, run_id, "FINISHED")
     print(f"logged to MLflow run {run_id} (experiment 'bench')", file=sys.stderr)
 
 

@@ -32,8 +32,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from suite import __version__, tracking
+from suite import __version__
 from suite.errors import BundleError
+from suite.tracking import liveness, probe, provenance, store, uris
 
 FORMAT = 1
 REQUIRED = ("summary.json", "config.yaml", "metrics.jsonl", "params.json", "tags.json")
@@ -55,11 +56,11 @@ def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
     from suite.run import run_checkpoint_dir
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking.resolve_uri(uri)
-    tracking.check_reachable(uri)
-    run = tracking.get_run(uri, run_id)  # TrackingError (exit 5) for an unknown id
+    uri = uris.resolve_uri(uri)
+    probe.check_reachable(uri)
+    run = store.get_run(uri, run_id)  # TrackingError (exit 5) for an unknown id
     status = run.info.status
-    if status == "RUNNING" and tracking.owner_alive(run.data.tags) is not False:
+    if status == "RUNNING" and liveness.owner_alive(run.data.tags) is not False:
         raise BundleError(f"run {run_id} is still RUNNING; its checkpoints change while it trains.",
                           hint="export it once it has stopped (finished, or --time-limit / Ctrl-C)")
     dest = Path(dest)
@@ -69,7 +70,7 @@ def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=_existing_parent(dest), prefix=f".{dest.name}.") as tmp:
         out = Path(tmp)
         config = _write_config(uri, run_id, out / "config.yaml", ckpt_dir)
-        records = tracking.metric_records(uri, run_id)
+        records = store.metric_records(uri, run_id)
         with open(out / "metrics.jsonl", "w") as f:
             for r in records:
                 f.write(json.dumps(r) + "\n")
@@ -85,8 +86,8 @@ def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
 
             read_checkpoint(ckpt_dir / "last.ckpt")  # plain data, or a clear error now rather than on import
             shutil.copyfile(ckpt_dir / "last.ckpt", out / "last.ckpt")
-        if tracking.has_artifact(uri, run_id, "learning_curves.png"):
-            tracking.copy_artifact(uri, run_id, "learning_curves.png", out / "learning_curves.png")
+        if store.has_artifact(uri, run_id, "learning_curves.png"):
+            store.copy_artifact(uri, run_id, "learning_curves.png", out / "learning_curves.png")
         summary = _summary(uri, run, config, records, rows, finished)
         summary["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
                             for p in sorted(out.iterdir()) if p.name != "summary.json"}
@@ -124,7 +125,7 @@ def _write_config(uri: str, run_id: str, path: Path, ckpt_dir: Path) -> dict:
     import yaml
 
     try:
-        tracking.copy_artifact(uri, run_id, "config.yaml", path)
+        store.copy_artifact(uri, run_id, "config.yaml", path)
         return yaml.safe_load(path.read_text()) or {}
     except Exception:
         pass
@@ -143,8 +144,8 @@ def _write_config(uri: str, run_id: str, path: Path, ckpt_dir: Path) -> dict:
 def _best_checkpoint(uri: str, run_id: str, ckpt_dir: Path, tmp: Path) -> Path | None:
     if (ckpt_dir / "best.ckpt").is_file():
         return ckpt_dir / "best.ckpt"
-    if tracking.has_artifact(uri, run_id, "checkpoints/best.ckpt"):
-        return tracking.copy_artifact(uri, run_id, "checkpoints/best.ckpt", tmp / "best.from-artifact")
+    if store.has_artifact(uri, run_id, "checkpoints/best.ckpt"):
+        return store.copy_artifact(uri, run_id, "checkpoints/best.ckpt", tmp / "best.from-artifact")
     return None
 
 
@@ -210,7 +211,7 @@ def _summary(uri: str, run, config: dict, records: list[dict], rows: list[dict],
         "run_id": run.info.run_id,
         "origin_run_id": tags.get("suite.origin_run_id", run.info.run_id),
         "run_name": run.info.run_name,
-        "experiment": tracking.experiment_name(uri, run.info.experiment_id),
+        "experiment": store.experiment_name(uri, run.info.experiment_id),
         "status": run.info.status,
         "finished": finished,
         "start_time": _iso(run.info.start_time),
@@ -237,7 +238,7 @@ def _summary(uri: str, run, config: dict, records: list[dict], rows: list[dict],
         "suite_version": tags.get("suite.version"),
         "git_commit": tags.get("suite.git_commit"),
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "exported_by": {"suite_version": __version__, "git_commit": tracking.git_commit()},
+        "exported_by": {"suite_version": __version__, "git_commit": provenance.git_commit()},
     }
 
 
@@ -321,44 +322,44 @@ def import_bundle(src: Path, uri: str | None = None) -> str:
 
     src = Path(src)
     summary = verify(src)
-    uri = tracking.resolve_uri(uri)
+    uri = uris.resolve_uri(uri)
     origin = summary.get("origin_run_id") or summary["run_id"]
-    experiment_id = tracking.ensure_experiment(uri, summary.get("experiment") or "Default")
-    present = tracking.runs_from(uri, origin)
+    experiment_id = store.ensure_experiment(uri, summary.get("experiment") or "Default")
+    present = store.runs_from(uri, origin)
     if present:
-        raise BundleError(f"run {origin} is already in {tracking.mask(uri)} (as run {present[0]}); importing it again "
+        raise BundleError(f"run {origin} is already in {uris.mask(uri)} (as run {present[0]}); importing it again "
                           "would make a second copy.",
                           hint=f"use run {present[0]}, or delete it first (mlflow runs delete --run-id {present[0]} "
-                               f"--backend-store-uri {tracking.mask(uri)}) to import this bundle instead")
+                               f"--backend-store-uri {uris.mask(uri)}) to import this bundle instead")
     tags = {k: v for k, v in json.loads((src / "tags.json").read_text()).items()
             if not k.startswith(MLFLOW_OWN_TAGS)}
     tags.update({"suite.origin_run_id": origin, "suite.imported_from": summary["run_id"]})
     params = json.loads((src / "params.json").read_text())
     records = [json.loads(line) for line in (src / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    new_id = tracking.import_run(uri, experiment_id, summary.get("run_name"), tags, params, records,
-                                 summary.get("start_time_ms"))
+    new_id = store.import_run(uri, experiment_id, summary.get("run_name"), tags, params, records,
+                              summary.get("start_time_ms"))
     try:
-        tracking.log_artifact(uri, new_id, src / "config.yaml")
+        store.log_artifact(uri, new_id, src / "config.yaml")
         if (src / "learning_curves.png").is_file():
-            tracking.log_artifact(uri, new_id, src / "learning_curves.png")
+            store.log_artifact(uri, new_id, src / "learning_curves.png")
         ckpt_dir = run_checkpoint_dir(uri, new_id)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if (src / "best.ckpt").is_file():
             shutil.copyfile(src / "best.ckpt", ckpt_dir / "best.ckpt")
             if summary.get("finished"):
-                tracking.log_artifact(uri, new_id, ckpt_dir / "best.ckpt", "checkpoints")
+                store.log_artifact(uri, new_id, ckpt_dir / "best.ckpt", "checkpoints")
         if (src / "last.ckpt").is_file():
             relocate_checkpoint(src / "last.ckpt", ckpt_dir / "last.ckpt")
         status = "FINISHED" if summary.get("finished") else "KILLED"
-        tracking.end_run(uri, new_id, status, summary.get("end_time_ms"))
+        store.end_run(uri, new_id, status, summary.get("end_time_ms"))
     except BaseException:
-        tracking.delete_run(uri, new_id)
+        store.delete_run(uri, new_id)
         shutil.rmtree(run_checkpoint_dir(uri, new_id), ignore_errors=True)
         raise
     from suite.timelimit import resume_command
 
     print(f"imported run {summary['run_id']} ({summary.get('run_name')}, {summary.get('epochs_done')} epochs, "
-          f"{status}) as run {new_id} in {tracking.mask(uri)}", file=sys.stderr)
+          f"{status}) as run {new_id} in {uris.mask(uri)}", file=sys.stderr)
     if status != "FINISHED":
         print(f"continue it with: {resume_command(new_id, uri)}", file=sys.stderr)
     print(new_id)

@@ -147,11 +147,11 @@ def _drop_none(d: dict) -> dict:
 
 def _mark_stale_runs(tracking_uri: str | None) -> None:
     """Runs left RUNNING by a process that is gone (killed, crashed) are marked KILLED, with a note on stderr."""
-    from suite import tracking
     from suite.ranks import is_rank_zero
+    from suite.tracking import liveness, uris
 
     if is_rank_zero():  # the other DDP ranks of a run leave the store to rank 0
-        tracking.mark_stale_runs(tracking.resolve_uri(tracking_uri))
+        liveness.mark_stale_runs(uris.resolve_uri(tracking_uri))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -184,19 +184,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from suite import tracking
+    from suite.tracking import liveness, store, ui, uris
 
-    uri = tracking.resolve_uri(args.tracking_uri)
-    db = tracking.sqlite_path(uri)
+    uri = uris.resolve_uri(args.tracking_uri)
+    db = uris.sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"note: {db} does not exist yet; the UI starts empty until a run is logged", file=sys.stderr)
-        tracking.ensure_experiment(uri, "Default")
-    tracking.mark_stale_runs(uri)
-    cmd = tracking.ui_command(uri, args.host, args.port)
+        store.ensure_experiment(uri, "Default")
+    liveness.mark_stale_runs(uri)
+    cmd = ui.ui_command(uri, args.host, args.port)
     base = f"http://{args.host}:{args.port}"
-    print(f"MLflow UI for {tracking.mask(uri)} at {base}  (Ctrl-C to stop)", file=sys.stderr)
-    for exp_id, name in tracking.prepare_ui(uri):  # model-training pages and the suite's view on every experiment
-        print(f"  experiment '{name}': {tracking.runs_url(exp_id, base=base)}", file=sys.stderr)
+    print(f"MLflow UI for {uris.mask(uri)} at {base}  (Ctrl-C to stop)", file=sys.stderr)
+    for exp_id, name in store.prepare_ui(uri):  # model-training pages and the suite's view on every experiment
+        print(f"  experiment '{name}': {ui.runs_url(exp_id, base=base)}", file=sys.stderr)
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     if mlflow_bin.exists():
         cmd[0] = str(mlflow_bin)
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{exc}", file=sys.stderr)
             return exc.exit_code
         from suite.errors import USER_ERRORS
-        from suite.tracking import mask_text
+        from suite.tracking.uris import mask_text
 
         if not isinstance(exc, USER_ERRORS) and "torch" in sys.modules:
             from suite.run import _out_of_memory  # an out-of-memory error outside training (evaluation, bench)

@@ -24,9 +24,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from suite import __version__, registry, tracking
+from suite import __version__, registry
 from suite.config import RunConfig, dump, flatten, from_stored, to_dict
 from suite.errors import BundleError, ConfigError
+from suite.tracking import probe, provenance, store, uris
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
 
@@ -34,7 +35,7 @@ SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can eva
 def load_checkpoint(uri: str, run_id: str) -> dict:
     """The source run's best checkpoint (a dict with `state_dict`, `suite_config`, `epoch`, ...)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracking.download_artifact(uri, run_id, "checkpoints/best.ckpt", Path(tmp))
+        path = store.download_artifact(uri, run_id, "checkpoints/best.ckpt", Path(tmp))
         return read_checkpoint(path)
 
 
@@ -97,9 +98,9 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     _quiet()
     import lightning.pytorch as L
 
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    tracking.check_reachable(uri)
-    source_run = tracking.get_run(uri, run_id)
+    uri = uris.resolve_uri(cfg.tracking.uri)
+    probe.check_reachable(uri)
+    source_run = store.get_run(uri, run_id)
     state = load_checkpoint(uri, run_id)
     source = _check_source(cfg, run_id, source_run, state)
     # The network exactly as trained; the data, hardware and tracking as this invocation asks.
@@ -119,7 +120,7 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     n_params = sum(p.numel() for p in model.parameters())
 
     experiment = cfg.tracking.experiment or registry.task(cfg.task).family
-    experiment_id = tracking.ensure_experiment(uri, experiment)
+    experiment_id = store.ensure_experiment(uri, experiment)
     tags = {
         "suite.task": cfg.task,
         "suite.model": source.model.name,
@@ -127,34 +128,34 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
         "suite.recipe": source.recipe,
         "suite.seed": str(source.seed),
         "suite.data_source": data.source,
-        "suite.git_commit": tracking.git_commit(),
+        "suite.git_commit": provenance.git_commit(),
         "suite.version": __version__,
-        "suite.device": tracking.device_name(cfg.trainer.accelerator),
+        "suite.device": provenance.device_name(cfg.trainer.accelerator),
         "suite.from_run": run_id,
     }
     run_name = cfg.tracking.run_name or f"{cfg.task}-{source.model.name}-from-{run_id[:8]}"
-    new_id = tracking.start_run(uri, experiment_id, run_name, tags)
-    tracking.log_params(uri, new_id, {**flatten(to_dict(eval_cfg)), "n_params": n_params, "from_run": run_id})
+    new_id = store.start_run(uri, experiment_id, run_name, tags)
+    store.log_params(uri, new_id, {**flatten(to_dict(eval_cfg)), "n_params": n_params, "from_run": run_id})
     print(f"run {new_id} ({run_name}): evaluating run {run_id}'s best checkpoint -> experiment '{experiment}' "
-          f"in {tracking.mask(uri)}", file=sys.stderr)
+          f"in {uris.mask(uri)}", file=sys.stderr)
     try:
         metrics = _evaluate(eval_cfg, model, data)
         metric = "accuracy" if data.problem == "classification" else "rmse"
         best = {f"best/{k}": v for k, v in metrics.items() if k.split("/")[-1] in ("loss", metric)}
         if "epoch" in state:
             best["best/epoch"] = float(state["epoch"])
-        tracking.log_metrics(uri, new_id, {**metrics, **best})
+        store.log_metrics(uri, new_id, {**metrics, **best})
         with tempfile.TemporaryDirectory() as tmp:
             cfg_file = Path(tmp) / "config.yaml"
             cfg_file.write_text(dump(eval_cfg))
-            tracking.log_artifact(uri, new_id, cfg_file)
+            store.log_artifact(uri, new_id, cfg_file)
     except KeyboardInterrupt:
-        tracking.set_terminated(uri, new_id, "KILLED")
+        store.set_terminated(uri, new_id, "KILLED")
         raise
     except BaseException:
-        tracking.set_terminated(uri, new_id, "FAILED")
+        store.set_terminated(uri, new_id, "FAILED")
         raise
-    tracking.set_terminated(uri, new_id, "FINISHED")
+    store.set_terminated(uri, new_id, "FINISHED")
     summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k.endswith(metric))
     print(f"\ndone: run {new_id}  {summary}", file=sys.stderr)
     return new_id

@@ -159,11 +159,10 @@ class SystemMetrics(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        from suite import tracking
+        from suite.tracking import store
 
-        self.monitor, why_not = tracking.system_metrics_monitor(self.uri, self.run_id, self.resume,
-                                                                self.every_seconds)
-        tracking.set_tags(self.uri, self.run_id, {"suite.system_metrics": "on" if self.monitor else f"off: {why_not}"})
+        self.monitor, why_not = store.system_metrics_monitor(self.uri, self.run_id, self.resume, self.every_seconds)
+        store.set_tags(self.uri, self.run_id, {"suite.system_metrics": "on" if self.monitor else f"off: {why_not}"})
 
     def stop(self) -> None:
         if self.monitor is not None:

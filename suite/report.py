@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from suite import bundled, registry, tables, tracking
+from suite import bundled, registry, tables
+from suite.tracking import store, uris
 from suite.paths import RESULTS_DIR
 
 
@@ -79,14 +80,14 @@ def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
     """The run's learning_curves.png, or the same plot drawn from its metric histories."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if tracking.has_artifact(uri, run.run_id, "learning_curves.png"):
-            return tracking.copy_artifact(uri, run.run_id, "learning_curves.png", dest)
+        if store.has_artifact(uri, run.run_id, "learning_curves.png"):
+            return store.copy_artifact(uri, run.run_id, "learning_curves.png", dest)
     except Exception as exc:  # an artifact store that cannot be read from here: draw the curves instead
         print(f"note: cannot fetch learning_curves.png of run {run.run_id} ({type(exc).__name__}); drawing it "
               "from the metric histories", file=sys.stderr)
     from suite.plots import learning_curves
 
-    histories = tracking.metric_histories(uri, run.run_id)
+    histories = store.metric_histories(uri, run.run_id)
     epochs = {step: int(e) for step, e in histories.get("epoch", [])}
     metric = registry.task(run.task).metric if run.task in registry.TASKS else "accuracy"
     with warnings.catch_warnings():
@@ -195,7 +196,7 @@ def _header(uri: str, built: list[tables.Table], store_exists: bool) -> tuple[st
     n = sum(t.n_runs for t in built)
     committed = sum(t.n_bundles for t in built)
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    facts = [f"store: {tracking.mask(uri)}", f"generated: {date}",
+    facts = [f"store: {uris.mask(uri)}", f"generated: {date}",
              "runs: " + (", ".join(f"{t.family} {t.n_runs}" for t in built) + f" (total {n})")]
     if committed:
         where = next(t.bundles for t in built if t.n_bundles)
@@ -298,13 +299,13 @@ def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_e
 
 def main(args) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours is the one per family
-    uri = tracking.resolve_uri(args.tracking_uri)
+    uri = uris.resolve_uri(args.tracking_uri)
     folder, use_bundles = tables.bundles_option(args)
     out = Path(args.out) if args.out else default_out(args.format)
     out = out.resolve()
     page_dir = out.parent
     img_dir = page_dir / "img"
-    db = tracking.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     store_exists = db is None or db.exists()
 
     built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in tables.FAMILIES]

@@ -364,7 +364,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if not k.endswith("epoch"))
     print(f"\ndone: run {run_id}  {summary}", file=sys.stderr)
     if parent_run_id is None:  # a sweep trial: the sweep prints one link to its view at the end
-        exp_id = tracking.client(uri).get_run(run_id).info.experiment_id
+        exp_id = tracking.run_experiment_id(uri, run_id)
         print(f"look: suite ui, then open {tracking.runs_url(exp_id)}  (experiment '{experiment}', view "
               f"'suite: results')", file=sys.stderr)
     return run_id
@@ -394,8 +394,7 @@ def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
     """The configuration a run was started with: its `config.yaml` artifact, else its checkpoint's."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = tracking.client(uri).download_artifacts(run_id, "config.yaml", tmp)
-            data = load_yaml(Path(path))
+            data = load_yaml(tracking.download_artifact(uri, run_id, "config.yaml", Path(tmp)))
         except Exception:
             data = None
     if data is None and ckpt is not None:
@@ -424,12 +423,11 @@ def resume(run_id: str, args) -> str:
         )
     uri = tracking.resolve_uri(getattr(args, "tracking_uri", None))
     tracking.check_reachable(uri)
-    try:
-        run = tracking.client(uri).get_run(run_id)
-    except Exception:  # an unknown run id is a tracking-store error (exit 5), as for every command (README)
+    run = tracking.find_run(uri, run_id)
+    if run is None:  # an unknown run id is a tracking-store error (exit 5), as for every command (README)
         raise TrackingError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
                             hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass "
-                                 "the same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to") from None
+                                 "the same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to")
     ckpt = run_checkpoint_dir(uri, run_id) / "last.ckpt"
     ckpt = ckpt if ckpt.is_file() else None
     rank_zero = is_rank_zero()

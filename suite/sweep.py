@@ -24,7 +24,6 @@ and an invocation gives up after `max_failures` failures (default: the trials it
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import math
@@ -39,9 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suite import registry, tracking
+from suite import registry
 from suite.errors import ConfigError, SweepFailedError
 from suite.paths import RESULTS_DIR
+from suite.tracking import liveness, provenance, store, ui, uris
+from tasks.filelock import FileLock
 from suite.sweep_config import StudySpec, check_configs, describe_space, load, make_pruner, make_sampler, trial_config
 
 ROLE_TAG = "suite.sweep.role"
@@ -79,23 +80,14 @@ class Context:
 
 def default_storage(uri: str) -> str:
     """SQLite `optuna.db` beside the MLflow database (results/optuna.db for the default store)."""
-    db = tracking.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     folder = db.parent if db is not None else RESULTS_DIR
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def resolve_storage(url: str | None, uri: str) -> str:
-    if not url:
-        return default_storage(uri)
-    if "://" not in url:  # a bare path to a SQLite file
-        return f"sqlite:///{Path(url).resolve()}"
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        return f"sqlite:///{Path(url[len('sqlite:///'):]).resolve()}"
-    return url
-
-
-def _sqlite_file(url: str) -> Path | None:
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    """`--storage` as an absolute URL (a bare path is a SQLite file), the default one when not given."""
+    return uris.absolute(url) if url else default_storage(uri)
 
 
 def open_storage(url: str, spec: StudySpec, uri: str | None = None):
@@ -111,48 +103,30 @@ def open_storage(url: str, spec: StudySpec, uri: str | None = None):
             close_stale_run(uri, study, trial)
 
     kwargs: dict[str, Any] = {}
-    if _sqlite_file(url) is not None:
-        _sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
+    if uris.sqlite_path(url) is not None:
+        uris.sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=spec.heartbeat.interval,
                                           grace_period=spec.heartbeat.grace, heartbeat_stale_trial_callback=on_stale,
                                           **kwargs)
     except ImportError as exc:
-        raise ConfigError(f"sweep: the Optuna storage {tracking.mask(url)} needs a driver: {exc}.",
+        raise ConfigError(f"sweep: the Optuna storage {uris.mask(url)} needs a driver: {exc}.",
                           hint="for postgresql:// URLs: pip install 'psycopg[binary]' (or write postgresql+psycopg2://... "
                                "with psycopg2 installed)") from None
     except Exception as exc:
-        raise ConfigError(f"sweep: cannot open the Optuna storage {tracking.mask(url)}: {type(exc).__name__}: "
+        raise ConfigError(f"sweep: cannot open the Optuna storage {uris.mask(url)}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}",
                           hint="check --storage (e.g. postgresql://user:password@host:5432/db; the database "
                                "must exist and accept connections)") from None
 
 
 def _lock_path(storage: str, study: str) -> Path:
-    db = _sqlite_file(storage)
+    db = uris.sqlite_path(storage)
     if db is not None:
         return db.with_name(f"{db.name}.{study}.lock")
     digest = hashlib.sha1(f"{storage}|{study}".encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"suite-sweep-{digest}.lock"
-
-
-class _Lock:
-    """An exclusive file lock that can be released from inside the objective (once the trial exists)."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "w")
-        self.held = False
-
-    def acquire(self) -> None:
-        fcntl.flock(self._f, fcntl.LOCK_EX)
-        self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            fcntl.flock(self._f, fcntl.LOCK_UN)
-            self.held = False
 
 
 def _counts(study) -> Counter:
@@ -167,32 +141,27 @@ def _counts(study) -> Counter:
 def find_or_create_study_run(uri: str, experiment_id: str, study, spec: StudySpec, storage: str) -> str:
     """The study's MLflow run: the id kept in the study's user attrs if that run is in this store, else the
     run tagged with the study name, else a new one."""
-    c = tracking.client(uri)
     known = study.user_attrs.get(PARENT_ATTR)
-    if known:
-        try:
-            run = c.get_run(known)
-            if run.info.experiment_id == experiment_id and run.info.lifecycle_stage == "active":
-                return known
-        except Exception:  # another store (a different --tracking-uri): look it up by tag below
-            pass
-    runs = c.search_runs([experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'study' and "
-                                                        f"tags.`{STUDY_TAG}` = '{spec_name(study)}'",
-                         order_by=["attributes.start_time ASC"], max_results=1)
+    run = store.find_run(uri, known) if known else None  # None in another store (a different --tracking-uri)
+    if run is not None and run.info.experiment_id == experiment_id and run.info.lifecycle_stage == "active":
+        return known
+    runs = store.search_runs(uri, [experiment_id], f"tags.`{ROLE_TAG}` = 'study' and "
+                                                   f"tags.`{STUDY_TAG}` = '{spec_name(study)}'",
+                             order_by=["attributes.start_time ASC"], max_results=1)
     if runs:
         run_id = runs[0].info.run_id
     else:
         tags = {ROLE_TAG: "study", STUDY_TAG: study.study_name, "suite.task": ",".join(spec.tasks),
                 "suite.model": ",".join(spec.models), "suite.preset": spec.preset,
-                "suite.sweep.file": str(spec.path), "suite.sweep.storage": tracking.mask(storage),
-                "suite.git_commit": tracking.git_commit()}
-        tags[tracking.NOTE_TAG] = describe_study(spec, study.study_name)
-        run_id = tracking.start_run(uri, experiment_id, study.study_name, tags)
+                "suite.sweep.file": str(spec.path), "suite.sweep.storage": uris.mask(storage),
+                "suite.git_commit": provenance.git_commit()}
+        tags[ui.NOTE_TAG] = describe_study(spec, study.study_name)
+        run_id = store.start_run(uri, experiment_id, study.study_name, tags)
         params = {"sweep.sampler": spec.sampler.name, "sweep.pruner": spec.pruner.name,
                   "sweep.objective": spec.metric, "sweep.direction": spec.direction,
                   **{f"space.{k}": v for k, v in describe_space(spec).items()}}
-        tracking.log_params(uri, run_id, params)
-        tracking.log_artifact(uri, run_id, spec.path)
+        store.log_params(uri, run_id, params)
+        store.log_artifact(uri, run_id, spec.path)
     study.set_user_attr(PARENT_ATTR, run_id)
     return run_id
 
@@ -207,12 +176,12 @@ def sweep_view(spec: StudySpec, parent_run_id: str) -> dict[str, Any]:
     trial's state and its test numbers."""
     sampled = [f"trial.{p.key}" for p in spec.space]
     metrics = [OBJECTIVE_METRIC, spec.metric, "best/test/accuracy", "best/test/rmse"]
-    columns = ([tracking._column("metrics", m) for m in dict.fromkeys(metrics)]
-               + [tracking._column("params", k) for k in sampled]
-               + [tracking._column("tags", t) for t in (STATE_TAG, "suite.task", "suite.model")])
-    return tracking.view_state(columns, order_by=tracking._column("metrics", OBJECTIVE_METRIC),
-                               ascending=spec.direction == "minimize",
-                               search_filter=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    columns = ([ui.column("metrics", m) for m in dict.fromkeys(metrics)]
+               + [ui.column("params", k) for k in sampled]
+               + [ui.column("tags", t) for t in (STATE_TAG, "suite.task", "suite.model")])
+    return ui.view_state(columns, order_by=ui.column("metrics", OBJECTIVE_METRIC),
+                         ascending=spec.direction == "minimize",
+                         search_filter=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
 
 
 def describe_study(spec: StudySpec, study_name: str, counts: Counter | None = None, best: dict | None = None,
@@ -224,7 +193,7 @@ def describe_study(spec: StudySpec, study_name: str, counts: Counter | None = No
             f"epoch, logged as `{OBJECTIVE_METRIC}`) over {spec.trials} trials, sampler {spec.sampler.name}, pruner "
             f"{spec.pruner.name}. Searched:\n\n{space}\n\nThe trials are the nested runs below this one")
     if experiment_id is not None:
-        link = tracking.runs_url(experiment_id, sweep_view_key(study_name), base="")
+        link = ui.runs_url(experiment_id, sweep_view_key(study_name), base="")
         text += f"; the view [sweep: {study_name}]({link}) (Views menu) lists them by objective"
     text += "."
     if counts is not None:
@@ -248,10 +217,10 @@ def _trial_run_id(uri: str, study, trial) -> str | None:
     parent = study.user_attrs.get(PARENT_ATTR)
     if not parent:
         return None
-    runs = tracking.client(uri).search_runs(
-        [tracking.client(uri).get_run(parent).info.experiment_id],
-        filter_string=f"tags.`{STUDY_TAG}` = '{spec_name(study)}' and tags.`{TRIAL_TAG}` = '{trial.number}' "
-                      f"and tags.`mlflow.parentRunId` = '{parent}'", max_results=1)
+    runs = store.search_runs(
+        uri, [store.run_experiment_id(uri, parent)],
+        f"tags.`{STUDY_TAG}` = '{spec_name(study)}' and tags.`{TRIAL_TAG}` = '{trial.number}' "
+        f"and tags.`mlflow.parentRunId` = '{parent}'", max_results=1)
     return runs[0].info.run_id if runs else None
 
 
@@ -259,11 +228,11 @@ def close_stale_run(uri: str, study, trial) -> None:
     """A trial failed by the heartbeat check (its worker died): its child run would stay RUNNING forever."""
     try:
         run_id = _trial_run_id(uri, study, trial)
-        status = tracking.run_status(uri, run_id) if run_id else None
+        status = store.run_status(uri, run_id) if run_id else None
         if status not in (None, "FINISHED"):  # RUNNING, or KILLED by another command's stale-run check
-            tracking.set_tags(uri, run_id, {STATE_TAG: "FAIL", "suite.sweep.stale": "true"})
+            store.set_tags(uri, run_id, {STATE_TAG: "FAIL", "suite.sweep.stale": "true"})
             if status == "RUNNING":
-                tracking.set_terminated(uri, run_id, "FAILED")
+                store.set_terminated(uri, run_id, "FAILED")
             print(f"trial {trial.number}: its worker stopped sending heartbeats; trial and run {run_id} marked "
                   f"failed", file=sys.stderr)
     except Exception as exc:  # the sweep goes on; the summary scans again
@@ -274,17 +243,16 @@ def close_orphan_runs(uri: str, study, parent_run_id: str, experiment_id: str) -
     """Child runs still RUNNING whose trial Optuna has finished (failed by the heartbeat, or its worker
     died after the trial ended): mark them like their trial."""
     states = {t.number: t.state.name for t in study.get_trials(deepcopy=False)}
-    runs = tracking.client(uri).search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
-                                       f"attributes.status = 'RUNNING'")
+    runs = store.search_runs(uri, [experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+                                                   f"attributes.status = 'RUNNING'")
     closed = 0
     for run in runs:
         number = run.data.tags.get(TRIAL_TAG)
         state = states.get(int(number)) if number and number.isdigit() else None
         if state in ("FAIL", "COMPLETE", "PRUNED"):
             status = {"FAIL": "FAILED", "PRUNED": "KILLED", "COMPLETE": "FAILED"}[state]
-            tracking.set_tags(uri, run.info.run_id, {STATE_TAG: state, "suite.sweep.stale": "true"})
-            tracking.set_terminated(uri, run.info.run_id, status)
+            store.set_tags(uri, run.info.run_id, {STATE_TAG: state, "suite.sweep.stale": "true"})
+            store.set_terminated(uri, run.info.run_id, status)
             closed += 1
     return closed
 
@@ -306,14 +274,14 @@ def _pruning_callback(trial, monitor: str, uri: str, sampled: dict[str, Any]):
             self.run_id = getattr(trainer.logger, "run_id", None)
             if self.run_id and trainer.is_global_zero:
                 trial.set_user_attr(RUN_ATTR, self.run_id)
-                tracking.log_params(uri, self.run_id, {f"trial.{k}": v for k, v in sampled.items()})
+                store.log_params(uri, self.run_id, {f"trial.{k}": v for k, v in sampled.items()})
 
     return Pruning(trial, monitor)
 
 
 def objective_value(uri: str, run_id: str, metric: str, direction: str) -> float:
     """The trial's value: the best per-epoch value of the objective metric (the validation-selected one)."""
-    history = tracking.metric_histories(uri, run_id).get(metric)
+    history = store.metric_histories(uri, run_id).get(metric)
     values = [v for _, v in history or [] if math.isfinite(v)]
     if not values:
         raise RuntimeError(f"the run logged no finite '{metric}'; check the sweep's objective.metric")
@@ -323,17 +291,15 @@ def objective_value(uri: str, run_id: str, metric: str, direction: str) -> float
 def mark_pruned(uri: str, run_id: str, metric: str) -> None:
     """A pruned trial's run: KILLED (not FAILED), tagged, with the last reported value as `sweep/objective`
     (the value Optuna keeps for a pruned trial)."""
-    history = tracking.metric_histories(uri, run_id).get(metric) or []
+    history = store.metric_histories(uri, run_id).get(metric) or []
     if history:
-        tracking.log_metrics(uri, run_id, {OBJECTIVE_METRIC: history[-1][1]})
-    c = tracking.client(uri)
-    if "suite.failure" in c.get_run(run_id).data.tags:  # train() tagged the TrialPruned exception as a failure
-        c.delete_tag(run_id, "suite.failure")
-    tracking.set_tags(uri, run_id, {STATE_TAG: "PRUNED", PRUNED_TAG: "true"})
-    tracking.set_terminated(uri, run_id, "KILLED")
+        store.log_metrics(uri, run_id, {OBJECTIVE_METRIC: history[-1][1]})
+    store.delete_tags(uri, run_id, ["suite.failure"])  # train() tagged the TrialPruned exception as a failure
+    store.set_tags(uri, run_id, {STATE_TAG: "PRUNED", PRUNED_TAG: "true"})
+    store.set_terminated(uri, run_id, "KILLED")
 
 
-def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
+def make_objective(spec: StudySpec, ctx: Context, lock: FileLock):
     import optuna
 
     from suite.run import train
@@ -370,17 +336,17 @@ def make_objective(spec: StudySpec, ctx: Context, lock: _Lock):
                 mark_pruned(ctx.uri, callback.run_id, spec.metric)
             raise
         except Exception as exc:
-            trial.set_user_attr(FAILURE_ATTR, tracking.failure_tags(exc)["suite.failure"])
+            trial.set_user_attr(FAILURE_ATTR, liveness.failure_tags(exc)["suite.failure"])
             if callback.run_id:
-                tracking.set_tags(ctx.uri, callback.run_id, {STATE_TAG: "FAIL"})
+                store.set_tags(ctx.uri, callback.run_id, {STATE_TAG: "FAIL"})
             raise
         try:
             value = objective_value(ctx.uri, run_id, spec.metric, spec.direction)
         except Exception as exc:
-            trial.set_user_attr(FAILURE_ATTR, tracking.failure_tags(exc)["suite.failure"])
+            trial.set_user_attr(FAILURE_ATTR, liveness.failure_tags(exc)["suite.failure"])
             raise
-        tracking.log_metrics(ctx.uri, run_id, {OBJECTIVE_METRIC: value})
-        tracking.set_tags(ctx.uri, run_id, {STATE_TAG: "COMPLETE"})
+        store.log_metrics(ctx.uri, run_id, {OBJECTIVE_METRIC: value})
+        store.set_tags(ctx.uri, run_id, {STATE_TAG: "COMPLETE"})
         return value
 
     return objective
@@ -442,7 +408,7 @@ def run_worker(ctx: Context, tag: str = "") -> int:
     storage = open_storage(ctx.storage, spec, ctx.uri)
     study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=None, pruner=make_pruner(spec))
     study.sampler = make_sampler(spec)
-    lock = _Lock(_lock_path(ctx.storage, ctx.study))
+    lock = FileLock(_lock_path(ctx.storage, ctx.study))
     objective = make_objective(spec, ctx, lock)
     report = _report(tag, spec, ctx.target)
     ran, waiting_said = 0, False
@@ -544,20 +510,20 @@ def summarize(ctx: Context, spec: StudySpec, status: str = "FINISHED") -> dict[s
                 **{f"best.{k}": str(v) for k, v in best.params.items()}}
         if best.user_attrs.get(RUN_ATTR):
             tags["suite.sweep.best_run_id"] = best.user_attrs[RUN_ATTR]
-        tracking.set_tags(ctx.uri, ctx.parent_run_id, tags)
+        store.set_tags(ctx.uri, ctx.parent_run_id, tags)
         summary["best"] = {"number": best.number, "value": best.value, "params": best.params,
                            "run_id": best.user_attrs.get(RUN_ATTR)}
-    tracking.log_metrics(ctx.uri, ctx.parent_run_id, metrics, step=done)
-    tracking.set_description(ctx.uri, ctx.parent_run_id,
-                             describe_study(spec, ctx.study, c, summary["best"], ctx.experiment_id))
+    store.log_metrics(ctx.uri, ctx.parent_run_id, metrics, step=done)
+    store.set_description(ctx.uri, ctx.parent_run_id,
+                          describe_study(spec, ctx.study, c, summary["best"], ctx.experiment_id))
     with tempfile.TemporaryDirectory() as tmp:
         for path in _plots(study, Path(tmp)):
-            tracking.log_artifact(ctx.uri, ctx.parent_run_id, path, "plots")
+            store.log_artifact(ctx.uri, ctx.parent_run_id, path, "plots")
         if study.trials:
             csv = Path(tmp) / "trials.csv"
             study.trials_dataframe().to_csv(csv, index=False)
-            tracking.log_artifact(ctx.uri, ctx.parent_run_id, csv)
-    tracking.set_terminated(ctx.uri, ctx.parent_run_id, status)
+            store.log_artifact(ctx.uri, ctx.parent_run_id, csv)
+    store.set_terminated(ctx.uri, ctx.parent_run_id, status)
     return summary
 
 
@@ -565,12 +531,10 @@ def _failure_reason(uri: str, trial) -> str:
     """Why a failed trial failed: its run's `suite.failure` tag, else Optuna's record of the exception."""
     run_id = trial.user_attrs.get(RUN_ATTR)
     if run_id and FAILURE_ATTR not in trial.user_attrs:
-        try:
-            reason = tracking.client(uri).get_run(run_id).data.tags.get("suite.failure")
-            if reason:
-                return f"trial {trial.number} (run {run_id}): {reason}"
-        except Exception:  # the run is gone: fall back on Optuna's record
-            pass
+        run = store.find_run(uri, run_id)  # None when the run is gone: fall back on Optuna's record
+        reason = run.data.tags.get("suite.failure") if run is not None else None
+        if reason:
+            return f"trial {trial.number} (run {run_id}): {reason}"
     return f"trial {trial.number}: {trial.user_attrs.get(FAILURE_ATTR, 'no reason recorded (see the log above)')}"
 
 
@@ -634,31 +598,28 @@ def prepare(args) -> tuple[Context, StudySpec, Any]:
     if args.workers < 1:
         raise ConfigError(f"sweep: --workers {args.workers} must be >= 1.")
 
-    uri = tracking.resolve_uri(args.tracking_uri)
+    uri = uris.resolve_uri(args.tracking_uri)
     experiment = spec.experiment or registry.task(spec.tasks[0]).family
-    experiment_id = tracking.ensure_experiment(uri, experiment)
+    experiment_id = store.ensure_experiment(uri, experiment)
     storage_url = resolve_storage(args.storage, uri)
     study_name = args.study or spec.study
-    db = _sqlite_file(storage_url)
-    lock = _Lock(db.with_name(db.name + ".lock") if db else _lock_path(storage_url, study_name + ".create"))
+    db = uris.sqlite_path(storage_url)
+    lock = FileLock(db.with_name(db.name + ".lock") if db else _lock_path(storage_url, study_name + ".create"))
     lock.acquire()
     try:
         storage = open_storage(storage_url, spec, uri)
         study = optuna.create_study(study_name=study_name, storage=storage, direction=spec.direction,
                                     load_if_exists=True)
         if study.direction.name.lower() != spec.direction:
-            raise ConfigError(f"sweep: study '{study_name}' in {tracking.mask(storage_url)} was created to "
+            raise ConfigError(f"sweep: study '{study_name}' in {uris.mask(storage_url)} was created to "
                               f"{study.direction.name.lower()}, the file says {spec.direction}.",
                               hint="use another --study name, or fix objective.direction")
         parent = find_or_create_study_run(uri, experiment_id, study, spec, storage_url)
     finally:
         lock.release()
-    tracking.save_view(uri, experiment_id, sweep_view_key(study_name), f"sweep: {study_name}",
-                       sweep_view(spec, parent))
-    tracking.client(uri).update_run(parent, status="RUNNING")
-    owner = getattr(tracking, "owner_tags", None)  # lets a later command tell a study run left by a kill
-    if owner is not None:
-        tracking.set_tags(uri, parent, owner())
+    store.save_view(uri, experiment_id, sweep_view_key(study_name), f"sweep: {study_name}", sweep_view(spec, parent))
+    store.set_status(uri, parent, "RUNNING")
+    store.set_tags(uri, parent, liveness.owner_tags())  # lets a later command tell a study run left by a kill
 
     c = _counts(study)
     done = c["COMPLETE"] + c["PRUNED"]
@@ -672,10 +633,10 @@ def prepare(args) -> tuple[Context, StudySpec, Any]:
                   first_number=len(study.trials),
                   max_failures=spec.max_failures if spec.max_failures is not None else max(1, n_run),
                   progress_bar=False if args.workers > 1 else None)
-    print(f"study '{study_name}' in {tracking.mask(storage_url)}: {done} trials done "
+    print(f"study '{study_name}' in {uris.mask(storage_url)}: {done} trials done "
           f"({c['COMPLETE']} complete, {c['PRUNED']} pruned, {c['FAIL']} failed, {c['RUNNING']} running); "
           f"target {target}, objective {spec.direction} {spec.metric}", file=sys.stderr)
-    print(f"MLflow: study run {parent} in experiment '{experiment}' of {tracking.mask(uri)}", file=sys.stderr)
+    print(f"MLflow: study run {parent} in experiment '{experiment}' of {uris.mask(uri)}", file=sys.stderr)
     if n_run:
         seen = set()
         for cfg in configs:  # generate / verify the data once, before workers race on it
@@ -714,7 +675,7 @@ def main(args) -> int:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
         print(f"best: trial {b['number']}  {spec.metric} {b['value']:.4f}  ({params})  run {b['run_id']}",
               file=sys.stderr)
-    print(f"look: suite ui, then open {tracking.runs_url(ctx.experiment_id, sweep_view_key(ctx.study))}  (the trials "
+    print(f"look: suite ui, then open {ui.runs_url(ctx.experiment_id, sweep_view_key(ctx.study))}  (the trials "
           f"by {OBJECTIVE_METRIC}; study run {ctx.parent_run_id})", file=sys.stderr)
     if s["failed_now"] and not s["finished_now"]:
         raise SweepFailedError(

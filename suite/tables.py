@@ -31,7 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from suite import bundled, registry, tracking
+from suite import bundled, registry
+from suite.tracking import probe, store, uris
 from suite.errors import ConfigError, TrackingError, UnknownNameError
 from suite.paths import RESULTS_DIR
 
@@ -139,23 +140,23 @@ def diverged(metrics: dict[str, float]) -> bool:
 def collect(uri: str, experiment: str, filter_text: str | None = None, include_trials: bool = False,
             explicit_experiment: bool = False) -> Collected:
     """FINISHED runs of `experiment` that carry suite.task, newest first. Never creates a store."""
-    db = tracking.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     if db is not None and not db.exists():
         return Collected([], [f"no MLflow store at {db} yet"], store_exists=False)
-    tracking.check_reachable(uri)
+    probe.check_reachable(uri)
     try:
-        exp_id = tracking.experiment_id(uri, experiment)
+        exp_id = store.experiment_id(uri, experiment)
     except Exception as exc:  # a file that is not an MLflow database, a server that refuses
-        raise TrackingError(f"cannot read the MLflow store {tracking.mask(uri)}: {type(exc).__name__}: "
+        raise TrackingError(f"cannot read the MLflow store {uris.mask(uri)}: {type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}",
                             hint="check --tracking-uri / MLFLOW_TRACKING_URI") from None
     if exp_id is None:
         if explicit_experiment:
-            names = tracking.experiment_names(uri)
-            raise UnknownNameError(f"no experiment '{experiment}' in {tracking.mask(uri)}.",
+            names = store.experiment_names(uri)
+            raise UnknownNameError(f"no experiment '{experiment}' in {uris.mask(uri)}.",
                                    hint=f"experiments there: {', '.join(names) or 'none'}")
         return Collected([], [f"no experiment '{experiment}' in the store yet"])
-    found = tracking.finished_runs(uri, exp_id, filter_text)
+    found = store.finished_runs(uri, exp_id, filter_text)
     parents = {r.data.tags.get("mlflow.parentRunId") for r in found}
     runs, trials, studies, broken = [], 0, 0, 0
     for r in found:
@@ -256,7 +257,7 @@ def recipe_config(task: str, model: str, preset: str, recipe: str | None = None)
         cfg = flatten(to_dict(resolve(task, model, preset, recipe=recipe or None)))
     except Exception:  # noqa: BLE001 - any failure means: no recipe to compare with
         return None
-    return tuple(sorted((k, tracking._param_value(v)) for k, v in cfg.items() if counts(k)))
+    return tuple(sorted((k, store.param_value(v)) for k, v in cfg.items() if counts(k)))
 
 
 def config_diff(run: RunRecord) -> tuple[str, ...]:
@@ -716,7 +717,7 @@ def build(family: str, uri: str, experiment: str | None = None, filter_text: str
                      "in the committed block")
     notes += notes_committed
     return Table(family, TITLES[family], columns, rows, caption(family, columns, include_trials, bool(committed)),
-                 notes, used, tracking.mask(uri), experiment or family, len(committed), where if committed else "")
+                 notes, used, uris.mask(uri), experiment or family, len(committed), where if committed else "")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -931,7 +932,7 @@ def bundles_option(args) -> tuple[Path | None, bool]:
 
 
 def main(args) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri)
+    uri = uris.resolve_uri(args.tracking_uri)
     folder, use = bundles_option(args)
     table = build(args.family, uri, args.experiment, args.filter, getattr(args, "include_trials", False),
                   bundles=folder, use_bundles=use)

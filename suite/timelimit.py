@@ -62,9 +62,9 @@ def format_duration(seconds: float) -> str:
 
 def process_started() -> float:
     """When this process started (epoch seconds, from /proc on Linux; now elsewhere)."""
-    from suite.tracking import _process_started
+    from suite.tracking.liveness import process_started as started_at
 
-    started = _process_started(os.getpid())
+    started = started_at(os.getpid())
     return started if started is not None and started > time.time() - 1e8 else time.time()
 
 
@@ -89,11 +89,11 @@ def stop_now(time_left: float, step_s: float, save_s: float, eval_s: float, next
 
 
 def resume_command(run_id: str, uri: str, time_limit: str | int | float | None = None) -> str:
-    """`suite run --resume RUN_ID` as tracking.resume_command writes it (with `--tracking-uri` when the store is
+    """`suite run --resume RUN_ID` as uris.resume_command writes it (with `--tracking-uri` when the store is
     not this checkout's default one), plus `--time-limit` when the run had one."""
-    from suite import tracking
+    from suite.tracking import uris
 
-    cmd = tracking.resume_command(tracking.resolve_uri(uri), run_id)
+    cmd = uris.resume_command(uris.resolve_uri(uri), run_id)
     if time_limit:
         cmd += f" --time-limit {format_duration(parse_duration(time_limit))}"
     return cmd
@@ -102,10 +102,10 @@ def resume_command(run_id: str, uri: str, time_limit: str | int | float | None =
 def add_session_time(uri: str, run_id: str, gpus: int) -> None:
     """Add this process's wall time (and wall time x `gpus`) to the run's tags `suite.wall_seconds` and
     `suite.gpu_seconds`."""
-    from suite import tracking
+    from suite.tracking import store
 
     session = max(0.0, time.time() - process_started())
-    tags = tracking.get_run(uri, run_id).data.tags
+    tags = store.get_run(uri, run_id).data.tags
     wall = float(tags.get("suite.wall_seconds", 0.0)) + session
     gpu = float(tags.get("suite.gpu_seconds", 0.0)) + session * gpus
-    tracking.set_tags(uri, run_id, {"suite.wall_seconds": f"{wall:.1f}", "suite.gpu_seconds": f"{gpu:.1f}"})
+    store.set_tags(uri, run_id, {"suite.wall_seconds": f"{wall:.1f}", "suite.gpu_seconds": f"{gpu:.1f}"})

@@ -8,17 +8,17 @@ rebuild says on stderr what was wrong with the old entry.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from tasks.filelock import file_lock
 
 
 def fingerprint(paths: list[Path], **extra) -> str:
@@ -37,18 +37,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive lock held while the block runs (one builder per cache entry, across processes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def problem(folder: Path, key: str) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import cache, generated, lra_release
+from tasks import cache, filelock, generated, lra_release
 from tasks.base import DataStatus, TaskData, TokenDataset, pad_tokens, raw_status, token_stats, truncation_counts
 from tasks.errors import DataError
 from tasks.generators import listops as generator
@@ -87,7 +87,7 @@ def _missing_files_error(folder: Path, missing: list[str]) -> DataError:
 def generate(root: Path, cfg, progress: bool = True) -> Path:
     """Write generated TSVs (release format) for cfg.generator, once; return their folder."""
     folder = generated_dir(root, cfg.generator)
-    with cache.file_lock(folder.with_name(folder.name + ".lock")):
+    with filelock.file_lock(folder.with_name(folder.name + ".lock")):
         if not (folder / "GENERATED.json").is_file():
             print(f"generating ListOps into {folder}", file=sys.stderr)
             generator.write_dataset(folder, generator_params(cfg.generator), progress=progress,

@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tasks.progress import bar as progress_bar
 
-from tasks import cache, generated, lra_release
+from tasks import cache, filelock, generated, lra_release
 from tasks.base import DataStatus, TaskData, raw_status
 from tasks.errors import DataError
 from tasks.generators import pathfinder as generator
@@ -100,7 +100,7 @@ def generate(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTIO
     """Generate cfg.pathfinder.n_images images of this difficulty (once); return the difficulty folder."""
     pf = cfg.pathfinder
     level = generated_dir(root, pf, resolution) / pf.difficulty
-    with cache.file_lock(level.with_name(level.name + ".lock")):
+    with filelock.file_lock(level.with_name(level.name + ".lock")):
         if not (level / "GENERATED.json").is_file():
             print(f"generating Pathfinder {resolution}x{resolution} into {level}", file=sys.stderr)
             generator.write_dataset(level, generator.lra_params(resolution, pf.difficulty), pf.n_images, pf.seed,

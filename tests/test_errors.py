@@ -18,7 +18,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from suite import tracking
+from suite.tracking import ui, uris
 from suite.cli import build_parser
 from suite.config import resolve
 from suite.errors import (EXIT_CODES, INTERRUPTED_EXIT_CODE, ConfigError, DivergenceError, NotImplementedYet,
@@ -123,14 +123,14 @@ def test_out_of_memory_is_a_resource_error_and_fails_the_run():
     assert info.value.exit_code == 7
     assert "GPU ran out of memory" in str(info.value) and "trainer.batch_size" in info.value.hint
     assert "bf16-mixed" in info.value.hint
-    client = MlflowClient(tracking.resolve_uri(None))
+    client = MlflowClient(uris.resolve_uri(None))
     (run,) = client.search_runs([client.get_experiment_by_name("lra").experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["suite.failure"].startswith("out of memory")
 
 
 def test_ui_binds_to_this_machine_by_default():
     args = build_parser().parse_args(["ui"])
-    cmd = tracking.ui_command("sqlite:////tmp/x/mlflow.db", args.host, args.port)
+    cmd = ui.ui_command("sqlite:////tmp/x/mlflow.db", args.host, args.port)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert build_parser().parse_args(["ui", "--host", "0.0.0.0"]).host == "0.0.0.0"  # only when asked
 

@@ -15,7 +15,7 @@ import lightning.pytorch as L
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suite import tracking
+from suite.tracking import uris
 from suite.config import resolve
 from suite.errors import DivergenceError
 from suite.run import train
@@ -60,7 +60,7 @@ def test_a_diverged_evaluation_fails_the_run_with_the_reason_and_step(split_inde
     with pytest.raises(DivergenceError, match=f"non-finite {split_name} loss"):
         train(cfg, callbacks=[hook])
     assert hook.hooked > 0  # the plant really reached the scored split
-    client, (run,) = _lra_runs(tracking.resolve_uri(None))
+    client, (run,) = _lra_runs(uris.resolve_uri(None))
     assert run.info.status == "FAILED"  # not FINISHED with a "best" accuracy of a broken evaluation
     failure = run.data.tags["suite.failure"]
     assert failure.startswith(f"divergence: non-finite {split_name} loss (nan) at step 3 (epoch 0)"), failure
@@ -71,12 +71,12 @@ def test_every_evaluation_split_logs_its_number_of_scored_samples():
     # listops smoke: 128 validation and 128 test samples (generator n_val / n_test); batch 32
     cfg = resolve("listops", "s4d", "smoke", overrides=SMOKE)
     train(cfg)
-    _, (run,) = _lra_runs(tracking.resolve_uri(None))
+    _, (run,) = _lra_runs(uris.resolve_uri(None))
     assert run.info.status == "FINISHED"
     m = run.data.metrics
     assert (m["val/n_samples"], m["test/n_samples"]) == (128, 128)
 
     cfg = resolve("listops", "s4d", "smoke", overrides=[*SMOKE, "trainer.limit_val_batches=2"])
     train(cfg)
-    _, runs = _lra_runs(tracking.resolve_uri(None))
+    _, runs = _lra_runs(uris.resolve_uri(None))
     assert runs[0].data.metrics["test/n_samples"] == 2 * 32  # what was scored, not the size of the split

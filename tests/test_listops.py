@@ -242,15 +242,15 @@ def test_tokens_outside_the_vocabulary_are_counted_and_reported(tmp_path, capsys
 
 
 def test_log_data_stats_logs_the_statistics_to_the_run(release_root):
-    from suite import tracking
     from suite.run import log_data_stats
+    from suite.tracking import store, uris
 
     root, _ = release_root
     data = listops.load(root, DataConfig(l_max=5))
-    uri = tracking.resolve_uri(None)  # the test's own SQLite store (conftest)
-    run_id = tracking.start_run(uri, tracking.ensure_experiment(uri, "stats"), "stats", {})
+    uri = uris.resolve_uri(None)  # the test's own SQLite store (conftest)
+    run_id = store.start_run(uri, store.ensure_experiment(uri, "stats"), "stats", {})
     log_data_stats(uri, run_id, data)
-    logged = tracking.client(uri).get_run(run_id).data.metrics
+    logged = store.get_run(uri, run_id).data.metrics
     assert logged == pytest.approx(data.stats) and "data/truncated_fraction/train" in logged
 
 

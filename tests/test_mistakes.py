@@ -140,14 +140,14 @@ def test_an_unknown_run_id_exits_5_as_the_readme_says(tmp_path):
 
 
 def test_the_resume_command_names_a_store_other_than_the_default():
-    from suite import tracking
+    from suite.tracking import uris
     from suite.paths import RESULTS_DIR
 
     default = f"sqlite:///{RESULTS_DIR / 'mlflow.db'}"
-    assert tracking.resume_command(default, "abc") == "suite run --resume abc"
-    assert tracking.resume_command("sqlite:////tmp/my store/m.db", "abc") == \
+    assert uris.resume_command(default, "abc") == "suite run --resume abc"
+    assert uris.resume_command("sqlite:////tmp/my store/m.db", "abc") == \
         "suite run --resume abc --tracking-uri 'sqlite:////tmp/my store/m.db'"
-    assert tracking.resume_command("postgresql://u:secret@db:5432/mlflow", "abc") == \
+    assert uris.resume_command("postgresql://u:secret@db:5432/mlflow", "abc") == \
         "suite run --resume abc --tracking-uri 'postgresql://u:***@db:5432/mlflow'"
 
 

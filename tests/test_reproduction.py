@@ -14,7 +14,9 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from suite import bundle, tracking
+from suite import bundle
+from suite.tracking import store as tracking_store
+from suite.tracking import uris
 from suite.cli import main
 from tests.conftest import run_suite
 
@@ -153,9 +155,9 @@ def test_bad_inputs_are_clean_errors_with_their_exit_codes(tmp_path, capsys):
     assert "without best.ckpt" in capsys.readouterr().err
 
     # An export into a folder that holds something else is refused; nothing there is touched.
-    uri = tracking.resolve_uri(None)
-    run_id = tracking.start_run(uri, tracking.ensure_experiment(uri, "lra"), "stopped", {})
-    tracking.set_terminated(uri, run_id, "KILLED")
+    uri = uris.resolve_uri(None)
+    run_id = tracking_store.start_run(uri, tracking_store.ensure_experiment(uri, "lra"), "stopped", {})
+    tracking_store.set_terminated(uri, run_id, "KILLED")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert main(["export", run_id, str(folder)]) == 10
     assert "holds no bundle of run" in capsys.readouterr().err

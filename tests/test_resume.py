@@ -15,7 +15,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from suite import tracking
+from suite.tracking import liveness
+from suite.tracking import store as tracking_store
 from tests import helpers
 from tests.conftest import run_suite, wait_stopped
 
@@ -109,7 +110,7 @@ def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path, st
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     assert run.info.status == "RUNNING" and run.data.tags["suite.pid"] == str(proc.pid)
-    assert tracking.owner_alive(run.data.tags) is False
+    assert liveness.owner_alive(run.data.tags) is False
 
     resumed = start_suite("run", "--resume", run_id, "--tracking-uri", uri)
     # The resumed process trains on from the saved step: the first checkpoint it writes is past `killed_at`. One
@@ -172,9 +173,9 @@ def test_ctrl_c_saves_marks_killed_and_says_how_to_resume(sig, tmp_path, start_s
 
 def test_resume_refuses_unknown_finished_and_reconfigured_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = tracking.ensure_experiment(uri, "lra")
-    finished = tracking.start_run(uri, exp, "done", tracking.owner_tags())
-    tracking.set_terminated(uri, finished, "FINISHED")
+    exp = tracking_store.ensure_experiment(uri, "lra")
+    finished = tracking_store.start_run(uri, exp, "done", liveness.owner_tags())
+    tracking_store.set_terminated(uri, finished, "FINISHED")
 
     r = run_suite("run", "--resume", "0123456789abcdef", "--tracking-uri", uri)
     # an unknown run id is a tracking-store error, exit 5, as for every command (README, Exit codes)
@@ -187,30 +188,30 @@ def test_resume_refuses_unknown_finished_and_reconfigured_runs(tmp_path):
 
 def test_stale_running_runs_are_marked_killed(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = tracking.ensure_experiment(uri, "lra")
+    exp = tracking_store.ensure_experiment(uri, "lra")
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead = tracking.start_run(uri, exp, "dead", {**tracking.owner_tags(), "suite.pid": str(gone.pid)})
-    alive = tracking.start_run(uri, exp, "alive", tracking.owner_tags())  # this test process
-    elsewhere = tracking.start_run(uri, exp, "elsewhere", {**tracking.owner_tags(), "suite.host": "another-host",
-                                                           "suite.pid": str(gone.pid)})
-    untagged = tracking.start_run(uri, exp, "untagged", {})
+    dead = tracking_store.start_run(uri, exp, "dead", {**liveness.owner_tags(), "suite.pid": str(gone.pid)})
+    alive = tracking_store.start_run(uri, exp, "alive", liveness.owner_tags())  # this test process
+    elsewhere = tracking_store.start_run(uri, exp, "elsewhere", {**liveness.owner_tags(), "suite.host": "another-host",
+                                                                 "suite.pid": str(gone.pid)})
+    untagged = tracking_store.start_run(uri, exp, "untagged", {})
 
-    assert tracking.mark_stale_runs(uri) == [dead]
+    assert liveness.mark_stale_runs(uri) == [dead]
     client = MlflowClient(uri)
     assert client.get_run(dead).info.status == "KILLED" and client.get_run(dead).data.tags["suite.stale"] == "true"
     for run_id in (alive, elsewhere, untagged):
         assert client.get_run(run_id).info.status == "RUNNING"
     # the run is not in the default store: the printed command names it, so that it works as copied
     assert f"Continue it with: suite run --resume {dead} --tracking-uri {uri}\n" in capsys.readouterr().err
-    assert tracking.mark_stale_runs(uri) == []  # idempotent
+    assert liveness.mark_stale_runs(uri) == []  # idempotent
 
 
 def test_a_reused_pid_does_not_keep_a_dead_run_alive():
     """The owner tags hold the process start; a newer process with the same pid is not the owner."""
-    tags = tracking.owner_tags()
-    assert tracking.owner_alive(tags) is True
-    assert tracking.owner_alive({**tags, "suite.pid_since": "0"}) is False  # this process started after 1970
+    tags = liveness.owner_tags()
+    assert liveness.owner_alive(tags) is True
+    assert liveness.owner_alive({**tags, "suite.pid_since": "0"}) is False  # this process started after 1970
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

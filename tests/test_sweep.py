@@ -335,7 +335,8 @@ def test_a_sweep_over_several_models_checks_each_trial_against_its_own_model(tmp
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model s4d does not take 'model.liquid_degree'" in result.stderr and "Traceback" not in result.stderr
     uri, _ = store(tmp_path)
-    from suite import tracking
+    from mlflow.tracking import MlflowClient
 
-    assert not tracking.client(uri).search_experiments() or all(
-        not tracking.client(uri).search_runs([e.experiment_id]) for e in tracking.client(uri).search_experiments())
+    client = MlflowClient(uri)
+    assert not client.search_experiments() or all(
+        not client.search_runs([e.experiment_id]) for e in client.search_experiments())

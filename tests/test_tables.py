@@ -25,7 +25,8 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from suite import cli, tables, tracking
+from suite import cli, tables
+from suite.tracking import store as tracking_store
 from suite.config import flatten, resolve, to_dict
 from suite.errors import ConfigError
 from suite.plots import learning_curves
@@ -60,7 +61,7 @@ class Store:
             val=None) -> str:
         family = tables.registry.task(task).family
         if family not in self.experiments:
-            self.experiments[family] = tracking.ensure_experiment(self.uri, family)
+            self.experiments[family] = tracking_store.ensure_experiment(self.uri, family)
         exp_id = self.experiments[family]
         self.clock += 1000
         recipe = default_recipe(model) if recipe == "default" else recipe
@@ -72,7 +73,7 @@ class Store:
         # the params of `suite run --seed S --data-dir D [--set ...]`: seed and data root never split a row
         flags = {"seed": seed, "data": {"root": f"/d{seed}"}}
         cfg = resolve(task, model, preset, overrides=list(overrides), flags=flags)
-        tracking.log_params(self.uri, rid, {**flatten(to_dict(cfg)), "n_params": 1234})
+        tracking_store.log_params(self.uri, rid, {**flatten(to_dict(cfg)), "n_params": 1234})
         test_n = test_n or (2000 if preset == "paper" else 128)
         val = best if val is None else val
         history = [Metric(key, value, self.clock, epoch) for epoch, factor in enumerate((0.8, 1.0)) for key, value in
@@ -242,7 +243,7 @@ def test_failed_diverged_and_sweep_runs_are_left_out(lra_markdown):
 def _record(task, model, preset="paper", overrides=(), drop=(), recipe="", resume_changes="", seed=0):
     """A run as collect() reads it, with the params `suite run` logs for these options."""
     cfg = resolve(task, model, preset, overrides=list(overrides), flags={"seed": seed, "data": {"root": f"/d{seed}"}})
-    params = {k: tracking._param_value(v) for k, v in flatten(to_dict(cfg)).items() if k not in drop}
+    params = {k: tracking_store.param_value(v) for k, v in flatten(to_dict(cfg)).items() if k not in drop}
     return tables.RunRecord("id", "", task, model, preset, str(seed), "release", 0, {}, params, recipe, resume_changes)
 
 

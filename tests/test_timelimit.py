@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite import timelimit, tracking
+from suite import timelimit
+from suite.tracking import uris
 from suite.config import resolve
 from suite.errors import ConfigError
 from suite.paths import RESULTS_DIR
@@ -89,7 +90,7 @@ def test_a_listops_paper_checkpoint_loads_without_pickle_and_stays_under_16_mib(
     cfg = resolve("listops", model, "paper", overrides=small_data)
     assert (cfg.model.d_model, cfg.model.n_layers, cfg.data.l_max) == (256, 6, 2048)  # the paper network
     run_id = train(cfg)
-    folder = run_checkpoint_dir(tracking.resolve_uri(None), run_id)
+    folder = run_checkpoint_dir(uris.resolve_uri(None), run_id)
     for name in ("last.ckpt", "best.ckpt"):
         path = folder / name
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from suite import tracking
+from suite.tracking import store, ui, uris
 from tests.conftest import ROOT
 
 
 def test_concurrent_first_start_does_not_race(tmp_path):
     """Several processes creating the same fresh SQLite store at once all succeed (pitfall P2)."""
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    code = f"from suite import tracking; print(tracking.ensure_experiment({uri!r}, 'lra'))"
+    code = f"from suite.tracking import store; print(store.ensure_experiment({uri!r}, 'lra'))"
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]
     try:
@@ -27,20 +27,20 @@ def test_concurrent_first_start_does_not_race(tmp_path):
 
 def test_uri_resolution(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert tracking.resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
-    assert tracking.resolve_uri("x/store.db") == f"sqlite:///{tmp_path / 'x' / 'store.db'}"
-    assert tracking.resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert tracking.artifact_root(f"sqlite:///{tmp_path / 'a.db'}") == (tmp_path / "mlruns").as_uri()
+    assert uris.resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert uris.resolve_uri("x/store.db") == f"sqlite:///{tmp_path / 'x' / 'store.db'}"
+    assert uris.resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert uris.artifact_root(f"sqlite:///{tmp_path / 'a.db'}") == (tmp_path / "mlruns").as_uri()
 
 
 def test_default_store_is_fixed_under_results(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.resolve_uri(None) == f"sqlite:///{ROOT / 'results' / 'mlflow.db'}"
+    assert uris.resolve_uri(None) == f"sqlite:///{ROOT / 'results' / 'mlflow.db'}"
 
 
 def test_passwords_are_masked():
-    assert tracking.mask("postgresql://user:s3cret@db:5432/x") == "postgresql://user:***@db:5432/x"
-    assert tracking.mask("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert uris.mask("postgresql://user:s3cret@db:5432/x") == "postgresql://user:***@db:5432/x"
+    assert uris.mask("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
 
 
 def test_unreachable_store_is_a_tracking_error(tmp_path):
@@ -49,7 +49,7 @@ def test_unreachable_store_is_a_tracking_error(tmp_path):
     from suite.errors import TrackingError
 
     with pytest.raises(TrackingError, match="does not answer"):
-        tracking.ensure_experiment("http://127.0.0.1:9/", "lra")
+        store.ensure_experiment("http://127.0.0.1:9/", "lra")
 
 
 def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_path):
@@ -60,7 +60,7 @@ def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp_id = tracking.ensure_experiment(uri, "lra")
+    exp_id = store.ensure_experiment(uri, "lra")
     tags = MlflowClient(uri).get_experiment(exp_id).tags
     assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert "suite: results" in tags["mlflow.note.content"]
@@ -72,7 +72,7 @@ def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_
 
     # an experiment made before (no tags, as older versions of the suite left them) is marked when next used
     old = MlflowClient(uri).create_experiment("scifar")
-    assert tracking.ensure_experiment(uri, "scifar") == old
+    assert store.ensure_experiment(uri, "scifar") == old
     assert MlflowClient(uri).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
-    assert tracking.runs_url(exp_id) == ("http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
-                                         "&viewStateShareKey=suite-results")
+    assert ui.runs_url(exp_id) == ("http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
+                                   "&viewStateShareKey=suite-results")
