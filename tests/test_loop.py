@@ -21,7 +21,8 @@ import torch
 from lightning.pytorch.loggers import Logger
 from mlflow.tracking import MlflowClient
 
-from suite import tracking
+from suite.tracking import store as tracking_store
+from suite.tracking import uris
 from suite.config import resolve
 from suite.loggers import MetricWriter
 from suite.run import train
@@ -62,10 +63,10 @@ class AddLogger(L.Callback):
 def test_a_smoke_run_logs_the_same_metrics_at_the_same_steps_with_the_values_computed():
     recorder = Recorder()
     run_id = train(resolve("listops", "s4d", "smoke", overrides=QUIET), callbacks=[AddLogger(recorder)])
-    uri = tracking.resolve_uri(None)
+    uri = uris.resolve_uri(None)
     client = MlflowClient(uri)
     assert client.get_run(run_id).info.status == "FINISHED"
-    history = {k: v for k, v in tracking.metric_histories(uri, run_id).items() if not k.startswith("system/")}
+    history = {k: v for k, v in tracking_store.metric_histories(uri, run_id).items() if not k.startswith("system/")}
     # the keys and steps a run logged when every write was made on the training thread (tests/golden)
     expected = json.loads(GOLDEN.read_text())["history"]
     assert {k: [s for s, _ in h] for k, h in history.items()} == expected
@@ -160,7 +161,7 @@ def test_a_run_killed_after_a_checkpoint_has_every_metric_up_to_it_and_resumes_t
     (other,) = [r for r in client.search_runs([client.get_run(run_id).info.experiment_id]) if r.info.run_id != run_id]
 
     def keys_and_steps(rid):
-        h = tracking.metric_histories(uri, rid)
+        h = tracking_store.metric_histories(uri, rid)
         return {(k, s) for k, v in h.items() if not k.startswith("system/") for s, _ in v}
 
     resumed_history, whole_history = keys_and_steps(run_id), keys_and_steps(other.info.run_id)
