@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite import sweep_config
 from suite.errors import EXIT_CODES, INTERRUPTED_EXIT_CODE, ConfigError, SweepFailedError, TrackingError
+from suite.sweep import spec as sweep_spec
 from tests.conftest import ROOT, run_suite
 
 SMOKE_SWEEP = ROOT / "sweeps" / "smoke.yaml"
@@ -44,14 +44,14 @@ def one_error(stderr: str) -> tuple[str, str]:
 def test_a_sweep_objective_the_task_does_not_log_is_refused_with_the_closest_metric(tmp_path):
     with pytest.raises(ConfigError, match=r"objective.metric = 'val/acc' is not a metric the task logs. "
                                           r"Did you mean 'val/accuracy'\?"):
-        sweep_config.load(sweep_file(tmp_path, objective={"metric": "val/acc"}))
+        sweep_spec.load(sweep_file(tmp_path, objective={"metric": "val/acc"}))
     for good in ("val/accuracy", "val/loss", "test/accuracy", "train/loss"):
-        assert sweep_config.load(sweep_file(tmp_path, objective={"metric": good})).metric == good
+        assert sweep_spec.load(sweep_file(tmp_path, objective={"metric": good})).metric == good
     bidmc = yaml.safe_load((ROOT / "sweeps" / "bidmc.yaml").read_text())
     bidmc["objective"] = {"metric": "val/accuracy"}
     (tmp_path / "bidmc.yaml").write_text(yaml.safe_dump(bidmc))
     with pytest.raises(ConfigError, match=r"Did you mean 'val/rmse'\?"):
-        sweep_config.load(tmp_path / "bidmc.yaml")
+        sweep_spec.load(tmp_path / "bidmc.yaml")
 
 
 def test_a_sweep_with_a_bad_objective_exits_2_before_any_trial(tmp_path):

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite import sweep, sweep_config
 from suite.errors import ConfigError, UnknownNameError
+from suite.sweep import spec as sweep_spec
+from suite.sweep import storage as sweep_storage
 from tests.conftest import ROOT, run_suite, start_suite, wait_stopped
 
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
@@ -107,7 +108,7 @@ def start_sweep(*args: str) -> subprocess.Popen:
 
 class TrialGate:
     """Holds a study's trial lock, the file lock under which each `suite sweep` worker counts the trials and
-    starts one (suite/sweep.py), until the workers wait on it; then every worker starts a trial.
+    starts one (suite/sweep/worker.py), until the workers wait on it; then every worker starts a trial.
 
     Once released, the first worker takes the lock, starts a trial and releases it as the trial begins; the
     next one, already waiting, takes it at once and finds the budget open. Without the gate, a worker that
@@ -115,7 +116,7 @@ class TrialGate:
     leaves the concurrent case untested. Linux: the waiters are read from /proc/locks."""
 
     def __init__(self, storage: str, study: str):
-        path = sweep._lock_path(storage, study)
+        path = sweep_storage.lock_path(storage, study)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a")
         fcntl.flock(self._file, fcntl.LOCK_EX)
@@ -152,31 +153,31 @@ def test_every_shipped_sweep_file_is_valid():
     assert {"smoke.yaml", "scifar.yaml", "speech.yaml", "bidmc.yaml"} <= {f.name for f in files}
     assert any(f.name.startswith("lra") for f in files)
     for f in files:
-        spec = sweep_config.load(f)
+        spec = sweep_spec.load(f)
         assert spec.space, f
-        sweep_config.check_configs(spec, only_available=True)  # tasks whose recipe exists resolve at every corner
-    assert sweep_config.load(ROOT / "sweeps" / "bidmc.yaml").direction == "minimize"
+        sweep_spec.check_configs(spec, only_available=True)  # tasks whose recipe exists resolve at every corner
+    assert sweep_spec.load(ROOT / "sweeps" / "bidmc.yaml").direction == "minimize"
 
 
 def test_a_typo_in_a_sweep_file_names_the_closest_key(tmp_path):
     bad = write_sweep(tmp_path, "typo", trails=3)
     with pytest.raises(ConfigError, match="unknown key 'trails'. Did you mean 'trials'"):
-        sweep_config.load(bad)
+        sweep_spec.load(bad)
 
     bad = write_sweep(tmp_path, "space", space={"model.d_stat": {"type": "int", "low": 4, "high": 8}})
     with pytest.raises(ConfigError, match="unknown key 'model.d_stat'. Did you mean 'model.d_state'"):
-        sweep_config.check_configs(sweep_config.load(bad))
+        sweep_spec.check_configs(sweep_spec.load(bad))
 
     bad = write_sweep(tmp_path, "sampler", sampler={"name": "tpe", "options": {"n_startup_trial": 3}})
     with pytest.raises(ConfigError, match="Did you mean 'sampler.options.n_startup_trials'"):
-        sweep_config.load(bad)
+        sweep_spec.load(bad)
 
     bad = write_sweep(tmp_path, "type", space={"model.d_state": {"type": "float", "low": 4, "high": 8}})
     with pytest.raises(ConfigError, match="model.d_state = 4.0 .* expected int"):
-        sweep_config.check_configs(sweep_config.load(bad))
+        sweep_spec.check_configs(sweep_spec.load(bad))
 
     with pytest.raises(UnknownNameError, match="Did you mean 's4d'"):
-        sweep_config.load(write_sweep(tmp_path, "model", model="s4dd"))
+        sweep_spec.load(write_sweep(tmp_path, "model", model="s4dd"))
 
 
 def test_a_bad_sweep_file_exits_with_code_2_and_a_hint(tmp_path):
@@ -240,7 +241,7 @@ def test_a_sweep_is_one_study_run_with_a_child_run_per_trial_and_a_rerun_resumes
 def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
     uri, storage = store(tmp_path)
     spec = write_sweep(tmp_path, "pair", study="pair", trials=4)
-    gate = TrialGate(sweep.resolve_storage(None, uri), "pair")  # both workers line up before trial 0
+    gate = TrialGate(sweep_storage.resolve_storage(None, uri), "pair")  # both workers line up before trial 0
     proc = start_sweep(str(spec), "--workers", "2", "--data-dir", str(data_dir))
     try:
         gate.open_when_waiting(2, [proc])
@@ -330,7 +331,7 @@ def test_a_sweep_over_several_models_checks_each_trial_against_its_own_model(tmp
     bad = write_sweep(tmp_path, "models", model=["s4d", "liquid_s4_pb"],
                       space={"model.liquid_degree": {"type": "int", "low": 2, "high": 3}})
     with pytest.raises(ConfigError, match="model s4d does not take 'model.liquid_degree'"):
-        sweep_config.check_configs(sweep_config.load(bad))
+        sweep_spec.check_configs(sweep_spec.load(bad))
     result = run_suite("sweep", str(bad), "--trials", "1")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model s4d does not take 'model.liquid_degree'" in result.stderr and "Traceback" not in result.stderr

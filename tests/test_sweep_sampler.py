@@ -13,20 +13,20 @@ import optuna
 import pytest
 import yaml
 
-from suite import sweep_config
+from suite.sweep import spec as sweep_spec
 from tests.conftest import ROOT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def spec_with(tmp_path: Path, sampler: dict, space: dict | None = None) -> sweep_config.StudySpec:
+def spec_with(tmp_path: Path, sampler: dict, space: dict | None = None) -> sweep_spec.StudySpec:
     data = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
     data["sampler"] = sampler
     if space is not None:
         data["space"] = space
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return sweep_config.load(path)
+    return sweep_spec.load(path)
 
 
 def objective_value(values: dict) -> float:
@@ -38,7 +38,7 @@ def run_trials(spec, storage: str, n_trials: int, workers: int) -> dict[int, tup
     """`workers` study objects (machines) on one storage, each asking for a trial in turn, every trial
     RUNNING before any is told (they started together). Returns {trial number: sampled values}."""
     optuna.create_study(study_name="s", storage=storage, direction="maximize", load_if_exists=True)
-    machines = [optuna.load_study(study_name="s", storage=storage, sampler=sweep_config.make_sampler(spec))
+    machines = [optuna.load_study(study_name="s", storage=storage, sampler=sweep_spec.make_sampler(spec))
                 for _ in range(workers)]
     drawn: dict[int, tuple] = {}
     while len(drawn) < n_trials:
@@ -100,4 +100,4 @@ def test_two_machines_on_a_seeded_grid_never_repeat_a_point(tmp_path):
 
 def test_without_a_seed_the_plain_optuna_sampler_is_used(tmp_path):
     spec = spec_with(tmp_path, {"name": "tpe", "seed": None})
-    assert type(sweep_config.make_sampler(spec)) is optuna.samplers.TPESampler
+    assert type(sweep_spec.make_sampler(spec)) is optuna.samplers.TPESampler

@@ -404,7 +404,7 @@ def make_sampler(spec: StudySpec):
 
     if s.seed is None:
         return build(None)
-    from suite.trial_seeded_sampler import TrialSeededSampler
+    from suite.sweep.sampler import TrialSeededSampler
 
     return TrialSeededSampler(build, s.seed)
 
