@@ -193,7 +193,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.datamodule import TaskDataModule
     from suite.guards import DivergenceGuard, ResumePoint
     from suite.lightning_module import SequenceModule
-    from suite.loggers import FlushMetrics, ResumedMLFlowLogger, SilentLogger
+    from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
     from suite.plots import learning_curves
     from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
     from suite.throughput import SteadyProgressBar, Throughput

@@ -7,7 +7,7 @@ so such waits cost tens of percent (issue 12, target 2). The per-step code of `s
 nothing from the GPU: the training metrics accumulate on the device (suite/lightning_module.py), the
 divergence check reads a device-side flag every log interval (suite/guards.py), batches come from pinned
 memory, and the progress bar below reads the logged values every log interval only. At a log point, after that
-one read, the metrics go to a queue that a background thread writes to MLflow (suite/loggers.py): a store write
+one read, the metrics go to a queue that a background thread writes to MLflow (suite/tracking/lightning.py): a store write
 takes as long as several steps. Evaluation runs in CUDA graphs like training (suite/eval_graphs.py) and reads
 nothing per batch either.
 

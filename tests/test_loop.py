@@ -1,7 +1,7 @@
 """The training loop off the critical path (issue 12, target 2), checked on the CPU.
 
 On a GPU the loop must never wait for it: no tensor value read by the host between two log points, and no MLflow
-write on the training thread (suite/throughput.py, suite/loggers.py). Without a GPU the first is checked by
+write on the training thread (suite/throughput.py, suite/tracking/lightning.py). Without a GPU the first is checked by
 recording every read of a tensor value (`HostReads`), the second by what the store holds and when. Moving the
 writes off the training thread must change nothing a user sees: the same metrics at the same steps with the same
 values, nothing lost at a checkpoint, a SIGKILL or a SIGTERM.
@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from suite.tracking import store as tracking_store
 from suite.tracking import uris
 from suite.config import resolve
-from suite.loggers import MetricWriter
+from suite.tracking.lightning import MetricWriter
 from suite.run import train
 from suite.throughput import HostReads
 from tests.test_resume import start_suite, stop_at_checkpoint, store  # noqa: F401  (start_suite is a fixture)
