@@ -12,6 +12,7 @@ it through a CUDA MPS daemon the suite starts and stops (suite/mps.py, `--mps`).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -56,7 +57,8 @@ def run(family: str, models: list[str] | None, preset: str, seeds: list[int], da
     from suite.errors import ConfigError
 
     if workers < 1:
-        raise ConfigError(f"batch: --workers {workers} must be >= 1.", hint="use --workers 1 (one run at a time) or more")
+        raise ConfigError(f"batch: --workers {workers} must be >= 1.",
+                          hint="use --workers 1 (one run at a time) or more")
     models = list(models or registry.MODELS)
     for m in models:
         registry.model(m)  # unknown names fail before anything runs
@@ -137,7 +139,10 @@ def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
                 i, (p, cmd) = waiting.pop(0)
                 log = logs / f"{i:03d}-{p.task}-{p.model}" f"{'' if p.seed is None else f'-seed{p.seed}'}.log"
                 with log.open("w") as f:
-                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    # a session of its own: a Ctrl-C on the terminal reaches only this process, which passes
+                    # one SIGINT on below (a second one would stop a run at once, without its checkpoint)
+                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
                 running[i] = (proc, p, log, time.monotonic())
                 print(f"[{i}/{len(plan)}] started: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
             time.sleep(0.5)
@@ -156,7 +161,7 @@ def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
                     print("\n".join("    " + line for line in tail), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         for proc, *_ in running.values():
-            proc.send_signal(2)
+            proc.send_signal(signal.SIGINT)
         for proc, *_ in running.values():
             try:
                 proc.wait(timeout=60)
