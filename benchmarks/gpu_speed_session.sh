@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One device command for issue 12's side-by-side and many-runs figures (docs/benchmarks.md):
 #   bash benchmarks/gpu_speed_session.sh [check] [sbs] [many] [loop]      (results in $OUT/results.tgz)
+# Every stage runs under `timeout` so that the whole command ends by $DEADLINE seconds (default 570, under the
+# device tool's 600 s limit) and the archive of what finished always comes back; check and loop get at most
+# $CHECK_S (200) and $LOOP_S (220) seconds.
 # check: the GPU tests of the graphed paths (training and evaluation graphs against eager, every model);
 # sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
 #       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process;
@@ -11,11 +14,16 @@ set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 python3 -c "import mlflow, optuna, einops, opt_einsum, rich" 2>/dev/null || python3 -m pip install -q --no-index \
   --find-links .gpu-wheels mlflow==3.17.2 optuna==5.0.0 optuna-integration==5.0.0 einops opt_einsum rich
+start=$(date +%s); DEADLINE=${DEADLINE:-570}
+left() { echo $((DEADLINE - 10 - $(date +%s) + start)); }
+cap() { local l; l=$(left); echo $(( l < $1 ? l : $1 )); }   # the time left, at most $1 seconds
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 for stage in "$@"; do
+  [ "$(left)" -gt 20 ] || { echo "skipped $stage: no time left" | tee -a "$OUT/skipped.txt"; continue; }
+  echo "stage $stage: $(left) s left"
   case $stage in
     check)
-      python3 -m pytest -q -p no:cacheprovider -rf tests/test_cuda_graphs.py tests/test_loop.py tests/test_fast_paths.py \
+      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/test_cuda_graphs.py tests/test_loop.py tests/test_fast_paths.py \
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)
@@ -24,14 +32,14 @@ for stage in "$@"; do
       (cd public_code/liquid-s4/extensions/cauchy && pip install -q --no-build-isolation . > "$OUT/build_ls4.log" 2>&1) &
       wait
       python3 -c "import structured_kernels, cauchy_mult; print('public extensions: importable')"
-      python3 benchmarks/side_by_side.py --s4 public_code/s4 --liquid-s4 public_code/liquid-s4 --out "$OUT" --train \
+      timeout "$(left)" python3 benchmarks/side_by_side.py --s4 public_code/s4 --liquid-s4 public_code/liquid-s4 --out "$OUT" --train \
         > "$OUT/sbs.log" 2>&1
       tail -30 "$OUT/side_by_side.md" ;;
     many)
-      python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps 3000 --out "$OUT/many" > "$OUT/many.log" 2>&1
+      timeout "$(left)" python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps ${MANY_STEPS:-2000} --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
     loop)
-      python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
+      timeout "$(cap ${LOOP_S:-220})" python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
       tail -15 "$OUT/loop.log" ;;
   esac
 done
