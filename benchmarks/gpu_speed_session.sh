@@ -11,10 +11,10 @@
 # loop: benchmarks/loop_overhead.py (suite run against the step benchmark).
 # Device tool: carry [".gpu-wheels", "public_code"] (both git-ignored; public_code only for sbs).
 set -u
+start=$(date +%s); DEADLINE=${DEADLINE:-570}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 python3 -c "import mlflow, optuna, einops, opt_einsum, rich" 2>/dev/null || python3 -m pip install -q --no-index \
   --find-links .gpu-wheels mlflow==3.17.2 optuna==5.0.0 optuna-integration==5.0.0 einops opt_einsum rich
-start=$(date +%s); DEADLINE=${DEADLINE:-570}
 left() { echo $((DEADLINE - 10 - $(date +%s) + start)); }
 cap() { local l; l=$(left); echo $(( l < $1 ? l : $1 )); }   # the time left, at most $1 seconds
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
