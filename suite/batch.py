@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite import registry
+from suite.errors import INTERRUPTED_EXIT_CODE as INTERRUPTED
+from suite.errors import TimeLimitReached
+
+# exit statuses of a run that stopped cleanly before its end: checkpoint saved, MLflow run KILLED and resumable
+STOPPED = {INTERRUPTED: "interrupted", TimeLimitReached.exit_code: "time limit"}
 
 
 @dataclass
@@ -53,7 +58,8 @@ def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
 def run(family: str, models: list[str] | None, preset: str, seeds: list[int], data_dir: str | None,
         tracking_uri: str | None, extra: list[str], workers: int = 1, mps: str = "auto") -> int:
     """Exit status: 0 when every planned run finished (tasks skipped for want of data are not failures),
-    1 when a run failed, 130 when interrupted. `models` empty or None: every model of the registry."""
+    1 when a run failed, 130 when interrupted, 75 when a run stopped at its time limit (`_summary`).
+    `models` empty or None: every model of the registry."""
     from suite.errors import ConfigError
 
     if workers < 1:
@@ -75,20 +81,34 @@ def run(family: str, models: list[str] | None, preset: str, seeds: list[int], da
           f"{len(seeds) or 1} seed(s), preset {preset}", file=sys.stderr)
     commands = [_command(p, preset, data_dir, tracking_uri, extra) for p in plan]
     if workers == 1 or len(plan) <= 1:
-        failed = _one_at_a_time(plan, commands)
+        unfinished = _one_at_a_time(plan, commands)
     else:
         from suite.mps import mps_for_workers
 
         with mps_for_workers(min(workers, len(plan)), mps):
-            failed = _in_parallel(plan, commands, workers, _logs_dir(family, tracking_uri))
-    if failed is None:
+            unfinished = _in_parallel(plan, commands, workers, _logs_dir(family, tracking_uri))
+    if unfinished is None:
         print("interrupted: the batch stops here", file=sys.stderr)
-        return 130
-    print(f"\n{len(plan) - len(failed)} of {len(plan)} runs finished"
+        return INTERRUPTED
+    return _summary(plan, unfinished, skipped)
+
+
+def _summary(plan: list[Planned], ended: list[tuple[Planned, int]], skipped: dict[str, str]) -> int:
+    """Print what did not finish, and return the batch's exit status: 1 when a run failed; else 130 when a run was
+    interrupted (SIGINT to that run alone) or 75 when one stopped at its time limit, both resumable; else 0."""
+    stopped = [(p, code) for p, code in ended if code in STOPPED]
+    failed = [(p, code) for p, code in ended if code not in STOPPED]
+    print(f"\n{len(plan) - len(ended)} of {len(plan)} runs finished"
+          + (f"; {len(stopped)} stopped, resumable" if stopped else "")
           + (f"; skipped: {', '.join(skipped)}" if skipped else ""), file=sys.stderr)
+    for p, code in stopped:
+        print(f"  STOPPED ({STOPPED[code]}, exit {code}): {p.task} {p.model} seed {p.seed}; resumable: its log "
+              "ends with the `suite run --resume` command", file=sys.stderr)
     for p, code in failed:
         print(f"  FAILED (exit {code}): {p.task} {p.model} seed {p.seed}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return max((code for _, code in stopped), default=0)
 
 
 def _command(p: Planned, preset: str, data_dir: str | None, tracking_uri: str | None, extra: list[str]) -> list[str]:
@@ -103,16 +123,17 @@ def _command(p: Planned, preset: str, data_dir: str | None, tracking_uri: str | 
 
 
 def _one_at_a_time(plan: list[Planned], commands: list[list[str]]) -> list[tuple[Planned, int]] | None:
-    """Each run in the foreground, its output on this terminal. None when interrupted."""
-    failed = []
+    """Each run in the foreground, its output on this terminal; the runs that did not finish, with their exit
+    status. None when interrupted (a Ctrl-C on the terminal reaches the run and this process alike)."""
+    unfinished = []
     for i, (p, cmd) in enumerate(zip(plan, commands), 1):
         print(f"\n[{i}/{len(plan)}] {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
         code = subprocess.call(cmd)
-        if code == 130:
+        if code == INTERRUPTED:
             return None
         if code != 0:
-            failed.append((p, code))
-    return failed
+            unfinished.append((p, code))
+    return unfinished
 
 
 def _logs_dir(family: str, tracking_uri: str | None) -> Path:
@@ -126,13 +147,14 @@ def _logs_dir(family: str, tracking_uri: str | None) -> Path:
 
 def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
                  logs: Path) -> list[tuple[Planned, int]] | None:
-    """`workers` runs at a time, each writing to its own log file in `logs`. None when interrupted (the running
-    ones are sent SIGINT, so they stop as after Ctrl-C: checkpoint saved, run resumable)."""
+    """`workers` runs at a time, each writing to its own log file in `logs`; the runs that did not finish, with
+    their exit status. None when interrupted (the running ones are sent SIGINT, so they stop as after Ctrl-C:
+    checkpoint saved, run resumable)."""
     logs.mkdir(parents=True, exist_ok=True)
     print(f"{workers} runs at a time; one log per run in {logs}", file=sys.stderr, flush=True)
     waiting = list(enumerate(zip(plan, commands), 1))
     running: dict[int, tuple[subprocess.Popen, Planned, Path, float]] = {}
-    failed = []
+    unfinished = []
     try:
         while waiting or running:
             while waiting and len(running) < workers:
@@ -152,12 +174,13 @@ def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
                     continue
                 del running[i]
                 took = time.monotonic() - t0
-                print(f"[{i}/{len(plan)}] {'finished' if code == 0 else f'FAILED (exit {code})'} after "
+                state = "finished" if code == 0 else f"{STOPPED.get(code, 'FAILED').upper()} (exit {code})"
+                print(f"[{i}/{len(plan)}] {state} after "
                       f"{took / 60:.1f} min: {p.task} {p.model}" + ("" if p.seed is None else f" seed {p.seed}")
                       + f" (log: {log})", file=sys.stderr, flush=True)
                 if code != 0:
-                    failed.append((p, code))
-                    tail = log.read_text(errors="replace").splitlines()[-15:]
+                    unfinished.append((p, code))
+                    tail = log.read_text(errors="replace").splitlines()[-(4 if code in STOPPED else 15):]
                     print("\n".join("    " + line for line in tail), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         for proc, *_ in running.values():
@@ -168,4 +191,4 @@ def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
             except subprocess.TimeoutExpired:
                 proc.kill()
         return None
-    return failed
+    return unfinished

@@ -120,6 +120,23 @@ def test_batch_with_two_workers_trains_each_run_in_its_own_process_and_log(tmp_p
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
+def test_runs_that_stop_at_their_time_limit_are_resumable_not_failed(tmp_path):
+    """A run that stops cleanly (exit 75 at --time-limit, 130 after a SIGINT of its own) is not a failure: the
+    summary lists it as stopped and resumable, and the batch exits with that status, not 1."""
+    store = tmp_path / "store" / "mlflow.db"
+    r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--seeds", "1", "2", "--workers", "2",
+                  "--tracking-uri", f"sqlite:///{store}", "--data-dir", str(tmp_path / "data"),
+                  "--set", "trainer.time_limit=1s", "--set", "trainer.progress_bar=false", timeout=900)
+    assert r.returncode == 75, r.stderr[-3000:]
+    assert "FAILED" not in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count("TIME LIMIT (exit 75) after") >= 2
+    assert "stopped, resumable" in r.stderr and "STOPPED (time limit, exit 75): listops s4d seed 1" in r.stderr
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="params.task = 'listops'")
+    assert len(runs) == 2 and all(run.info.status == "KILLED" for run in runs)
+
+
 def test_batch_rejects_zero_workers_and_mps_on_without_a_gpu(tmp_path):
     r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--workers", "0",
                   "--data-dir", str(tmp_path / "d"))
