@@ -572,8 +572,18 @@ def _check_numbers(cfg: RunConfig) -> None:
 
 
 def check(cfg: RunConfig) -> None:
-    """Cross-field and range checks that types alone cannot express."""
+    """Cross-field and range checks that types alone cannot express; a ConfigError names the field, the value
+    and the fix."""
     _check_numbers(cfg)
+    _check_ranges(cfg)
+    _check_model(cfg.model)
+    _check_optim(cfg.optim)
+    _check_trainer(cfg.trainer)
+    _check_generator(cfg.data.generator)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    """The counts that must be at least 1 and the amounts that must not be negative."""
     m, o, t, g = cfg.model, cfg.optim, cfg.trainer, cfg.data.generator
     at_least_1 = {
         "model.d_model": m.d_model,
@@ -611,6 +621,10 @@ def check(cfg: RunConfig) -> None:
             raise _bad(where, value, "must not be negative")
     if cfg.seed >= 2**32:
         raise _bad("seed", cfg.seed, "must be below 2**32 (numpy's seed range)")
+
+
+def _check_model(m: ModelConfig) -> None:
+    """The SSM's sizes, time-step range, dropout and rate; the liquid options that go together."""
     if m.d_state < 2:
         raise ConfigError(f"config: model.d_state = {m.d_state} must be at least 2 (N // 2 complex modes).")
     if m.n_ssm is not None and (m.n_ssm < 1 or m.d_model % m.n_ssm):
@@ -630,6 +644,10 @@ def check(cfg: RunConfig) -> None:
                           hint="add --set model.liquid_mode=exact, or drop model.liquid_norm")
     if m.rate <= 0:
         raise ConfigError(f"config: model.rate = {m.rate} must be positive.")
+
+
+def _check_optim(o: OptimConfig) -> None:
+    """Learning rates, Adam's betas and the step schedule."""
     for where, lr in (("optim.lr", o.lr), ("optim.dt_lr", o.dt_lr), ("optim.ssm_lr", o.ssm_lr)):
         if lr is not None and lr <= 0:
             raise ConfigError(f"config: {where} = {lr} must be positive.")
@@ -637,6 +655,10 @@ def check(cfg: RunConfig) -> None:
         raise _bad("optim.betas", list(o.betas), "must lie in [0, 1)", "e.g. --set optim.betas=[0.9,0.999]")
     if o.step_gamma <= 0:
         raise _bad("optim.step_gamma", o.step_gamma, "must be positive")
+
+
+def _check_trainer(t: TrainerConfig) -> None:
+    """The run's length, batch limits, time limit, devices, accelerator, precision and strategy."""
     if t.max_epochs < 1 and t.max_epochs != -1:
         raise _bad("trainer.max_epochs", t.max_epochs, "must be at least 1 (or -1: no limit, with max_steps)")
     if t.max_steps < 1 and t.max_steps != -1:
@@ -677,6 +699,10 @@ def check(cfg: RunConfig) -> None:
     if not t.strategy.startswith(STRATEGY_PREFIXES):
         raise _bad("trainer.strategy", t.strategy, "is not a Lightning strategy",
                    "e.g. auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, fsdp")
+
+
+def _check_generator(g: GeneratorConfig) -> None:
+    """The ListOps generator's lengths and arity."""
     if not 0 <= g.min_length < g.max_length:
         raise ConfigError(
             f"config: need data.generator.min_length < max_length, got {g.min_length} and {g.max_length}."
