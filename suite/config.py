@@ -381,6 +381,16 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Config keys a run does not log as MLflow params: the run's name is its MLflow name already, and as a param it
+# would show as a difference between every pair of runs in the MLflow UI's run comparison (a sweep's trials).
+NOT_PARAMS = ("tracking.run_name",)
+
+
+def run_params(cfg: RunConfig) -> dict[str, Any]:
+    """The MLflow params of a run of `cfg`: its flattened configuration, less NOT_PARAMS."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NOT_PARAMS}
+
+
 # --------------------------------------------------------------------------------------------
 # Merging: recipes, user files, --set overrides
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from suite import config
 from suite.config import RunConfig, dump, from_dict, parse_override, resolve
 from suite.errors import ConfigError, UnknownNameError
 from tests.conftest import run_suite
@@ -140,3 +141,12 @@ def test_cli_print_config_applies_set_and_flags():
 
     cfg = yaml.safe_load(r.stdout)
     assert (cfg["model"]["d_state"], cfg["optim"]["lr"], cfg["trainer"]["max_epochs"], cfg["seed"]) == (32, 0.002, 7, 5)
+
+
+def test_run_params_are_the_flat_config_without_the_run_name():
+    """The run's name is MLflow's run name; as a param it would differ between every two trials of a sweep."""
+    cfg = config.resolve("listops", "s4d", "smoke", flags={"tracking": {"run_name": "trial-7"}})
+    params = config.run_params(cfg)
+    assert "tracking.run_name" not in params
+    assert params["model.d_model"] == cfg.model.d_model and params["seed"] == cfg.seed
+    assert set(params) == set(config.flatten(config.to_dict(cfg))) - {"tracking.run_name"}
