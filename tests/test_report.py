@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from suite import cli, plots, tables
+from suite import cli
+from suite.report import plots, tables
 
 
 def _axes_of(fig):

@@ -25,11 +25,12 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from suite import cli, tables
+from suite import cli
+from suite.report import tables
 from suite.tracking import store as tracking_store
 from suite.config import flatten, resolve, to_dict
 from suite.errors import ConfigError
-from suite.plots import learning_curves
+from suite.report.plots import learning_curves
 from tests.conftest import ROOT, run_suite
 
 # ------------------------------------------------------------------------------------------------
@@ -503,7 +504,7 @@ def test_a_real_smoke_run_feeds_the_table(tmp_path):
     row = next(r for r in tables.build("lra", uri).own_rows)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(MlflowClient(uri).download_artifacts(run.info.run_id, "learning_curves.png", tmp)).read_bytes()
-    from suite.report import image_name
+    from suite.report.page import image_name
     assert (out.parent / "img/lra" / image_name("listops", row)).read_bytes() == artifact
 
 

@@ -2,7 +2,7 @@
 
     collect  the FINISHED `suite run` runs of one family from MLflow (sweep trials and diverged runs left
              out), with their params (the flattened resolved configuration) and tags; and the committed
-             runs, the export bundles under results/reproduction read from their files (suite.bundled),
+             runs, the export bundles under results/reproduction read from their files (suite.report.bundled),
              finished or not
     build    rows of cells: published rows (results/paper.yaml); our rows, one per resolved configuration
              except the seed (see `config_diff`), labelled by what differs from the recipe; a Δ row under
@@ -31,7 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from suite import bundled, registry
+from suite import registry
+from suite.report import bundled
 from suite.tracking import probe, store, uris
 from suite.errors import ConfigError, TrackingError, UnknownNameError
 from suite.paths import RESULTS_DIR
@@ -117,7 +118,7 @@ class RunRecord:
     recipe: str = ""  # tag suite.recipe (liquid_s4, s4); "" for runs made before it existed
     resume_changes: str = ""  # tag suite.resume_changes: "trainer.max_epochs=6, ..." (params keep the first value)
     origin: str = ""  # the first run's id (tag suite.origin_run_id of an imported run, else its own id)
-    bundle: Any = None  # a committed run (suite.bundled.BundleRun) read from its bundle, not from a store
+    bundle: Any = None  # a committed run (suite.report.bundled.BundleRun) read from its bundle, not from a store
 
 
 @dataclass
@@ -191,7 +192,7 @@ def collect(uri: str, experiment: str, filter_text: str | None = None, include_t
 
 
 def bundle_record(b) -> RunRecord:
-    """A committed run (suite.bundled.BundleRun) as a run of the store: its validation-selected numbers as `best/*`
+    """A committed run (suite.report.bundled.BundleRun) as a run of the store: its validation-selected numbers as `best/*`
     metrics, the number of samples each split was scored on, its params and tags. Finished or not."""
     s, tags = b.summary, b.tags
     metrics = b.best()

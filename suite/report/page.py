@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from suite import bundled, registry, tables
+from suite import registry
+from suite.report import bundled, tables
 from suite.tracking import store, uris
 from suite.paths import RESULTS_DIR
 
@@ -85,7 +86,7 @@ def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
     except Exception as exc:  # an artifact store that cannot be read from here: draw the curves instead
         print(f"note: cannot fetch learning_curves.png of run {run.run_id} ({type(exc).__name__}); drawing it "
               "from the metric histories", file=sys.stderr)
-    from suite.plots import learning_curves
+    from suite.report.plots import learning_curves
 
     histories = store.metric_histories(uri, run.run_id)
     epochs = {step: int(e) for step, e in histories.get("epoch", [])}
@@ -152,8 +153,8 @@ def _committed_line(run: tables.RunRecord, col: tables.Column) -> str:
 
 
 def committed_figures(table: tables.Table, img_dir: Path, page_dir: Path) -> list[CommittedFigure]:
-    """Per task with committed runs: a figure with one panel per run (see suite.plots.run_panels)."""
-    from suite.plots import Panel, run_panels
+    """Per task with committed runs: a figure with one panel per run (see suite.report.plots.run_panels)."""
+    from suite.report.plots import Panel, run_panels
 
     paper = {r.published: r for r in table.rows if r.kind == "paper"}
     published = tables.load_paper(table.family)
