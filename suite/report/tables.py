@@ -24,6 +24,7 @@ from suite.report.published import PAPER_FILE, PaperRow, counterpart_of, load_pa
 from suite.report.runs import RunRecord, bundle_record, collect, config_diff, run_config
 from suite.tracking import uris
 
+# the marks of a cell: render.py prints them, the caption says what they mean
 MISSING = "–"
 FAILED = "✗"
 UNVERIFIED = "†"
