@@ -235,10 +235,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from suite import tables
+    from suite.report import render
 
     _mark_stale_runs(args.tracking_uri)
-    return tables.main(args)
+    return render.main(args)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -250,9 +250,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from suite import report
+    from suite.report import page
 
-    return report.main(args)
+    return page.main(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

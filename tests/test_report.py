@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from suite import cli, plots, tables
+from suite import cli
+from suite.report import plots, render
 
 
 def _axes_of(fig):
@@ -88,5 +89,5 @@ def test_backticks_render_as_code_in_the_html_page(tmp_path):
     parsed.feed(page)
     assert not any("`" in t for t in parsed.text), [t for t in parsed.text if "`" in t][:3]
     assert "counterparts" in parsed.code and "suite run" in " ".join(parsed.code)
-    assert tables.html_text("a `<b>` c") == "a <code>&lt;b&gt;</code> c"  # escaped inside the code span too
+    assert render.html_text("a `<b>` c") == "a <code>&lt;b&gt;</code> c"  # escaped inside the code span too
     assert re.search(r"<p class=\"caption\">[^<]*FINISHED <code>suite run</code>", page)

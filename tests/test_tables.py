@@ -25,11 +25,13 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from suite import cli, tables
+from suite import cli, registry
+from suite.report import columns, published, render, tables
+from suite.report.runs import RunRecord, config_diff
 from suite.tracking import store as tracking_store
 from suite.config import flatten, resolve, to_dict
 from suite.errors import ConfigError
-from suite.plots import learning_curves
+from suite.report.plots import learning_curves
 from tests.conftest import ROOT, run_suite
 
 # ------------------------------------------------------------------------------------------------
@@ -59,7 +61,7 @@ class Store:
     def run(self, task, model, seed, best, *, metric="accuracy", source="release", preset="paper",
             status="FINISHED", tags=None, extra=None, curves=True, recipe="default", overrides=(), test_n=None,
             val=None) -> str:
-        family = tables.registry.task(task).family
+        family = registry.task(task).family
         if family not in self.experiments:
             self.experiments[family] = tracking_store.ensure_experiment(self.uri, family)
         exp_id = self.experiments[family]
@@ -244,22 +246,22 @@ def _record(task, model, preset="paper", overrides=(), drop=(), recipe="", resum
     """A run as collect() reads it, with the params `suite run` logs for these options."""
     cfg = resolve(task, model, preset, overrides=list(overrides), flags={"seed": seed, "data": {"root": f"/d{seed}"}})
     params = {k: tracking_store.param_value(v) for k, v in flatten(to_dict(cfg)).items() if k not in drop}
-    return tables.RunRecord("id", "", task, model, preset, str(seed), "release", 0, {}, params, recipe, resume_changes)
+    return RunRecord("id", "", task, model, preset, str(seed), "release", 0, {}, params, recipe, resume_changes)
 
 
 def test_what_splits_a_row_and_what_does_not():
-    assert tables.config_diff(_record("listops", "s4d", seed=7)) == ()  # seed and data root never split a row
-    assert tables.config_diff(_record("listops", "s4d", overrides=["trainer.num_workers=4",
+    assert config_diff(_record("listops", "s4d", seed=7)) == ()  # seed and data root never split a row
+    assert config_diff(_record("listops", "s4d", overrides=["trainer.num_workers=4",
                                                                    "trainer.progress_bar=false"])) == ()
-    assert tables.config_diff(_record("listops", "s4d", overrides=["trainer.devices=2", "optim.lr=0.0123"])) == \
+    assert config_diff(_record("listops", "s4d", overrides=["trainer.devices=2", "optim.lr=0.0123"])) == \
         ("optim.lr=0.0123", "trainer.devices=2")
     # `suite run --resume ID --max-epochs 6`: the params keep the first value, the tag has the change
-    assert tables.config_diff(_record("listops", "s4d", resume_changes="trainer.max_epochs=6")) == \
+    assert config_diff(_record("listops", "s4d", resume_changes="trainer.max_epochs=6")) == \
         ("trainer.max_epochs=6",)
     # a run made before a key existed: the key reads as not logged (it cannot be pooled with today's runs)
-    assert tables.config_diff(_record("speech", "s4d", drop={"data.speech.normalize"})) == \
+    assert config_diff(_record("speech", "s4d", drop={"data.speech.normalize"})) == \
         ("data.speech.normalize=(not logged)",)
-    assert tables.config_diff(tables.RunRecord("id", "", "listops", "s4d", "paper", "0", "release", 0, {})) == \
+    assert config_diff(RunRecord("id", "", "listops", "s4d", "paper", "0", "release", 0, {})) == \
         ("config not logged",)
 
 
@@ -275,12 +277,12 @@ def test_runs_of_different_tasks_started_with_the_same_options_share_a_row():
 
 
 def test_counterparts_match_model_recipe_init_and_the_liquid_term():
-    legs, inv = (tables.Counterpart("s4d", "s4", init=i) for i in ("legs", "inv"))
+    legs, inv = (published.Counterpart("s4d", "s4", init=i) for i in ("legs", "inv"))
     assert legs.matches(_record("listops", "s4d", recipe="s4"))
     assert not legs.matches(_record("listops", "s4d", recipe=""))  # made before the suite.recipe tag
     assert not legs.matches(_record("listops", "s4d", recipe="liquid_s4"))
     assert inv.matches(_record("listops", "s4d", overrides=["model.init=inv"], recipe="s4"))
-    liquid = tables.Counterpart("liquid_s4_pb", "liquid_s4", liquid_mode="reference", liquid=True)
+    liquid = published.Counterpart("liquid_s4_pb", "liquid_s4", liquid_mode="reference", liquid=True)
     assert liquid.matches(_record("listops", "liquid_s4_pb", recipe="liquid_s4"))
     assert liquid.matches(_record("listops", "liquid_s4_pb", overrides=["model.liquid_kernel=pb"], recipe="liquid_s4"))
     assert not liquid.matches(_record("listops", "liquid_s4_pb", overrides=["model.liquid_kernel=none"],
@@ -322,7 +324,7 @@ def test_csv_is_tidy(store):
     r = run_suite("table", "lra", "--format", "csv", "--tracking-uri", store.uri)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
-    assert set(tables.CSV_FIELDS) == set(rows[0])
+    assert set(render.CSV_FIELDS) == set(rows[0])
     key = {(x["row"], x["task"]): x for x in rows}
     s4d = key[(S4D, "listops")]
     assert (float(s4d["mean"]), float(s4d["std"]), int(s4d["n"]), s4d["test_n"]) == (62.0, 2.0, 3, "2000")
@@ -399,10 +401,10 @@ def test_empty_store_shows_published_rows_and_creates_nothing(tmp_path, capsys):
 
 def test_published_averages_follow_the_stated_rule():
     """paper.yaml: each LRA Avg is the mean of the six tasks with a failed Path-X counted as 50 %."""
-    for row in tables.load_paper("lra"):
+    for row in published.load_paper("lra"):
         if "avg" in row.values:
-            six = [row.values.get(t, tables.CHANCE.get(t)) if t not in row.failed else tables.CHANCE[t]
-                   for t in tables.LRA_TASKS]
+            six = [row.values.get(t, columns.CHANCE.get(t)) if t not in row.failed else columns.CHANCE[t]
+                   for t in columns.LRA_TASKS]
             assert abs(sum(six) / 6 - row.values["avg"]) < 0.006, row.name
 
 
@@ -415,8 +417,8 @@ def test_published_rows_name_their_counterparts_and_sources():
                                       for m in ("liquid_s4_kb", "liquid_s4_pb")}}
     stated = {"lra": {"avg": "abstract", "listops": "text"}, "scifar": {"scifar": "text"},
               "speech": {"speech": "abstract", "speech8k": "text"}, "bidmc": {}}
-    for family in tables.FAMILIES:
-        rows = {r.name: r for r in tables.load_paper(family)}
+    for family in columns.FAMILIES:
+        rows = {r.name: r for r in published.load_paper(family)}
         for name, want in expected.items():
             got = {(c.model, c.recipe, c.init, c.liquid_mode, c.liquid) for c in rows[name].counterparts}
             assert got == want, (family, name)
@@ -443,7 +445,7 @@ def test_report_has_every_table_and_the_learning_curves(store, tmp_path, fmt):
     else:
         assert cli.main(args) == 0
     page = out.read_text()
-    for title in tables.TITLES.values():
+    for title in columns.TITLES.values():
         assert title in page
     pattern = r"!\[[^\]]*\]\(([^)]+)\)" if fmt == "markdown" else r'<img src="([^"]+)"'
     images = re.findall(pattern, page)
@@ -503,7 +505,7 @@ def test_a_real_smoke_run_feeds_the_table(tmp_path):
     row = next(r for r in tables.build("lra", uri).own_rows)
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(MlflowClient(uri).download_artifacts(run.info.run_id, "learning_curves.png", tmp)).read_bytes()
-    from suite.report import image_name
+    from suite.report.page import image_name
     assert (out.parent / "img/lra" / image_name("listops", row)).read_bytes() == artifact
 
 
@@ -511,12 +513,12 @@ def test_a_broken_published_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "paper.yaml"
     bad.write_text("lra:\n  - name: X\n    values: {listops: 50, cifar: 60}\n")
     with pytest.raises(ConfigError, match=r"row 1 \(X\): unknown columns \['cifar'\]") as err:
-        tables.load_paper("lra", bad)
+        published.load_paper("lra", bad)
     assert "listops" in err.value.hint
     bad.write_text("lra:\n  - {name: A, counterparts: [{model: s4d, recipe: s4}]}\n"
                    "  - {name: B, counterparts: [{model: s4d, recipe: s4}]}\n")
     with pytest.raises(ConfigError, match="already the counterpart of 'A'"):
-        tables.load_paper("lra", bad)
+        published.load_paper("lra", bad)
     bad.write_text("lra:\n  - {name: A, counterparts: [{model: s4d}]}\n")
     with pytest.raises(ConfigError, match="needs `model` and `recipe`"):
-        tables.load_paper("lra", bad)
+        published.load_paper("lra", bad)

@@ -161,3 +161,15 @@ def find(root: Path | None = None) -> list[BundleRun]:
         return []
     return [read(p.parent) for p in sorted(root.rglob("summary.json"), key=lambda p: (p.parent.parent.name,
                                                                                        p.parent.name))]
+
+
+def bundles_option(args) -> tuple[Path | None, bool]:
+    """`--bundles DIR` / `--no-bundles` of `suite table` and `suite report`: (folder or None for the default, whether
+    to show committed runs at all). A folder given that does not exist is an error, not an empty block."""
+    folder = getattr(args, "bundles", None)
+    if folder is not None and not Path(folder).is_dir():
+        raise BundleError(f"--bundles {folder}: no such folder.",
+                          hint="give the folder that holds the committed bundles (default: results/reproduction), "
+                               "or leave them out with --no-bundles")
+    return (Path(folder) if folder is not None else None), not getattr(args, "no_bundles", False)
+

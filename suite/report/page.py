@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from suite import bundled, registry, tables
+from suite import registry
+from suite.report import bundled, render, tables
+from suite.report.columns import FAMILIES, Column
+from suite.report.published import counterpart_of, load_paper
+from suite.report.runs import RunRecord
+from suite.report.tables import MIN_TEST_SAMPLES, REPRODUCTION, SMALL, Row, Table, split_of
 from suite.tracking import store, uris
 from suite.paths import RESULTS_DIR
 
@@ -32,7 +37,7 @@ class Figure:
     family: str
     task: str
     row: str  # label of our table row (model, preset, data source)
-    run: tables.RunRecord
+    run: RunRecord
     value: str  # the best run's validation and headline numbers, with the number of test samples
     n_seeds: int
     path: Path  # the image, relative to the page
@@ -42,18 +47,18 @@ def default_out(fmt: str) -> Path:
     return RESULTS_DIR / "report" / ("report.html" if fmt == "html" else "report.md")
 
 
-def val_metric(col: tables.Column) -> str:
+def val_metric(col: Column) -> str:
     """The validation number seeds are ranked by: best/val/<metric of the column's task>."""
     task = col.sources[0][0]
     return f"best/val/{registry.task(task).metric}"
 
 
-def best_runs(table: tables.Table) -> list[tuple[tables.Row, tables.Column, tables.RunRecord]]:
+def best_runs(table: Table) -> list[tuple[Row, Column, RunRecord]]:
     """Per own row and task column: the run of the seed with the best validation number (a run shown under
     two columns appears once). Runs without the validation number rank last."""
     picked, seen = [], set()
     for row in table.own_rows:
-        if row.block == tables.REPRODUCTION:  # committed runs: their panels (committed_figures)
+        if row.block == REPRODUCTION:  # committed runs: their panels (committed_figures)
             continue
         for col in table.columns:
             cell = row.cells.get(col.key)
@@ -68,7 +73,7 @@ def best_runs(table: tables.Table) -> list[tuple[tables.Row, tables.Column, tabl
     return picked
 
 
-def image_name(task: str, row: tables.Row) -> str:
+def image_name(task: str, row: Row) -> str:
     """<task>--<model>--<preset>--<data source>[--<recipe>][--<hash of the config diff>].png: one per row."""
     parts = [task, row.model, row.preset, row.data_source] + ([row.recipe] if row.recipe else [])
     if row.config:
@@ -76,7 +81,7 @@ def image_name(task: str, row: tables.Row) -> str:
     return "--".join(parts) + ".png"
 
 
-def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
+def fetch_curves(uri: str, run: RunRecord, dest: Path) -> Path:
     """The run's learning_curves.png, or the same plot drawn from its metric histories."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -85,7 +90,7 @@ def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
     except Exception as exc:  # an artifact store that cannot be read from here: draw the curves instead
         print(f"note: cannot fetch learning_curves.png of run {run.run_id} ({type(exc).__name__}); drawing it "
               "from the metric histories", file=sys.stderr)
-    from suite.plots import learning_curves
+    from suite.report.plots import learning_curves
 
     histories = store.metric_histories(uri, run.run_id)
     epochs = {step: int(e) for step, e in histories.get("epoch", [])}
@@ -95,7 +100,7 @@ def fetch_curves(uri: str, run: tables.RunRecord, dest: Path) -> Path:
         return learning_curves(histories, epochs, metric, run.name or run.run_id, dest)
 
 
-def figures(uri: str, table: tables.Table, img_dir: Path, page_dir: Path) -> list[Figure]:
+def figures(uri: str, table: Table, img_dir: Path, page_dir: Path) -> list[Figure]:
     from tqdm.auto import tqdm
 
     out = []
@@ -109,10 +114,10 @@ def figures(uri: str, table: tables.Table, img_dir: Path, page_dir: Path) -> lis
         scale, unit = (100.0, " %") if col.percent else (1.0, "")
         parts = [f"{name} {run.metrics[name] * scale:.{col.decimals}f}{unit}"
                  for name in (val_metric(col), metric) if name in run.metrics]
-        size = run.metrics.get(f"{tables.split_of(metric)}/n_samples")
+        size = run.metrics.get(f"{split_of(metric)}/n_samples")
         shown = ", ".join(parts) + (f" on {int(size)} test samples" if size is not None else "")
-        if size is not None and size < tables.MIN_TEST_SAMPLES:
-            shown += f", {tables.SMALL}"
+        if size is not None and size < MIN_TEST_SAMPLES:
+            shown += f", {SMALL}"
         out.append(Figure(table.family, run.task, row.label, run, shown, cell.n, path.relative_to(page_dir)))
     return out
 
@@ -123,12 +128,12 @@ class CommittedFigure:
 
     family: str
     task: str
-    runs: tuple[tables.RunRecord, ...]  # in panel order
+    runs: tuple[RunRecord, ...]  # in panel order
     lines: tuple[str, ...]  # one text per run: how far it is, its numbers, its bundle
     path: Path  # the image, relative to the page
 
 
-def _committed_line(run: tables.RunRecord, col: tables.Column) -> str:
+def _committed_line(run: RunRecord, col: Column) -> str:
     b = run.bundle
     scale, unit = (100.0, " %") if col.percent else (1.0, "")
     metric = registry.task(run.task).metric if run.task in registry.TASKS else b.metric
@@ -142,7 +147,7 @@ def _committed_line(run: tables.RunRecord, col: tables.Column) -> str:
                         if f"best/test/{metric}" in best else ""))
         size = run.metrics.get("test/n_samples")
         if size is not None:
-            parts[-1] += f" on {int(size)} test samples" + (f", {tables.SMALL}" if size < tables.MIN_TEST_SAMPLES
+            parts[-1] += f" on {int(size)} test samples" + (f", {SMALL}" if size < MIN_TEST_SAMPLES
                                                             else "")
     else:
         parts.append("no epoch validated yet")
@@ -151,15 +156,15 @@ def _committed_line(run: tables.RunRecord, col: tables.Column) -> str:
         f"; bundle `{bundled.shown(b.path)}`"
 
 
-def committed_figures(table: tables.Table, img_dir: Path, page_dir: Path) -> list[CommittedFigure]:
-    """Per task with committed runs: a figure with one panel per run (see suite.plots.run_panels)."""
-    from suite.plots import Panel, run_panels
+def committed_figures(table: Table, img_dir: Path, page_dir: Path) -> list[CommittedFigure]:
+    """Per task with committed runs: a figure with one panel per run (see suite.report.plots.run_panels)."""
+    from suite.report.plots import Panel, run_panels
 
     paper = {r.published: r for r in table.rows if r.kind == "paper"}
-    published = tables.load_paper(table.family)
-    per_task: dict[str, list[tuple[tables.Row, tables.Column, tables.RunRecord]]] = {}
+    published = load_paper(table.family)
+    per_task: dict[str, list[tuple[Row, Column, RunRecord]]] = {}
     for row in table.own_rows:
-        if row.block != tables.REPRODUCTION:
+        if row.block != REPRODUCTION:
             continue
         for col in table.columns:
             cell = row.cells.get(col.key)
@@ -175,7 +180,7 @@ def committed_figures(table: tables.Table, img_dir: Path, page_dir: Path) -> lis
             scale = 100.0 if col.percent else 1.0
             curves = {split: [(e, v * scale) for e, v in b.curve(f"{split}/{metric}")]
                       for split in ("train", "val", "test")}
-            ref, _ = tables._counterpart([run], published) if run.preset == "paper" else (None, False)
+            ref, _ = counterpart_of([run], published) if run.preset == "paper" else (None, False)
             refs = [(ref.name, paper[ref.name].cells[col.key].mean)] if (
                 ref is not None and col.key in paper[ref.name].cells
                 and paper[ref.name].cells[col.key].mean is not None) else []
@@ -192,7 +197,7 @@ def committed_figures(table: tables.Table, img_dir: Path, page_dir: Path) -> lis
     return out
 
 
-def _header(uri: str, built: list[tables.Table], store_exists: bool) -> tuple[str, list[str]]:
+def _header(uri: str, built: list[Table], store_exists: bool) -> tuple[str, list[str]]:
     n = sum(t.n_runs for t in built)
     committed = sum(t.n_bundles for t in built)
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -213,11 +218,11 @@ def _header(uri: str, built: list[tables.Table], store_exists: bool) -> tuple[st
     return lead, facts
 
 
-def _nothing_yet(built: list[tables.Table]) -> bool:
+def _nothing_yet(built: list[Table]) -> bool:
     return not any(t.n_runs or t.n_bundles for t in built)
 
 
-def render_markdown(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool,
+def render_markdown(uri: str, built: list[Table], figs: list[Figure], store_exists: bool,
                     committed: list[CommittedFigure] = ()) -> str:
     lead, facts = _header(uri, built, store_exists)
     parts = ["# Results report", "", lead, "", *(f"- {f}" for f in facts), ""]
@@ -225,7 +230,7 @@ def render_markdown(uri: str, built: list[tables.Table], figs: list[Figure], sto
         parts += ["Train something first, e.g. `suite run --task listops --model s4d --preset smoke`, "
                   "then run `suite report` again.", ""]
     for t in built:
-        parts += [tables.render_markdown(t, heading="##")]
+        parts += [render.render_markdown(t, heading="##")]
         ours = [f for f in committed if f.family == t.family]
         if ours:
             parts += ["### Committed runs: learning curves", "",
@@ -259,10 +264,10 @@ code{background:#f3f3f3;padding:0 0.2em;border-radius:3px;font-size:0.92em}
 p.caption{font-size:0.85em;color:#444;max-width:70em} img{max-width:100%;border:1px solid #eee}"""
 
 
-def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_exists: bool,
+def render_html(uri: str, built: list[Table], figs: list[Figure], store_exists: bool,
                 committed: list[CommittedFigure] = ()) -> str:
     e = html.escape
-    t_ = tables.html_text
+    t_ = render.html_text
     lead, facts = _header(uri, built, store_exists)
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              "<title>Results report</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
@@ -271,7 +276,7 @@ def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_e
         parts.append("<p>Train something first, e.g. <code>suite run --task listops --model s4d --preset smoke</code>, "
                      "then run <code>suite report</code> again.</p>")
     for t in built:
-        parts.append(tables.render_html(t, heading="h2"))
+        parts.append(render.render_html(t, heading="h2"))
         ours = [f for f in committed if f.family == t.family]
         if ours:
             parts += ["<h3>Committed runs: learning curves</h3>",
@@ -300,7 +305,7 @@ def render_html(uri: str, built: list[tables.Table], figs: list[Figure], store_e
 def main(args) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # ours is the one per family
     uri = uris.resolve_uri(args.tracking_uri)
-    folder, use_bundles = tables.bundles_option(args)
+    folder, use_bundles = bundled.bundles_option(args)
     out = Path(args.out) if args.out else default_out(args.format)
     out = out.resolve()
     page_dir = out.parent
@@ -308,7 +313,7 @@ def main(args) -> int:
     db = uris.sqlite_path(uri)
     store_exists = db is None or db.exists()
 
-    built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in tables.FAMILIES]
+    built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in FAMILIES]
     figs: list[Figure] = []
     committed: list[CommittedFigure] = []
     for t in built:
