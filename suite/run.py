@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from suite import __version__, registry, timelimit, tracking
-from suite.config import ModelConfig, RunConfig, dump, flatten, from_stored, load_yaml, recipe_source, to_dict
+from suite.config import ModelConfig, RunConfig, dump, from_stored, load_yaml, recipe_source, run_params, to_dict
 from suite.errors import ConfigError, ResourceError, ResumeError, TimeLimitReached, TrackingError
 from suite.paths import checkpoints_dir, default_data_root
 from suite.ranks import RUN_ID_ENV, is_rank_zero
@@ -194,7 +194,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
     from suite.guards import DivergenceGuard, ResumePoint
     from suite.lightning_module import SequenceModule
     from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
-    from suite.plots import learning_curves
+    from suite.report.plots import learning_curves
     from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
     from suite.throughput import SteadyProgressBar, Throughput
 
@@ -247,7 +247,7 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
         try:
             if first_metrics:
                 tracking.log_metrics(uri, run_id, first_metrics, step=0)
-            tracking.log_params(uri, run_id, {**flatten(to_dict(_masked(cfg))), "n_params": n_params})
+            tracking.log_params(uri, run_id, {**run_params(_masked(cfg)), "n_params": n_params})
             _log_config(uri, run_id, cfg)  # now, so that a killed run can be resumed with its configuration
             log_data_stats(uri, run_id, data)
         except BaseException as exc:
