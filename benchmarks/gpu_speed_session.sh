@@ -27,21 +27,30 @@ for stage in "$@"; do
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)
-      export TORCH_CUDA_ARCH_LIST=9.0
-      (cd public_code/s4/extensions/kernels && pip install -q --no-build-isolation . > "$OUT/build_s4.log" 2>&1) &
-      (cd public_code/liquid-s4/extensions/cauchy && pip install -q --no-build-isolation . > "$OUT/build_ls4.log" 2>&1) &
+      # build where session 7's build worked (docs/benchmarks.md): a copy under /tmp, not the carried tree
+      export TORCH_CUDA_ARCH_LIST=9.0 PUBLIC=/tmp/public; rm -rf $PUBLIC; cp -r public_code $PUBLIC
+      python3 -c "import setuptools" 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu-wheels setuptools wheel
+      python3 -c "import ninja" 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu-wheels ninja
+      python3 -c "import setuptools, pip; print('setuptools', setuptools.__version__, 'pip', pip.__version__)"
+      (cd $PUBLIC/s4/extensions/kernels && pip install --no-build-isolation . > "$OUT/build_s4.log" 2>&1 \
+        || { echo "s4 extension build failed:"; tail -25 "$OUT/build_s4.log"; }) &
+      (cd $PUBLIC/liquid-s4/extensions/cauchy && pip install --no-build-isolation . > "$OUT/build_ls4.log" 2>&1 \
+        || { echo "liquid-s4 extension build failed:"; tail -25 "$OUT/build_ls4.log"; }) &
       wait
-      python3 -c "import structured_kernels, cauchy_mult; print('public extensions: importable')"
-      timeout "$(left)" python3 benchmarks/side_by_side.py --s4 public_code/s4 --liquid-s4 public_code/liquid-s4 --out "$OUT" --train \
-        > "$OUT/sbs.log" 2>&1
+      python3 -c "import torch, structured_kernels, cauchy_mult; print('public extensions: importable')"
+      timeout "$(left)" python3 benchmarks/side_by_side.py --s4 $PUBLIC/s4 --liquid-s4 $PUBLIC/liquid-s4 --out "$OUT" \
+        --train > "$OUT/sbs.log" 2>&1
       tail -30 "$OUT/side_by_side.md" ;;
     many)
       timeout "$(left)" python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps ${MANY_STEPS:-2000} --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
     loop)
-      timeout "$(cap ${LOOP_S:-220})" python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT" > "$OUT/loop.log" 2>&1
+      timeout "$(cap ${LOOP_S:-220})" python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT/loop" \
+        > "$OUT/loop.log" 2>&1
       tail -15 "$OUT/loop.log" ;;
   esac
 done
-# the device tool brings back at most 8 files: everything in one archive (tar -xzf results.tgz)
-(cd "$OUT" && tar -czf /tmp/results.tgz . && rm -rf ./* && mv /tmp/results.tgz .)
+# the device tool brings back at most 8 files of limited size: the texts only (stores, data and checkpoints
+# stay behind), in one archive (tar -xzf results.tgz)
+(cd "$OUT" && find . -type f \( -name '*.md' -o -name '*.json' -o -name '*.log' -o -name '*.txt' \) -size -4M \
+  | tar -czf /tmp/results.tgz -T - && rm -rf ./* && mv /tmp/results.tgz . && ls -la results.tgz)

@@ -69,6 +69,8 @@ def test_a_smoke_run_logs_the_same_metrics_at_the_same_steps_with_the_values_com
     history = {k: v for k, v in tracking_store.metric_histories(uri, run_id).items() if not k.startswith("system/")}
     # the keys and steps a run logged when every write was made on the training thread (tests/golden)
     expected = json.loads(GOLDEN.read_text())["history"]
+    if torch.cuda.is_available():  # on a GPU, the peak memory at every throughput point too (suite/throughput.py)
+        expected["perf/gpu_mem_gib"] = expected["perf/samples_per_s"]
     assert {k: [s for s, _ in h] for k, h in history.items()} == expected
     # every value as computed in the training thread, none lost, none changed (best/* and data/* are logged by
     # suite.run directly, not through Lightning)
@@ -81,10 +83,15 @@ def test_training_steps_read_no_tensor_value_between_log_points():
     preset logs every 5 steps). On a GPU each would be a wait; the ones allowed here are of host memory there
     too: data loading (the sampler's indices, the collate's lengths: CPU tensors before the batch is moved),
     AdamW's step counters (kept on the host), and the divergence check, which reads the loss at once on a CPU
-    and defers the read to the log points on a GPU (suite/guards.py)."""
+    and, on a GPU, keeps the first non-finite loss on the device and reads that record at the log points
+    (suite/guards.py)."""
     reads = HostReads(2, 18)
     train(resolve("listops", "s4d", "smoke", overrides=[*QUIET, "trainer.max_epochs=1"]), callbacks=[reads])
     assert reads.steps == list(range(2, 19))
+    deferred = torch.cuda.is_available()  # the guard's mode: DivergenceGuard(defer=None) defers on a GPU
+
+    def guard_read(r):
+        return any("suite/guards.py" in f for f in r["where"])
 
     def host_memory_anyway(r):
         return any("torch/utils/data/" in f or "torch/optim/" in f for f in r["where"]) or (
@@ -94,12 +101,19 @@ def test_training_steps_read_no_tensor_value_between_log_points():
     log_steps = {4, 9, 14}
     between = [r for r in device_reads if r["step"] not in log_steps]
     assert between == []
-    # at a log point: Lightning turns the step loss into a number for the loggers, once
+    # at a log point: Lightning turns the step loss into a number for the loggers, once; on a GPU the divergence
+    # guard reads its (step, value) record, once
     at_log = [r for r in device_reads if r["step"] in log_steps]
-    assert len(at_log) == len(log_steps) and all(r["what"] == "item" for r in at_log), at_log
-    # the allowed reads are there (the recorder sees what it should): the guard's read at every step
-    guard = [r for r in reads.reads if "suite/guards.py" in r["where"][-1]]
-    assert sorted(r["step"] for r in guard) == list(range(2, 19))
+    shown = "\n".join(f"step {r['step']}: {r['what']} {r['shape']} <- " + " <- ".join(reversed(r["where"]))
+                      for r in at_log)
+    for step in sorted(log_steps):
+        here = [r for r in at_log if r["step"] == step]
+        assert len([r for r in here if not guard_read(r)]) == 1, shown
+        assert len([r for r in here if guard_read(r)]) == (1 if deferred else 0), shown
+    # the allowed reads are there (the recorder sees what it should): without a GPU the guard reads the loss
+    # at every step
+    guard = [r for r in reads.reads if "suite/guards.py" in r["where"][-1] and r["what"] == "__float__"]
+    assert sorted(r["step"] for r in guard) == ([] if deferred else list(range(2, 19)))
 
 
 def test_metric_writes_run_in_a_background_thread_in_order_and_a_failed_write_fails_the_run():
