@@ -32,11 +32,12 @@ for stage in "$@"; do
       python3 -c "import setuptools" 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu-wheels setuptools wheel
       python3 -c "import ninja" 2>/dev/null || python3 -m pip install -q --no-index --find-links .gpu-wheels ninja
       python3 -c "import setuptools, pip; print('setuptools', setuptools.__version__, 'pip', pip.__version__)"
-      (cd $PUBLIC/s4/extensions/kernels && pip install --no-build-isolation . > "$OUT/build_s4.log" 2>&1 \
+      (cd $PUBLIC/s4/extensions/kernels && { python3 -m pip install --no-build-isolation . || python3 setup.py build_ext --inplace; } > "$OUT/build_s4.log" 2>&1 \
         || { echo "s4 extension build failed:"; tail -25 "$OUT/build_s4.log"; }) &
-      (cd $PUBLIC/liquid-s4/extensions/cauchy && pip install --no-build-isolation . > "$OUT/build_ls4.log" 2>&1 \
+      (cd $PUBLIC/liquid-s4/extensions/cauchy && { python3 -m pip install --no-build-isolation . || python3 setup.py build_ext --inplace; } > "$OUT/build_ls4.log" 2>&1 \
         || { echo "liquid-s4 extension build failed:"; tail -25 "$OUT/build_ls4.log"; }) &
       wait
+      export PYTHONPATH=$PYTHONPATH:$PUBLIC/s4/extensions/kernels:$PUBLIC/liquid-s4/extensions/cauchy  # build_ext --inplace
       python3 -c "import torch, structured_kernels, cauchy_mult; print('public extensions: importable')"
       timeout "$(left)" python3 benchmarks/side_by_side.py --s4 $PUBLIC/s4 --liquid-s4 $PUBLIC/liquid-s4 --out "$OUT" \
         --train > "$OUT/sbs.log" 2>&1
