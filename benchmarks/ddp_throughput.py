@@ -1,4 +1,4 @@
-"""Training throughput on 1 and on 2 GPUs through Lightning DDP (the real `suite.run.train` path).
+"""Training throughput on 1 and on 2 GPUs through Lightning DDP (the real `suite.train.run.train` path).
 
     PYTHONPATH=$PWD python benchmarks/ddp_throughput.py [--gpus 1,2] [--model s4d] [--steps 200] [--out DIR]
                                                         [--cuda-graph]   (one GPU: trainer.cuda_graph=true)
@@ -59,7 +59,7 @@ def _timer_callback(warmup: int, steps: int, result_file: Path):
 
 def measure(args) -> int:
     from suite.config import resolve
-    from suite.run import train
+    from suite.train.run import train
 
     out = Path(args.out)
     sets = ["data.source=generated", f"data.generator.n_train={args.n_train}", "data.generator.n_val=240",

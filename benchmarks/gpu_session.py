@@ -58,8 +58,8 @@ def stage_profile_train(out, models):
     from torch.profiler import ProfilerActivity, profile
 
     from suite import config
-    from suite.optim import make_optimizer
-    from suite.run import build_model
+    from suite.train.optim import make_optimizer
+    from suite.train.run import build_model
 
     for model in models:
         cfg = config.resolve("listops", model, "paper")

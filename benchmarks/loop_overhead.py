@@ -4,7 +4,7 @@
     PYTHONPATH=$PWD python benchmarks/loop_overhead.py --cpu      # the host side only, on any machine
 
 On a GPU, for each case (model + overrides) it trains the ListOps network of the Liquid-S4 `paper` recipe (the
-network `suite bench --train` times, for every model) through the real `suite.run.train` for one epoch of
+network `suite bench --train` times, for every model) through the real `suite.train.run.train` for one epoch of
 generated ListOps with the default configuration (CUDA graphs auto, MLflow logging every 50 steps, checkpoints as
 configured, validation and test at the epoch's end), and reports side by side:
 
@@ -22,7 +22,7 @@ configured, validation and test at the epoch's end), and reports side by side:
 network (d_model 8, one layer) so that the step is almost all host work, `suite run`'s milliseconds per training
 step against the same network's bare step (forward, loss, backward, AdamW, schedule), the training thread's time in
 `log_metrics` per log point, and every read of a tensor value by the host between log points
-(suite.throughput.HostReads; on a GPU each is a wait). Writes loop_overhead.json and .md to DIR (default $OUT,
+(suite.train.throughput.HostReads; on a GPU each is a wait). Writes loop_overhead.json and .md to DIR (default $OUT,
 else ./loop_out) and prints the table.
 """
 
@@ -130,7 +130,7 @@ def run_case(name: str, args, out: Path) -> dict:
 
     from suite.bench import bench_train
     from suite.config import resolve
-    from suite.run import train
+    from suite.train.run import train
 
     model, overrides = CASES[name]
     n_eval = max(args.n_train // 48, 12)
@@ -158,10 +158,10 @@ def run_cpu(args, out: Path) -> dict:
     import torch.nn.functional as F
 
     from suite.config import resolve
-    from suite.optim import make_optimizer
-    from suite.run import build_model, train
+    from suite.train.optim import make_optimizer
+    from suite.train.run import build_model, train
     try:
-        from suite.throughput import HostReads
+        from suite.train.throughput import HostReads
     except ImportError:  # a tree from before it (a before/after comparison)
         HostReads = None
 
@@ -180,7 +180,7 @@ def run_cpu(args, out: Path) -> dict:
     run_ms = 1000 * record["seconds"] / steps
 
     # the bare step of the same network on batches of the same shape
-    from suite.run import load_task
+    from suite.train.run import load_task
 
     data = load_task(cfg)
     torch.manual_seed(0)
@@ -203,9 +203,9 @@ def run_cpu(args, out: Path) -> dict:
 
     def host_memory_anyway(r):
         # data loading and AdamW's step counters: host tensors on a GPU too; the divergence check reads the loss
-        # at once on a CPU only (on a GPU at the log points: suite/guards.py)
+        # at once on a CPU only (on a GPU at the log points: suite/train/guards.py)
         return any("torch/utils/data/" in f or "torch/optim/" in f for f in r["where"]) or (
-            "suite/guards.py" in r["where"][-1] and "on_train_batch_end" in r["where"][-1])
+            "suite/train/guards.py" in r["where"][-1] and "on_train_batch_end" in r["where"][-1])
 
     log_points = {s for s in reads.steps if (s + 1) % every == 0} if reads else set()
     device = [r for r in reads.reads if not host_memory_anyway(r)] if reads else []

@@ -44,7 +44,7 @@ def profile_train(model: str, rows: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from suite.bench import LISTOPS_CLASSES, LISTOPS_VOCAB, listops_network
-    from suite.optim import make_optimizer
+    from suite.train.optim import make_optimizer
 
     device = torch.device("cuda")
     net, cfg = listops_network(model, device)
@@ -74,7 +74,7 @@ def profile_layer(model: str, rows: int, shape=(50, 128, 2048)) -> None:
 
     from models.block import SSMLayer
     from suite import registry
-    from suite.run import ssm_factory
+    from suite.train.run import ssm_factory
 
     B, H, L = shape
     options = registry.model(model).options(name=model, d_state=64)

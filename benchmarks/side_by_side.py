@@ -19,7 +19,7 @@ What each side includes (the same on both):
   (torch.cuda.max_memory_allocated during the timed calls, parameters and input included).
 - train: the ListOps `paper` network of the Liquid-S4 recipe (embedding, n_layers residual blocks with
   BatchNorm prenorm, the layer, dropout; final norm, mean pool, linear), AdamW with the public code's parameter
-  groups (SSM parameters at their own lr, no weight decay) or the suite's (`suite.optim.make_optimizer`),
+  groups (SSM parameters at their own lr, no weight decay) or the suite's (`suite.train.optim.make_optimizer`),
   batch 12 x 2048 random tokens; samples/s = median of --rounds x --steps steps after --warmup. Suite side:
   `suite.bench.bench_train`, eager and with `trainer.cuda_graph` (forward and backward as CUDA graphs).
   Both sides at a d_state the public Cauchy/Vandermonde extensions accept (their number of modes, d_state // 2,
@@ -317,7 +317,7 @@ def _fresh():
 def suite_layer(model: str, H: int, L: int, d_state: int, liquid_mode: str | None):
     from models.block import SSMLayer
     from suite import registry
-    from suite.run import ssm_factory
+    from suite.train.run import ssm_factory
 
     extra = {"liquid_mode": liquid_mode} if liquid_mode else {}
     options = registry.model(model).options(name=model, d_state=d_state, **extra)
@@ -436,7 +436,7 @@ def profile_step(models, out: Path, n: int = 15) -> dict:
     from suite.bench import LISTOPS_CLASSES as C
     from suite.bench import LISTOPS_VOCAB as V
     from suite.bench import listops_network
-    from suite.optim import make_optimizer
+    from suite.train.optim import make_optimizer
 
     result, text = {}, []
     for model in models:

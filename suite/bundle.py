@@ -53,7 +53,7 @@ MLFLOW_OWN_TAGS = ("mlflow.runName", "mlflow.user", "mlflow.source.", "mlflow.lo
 def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
     """Write the bundle of run `run_id` into the folder `dest` (created; a bundle of the same run there is replaced,
     anything else is refused). Returns `dest`."""
-    from suite.run import run_checkpoint_dir
+    from suite.train.run import run_checkpoint_dir
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = uris.resolve_uri(uri)
@@ -82,7 +82,7 @@ def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
         if best is not None:
             _write_without_optimizer(best, out / "best.ckpt")
         if not finished and (ckpt_dir / "last.ckpt").is_file():
-            from suite.evaluate import read_checkpoint
+            from suite.train.evaluate import read_checkpoint
 
             read_checkpoint(ckpt_dir / "last.ckpt")  # plain data, or a clear error now rather than on import
             shutil.copyfile(ckpt_dir / "last.ckpt", out / "last.ckpt")
@@ -131,7 +131,7 @@ def _write_config(uri: str, run_id: str, path: Path, ckpt_dir: Path) -> dict:
         pass
     for name in ("last.ckpt", "best.ckpt"):
         if (ckpt_dir / name).is_file():
-            from suite.evaluate import read_checkpoint
+            from suite.train.evaluate import read_checkpoint
 
             config = read_checkpoint(ckpt_dir / name).get("suite_config")
             if config:
@@ -153,7 +153,7 @@ def _write_without_optimizer(src: Path, dest: Path) -> None:
     """The checkpoint without optimizer and scheduler state (a third of its size): weights, config, loop state."""
     import torch
 
-    from suite.evaluate import read_checkpoint
+    from suite.train.evaluate import read_checkpoint
 
     state = read_checkpoint(src)
     state["optimizer_states"] = []
@@ -193,7 +193,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _summary(uri: str, run, config: dict, records: list[dict], rows: list[dict], finished: bool) -> dict[str, Any]:
-    from suite.run import best_epoch_metrics
+    from suite.train.run import best_epoch_metrics
 
     tags, params = run.data.tags, run.data.params
     histories: dict[str, list[tuple[int, float]]] = {}
@@ -318,7 +318,7 @@ def verify(src: Path) -> dict:
 
 def import_bundle(src: Path, uri: str | None = None) -> str:
     """Recreate the bundle's run in the store `uri`; return the new run id."""
-    from suite.run import run_checkpoint_dir
+    from suite.train.run import run_checkpoint_dir
 
     src = Path(src)
     summary = verify(src)
@@ -356,7 +356,7 @@ def import_bundle(src: Path, uri: str | None = None) -> str:
         store.delete_run(uri, new_id)
         shutil.rmtree(run_checkpoint_dir(uri, new_id), ignore_errors=True)
         raise
-    from suite.timelimit import resume_command
+    from suite.train.timelimit import resume_command
 
     print(f"imported run {summary['run_id']} ({summary.get('run_name')}, {summary.get('epochs_done')} epochs, "
           f"{status}) as run {new_id} in {uris.mask(uri)}", file=sys.stderr)
@@ -372,7 +372,7 @@ def relocate_checkpoint(src: Path, dest: Path) -> None:
     epoch after the resume would overwrite best.ckpt whatever its score."""
     import torch
 
-    from suite.evaluate import read_checkpoint
+    from suite.train.evaluate import read_checkpoint
 
     state = read_checkpoint(src)
     new_dir = str(dest.parent.resolve())

@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`suite run --task T --model M`: train one run."""
-    from suite.run import train
+    from suite.train.run import train
 
     cfg = _resolve_config(args)
     _mark_stale_runs(cfg.tracking.uri)
@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     """`suite run --resume RUN_ID`: continue an interrupted run into the same MLflow run."""
-    from suite.run import resume
+    from suite.train.run import resume
 
     _mark_stale_runs(args.tracking_uri)
     resume(args.resume, args)
@@ -97,7 +97,7 @@ def run_print_config(args: argparse.Namespace) -> int:
 
 def run_from_run(args: argparse.Namespace) -> int:
     """`suite run --task speech8k ... --from-run RUN_ID`: score an existing run's best checkpoint, no training."""
-    from suite.evaluate import evaluate_from_run
+    from suite.train.evaluate import evaluate_from_run
 
     evaluate_from_run(_resolve_config(args), args.from_run)
     return 0
@@ -172,7 +172,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from suite.evaluate import evaluate_checkpoint
+    from suite.train.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.split, args.set, args.data_dir, args.batch_size,
                                  args.accelerator)
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         from suite.tracking.uris import mask_text
 
         if not isinstance(exc, USER_ERRORS) and "torch" in sys.modules:
-            from suite.run import _out_of_memory  # an out-of-memory error outside training (evaluation, bench)
+            from suite.train.run import _out_of_memory  # an out-of-memory error outside training (evaluation, bench)
 
             exc = _out_of_memory(exc) or exc
         if args.debug or not isinstance(exc, USER_ERRORS):

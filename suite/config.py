@@ -123,18 +123,18 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ... (Lightning strategies)
     progress_bar: bool = True
-    progress_every_seconds: float = 30.0  # output not a terminal: one progress line this often (suite/progress.py)
+    progress_every_seconds: float = 30.0  # not a terminal: one progress line this often (suite/train/progress.py)
     deterministic: bool | Literal["warn"] = False
     # last.ckpt (what `suite run --resume` continues from) is also written mid-epoch: every N optimizer steps
     # and/or every M minutes (null = off for that trigger); it is always written at the end of each epoch.
     checkpoint_every_n_steps: int | None = None
     checkpoint_every_minutes: float | None = 10.0
     # replay the network's training forward and backward as CUDA graphs: far fewer kernel launches per step, the
-    # same numbers (suite/cuda_graphs.py). auto: when training on one CUDA GPU at a precision they cover, else
+    # same numbers (suite/train/cuda_graphs.py). auto: when training on one CUDA GPU at a precision they cover, else
     # eagerly with a one-line note; true: graphs or an error; false: eager (`suite run --eager`)
     cuda_graph: bool | Literal["auto"] = "auto"
     # stop cleanly before this much wall time since the process started (`8m`, `1h30m`, `90s` or seconds; null =
-    # none): last.ckpt saved, run left resumable, exit code 75 (suite/timelimit.py, docs/reproduction.md)
+    # none): last.ckpt saved, run left resumable, exit code 75 (suite/train/timelimit.py, docs/reproduction.md)
     time_limit: str | float | None = None
 
 
@@ -560,7 +560,7 @@ def from_stored(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
-GRAPHED_PRECISIONS = ("32-true", "32")  # trainer.cuda_graph covers these (suite/cuda_graphs.py)
+GRAPHED_PRECISIONS = ("32-true", "32")  # trainer.cuda_graph covers these (suite/train/cuda_graphs.py)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true",
               "transformer-engine", "transformer-engine-float16")
@@ -681,7 +681,7 @@ def _check_trainer(t: TrainerConfig) -> None:
         if isinstance(limit, float) and not 0.0 < limit <= 1.0 or isinstance(limit, int) and limit < 1:
             raise _bad(where, limit, "must be a fraction in (0, 1] or a number of batches >= 1")
     if t.time_limit is not None:
-        from suite.timelimit import parse_duration
+        from suite.train.timelimit import parse_duration
 
         try:
             parse_duration(t.time_limit)

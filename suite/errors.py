@@ -59,7 +59,7 @@ class ResumeError(SuiteError):
 
 class BundleError(SuiteError):
     """An export bundle or checkpoint that cannot be used: missing, incomplete, corrupt, needing pickle, or already
-    imported (suite/bundle.py, suite/evaluate.py)."""
+    imported (suite/bundle.py, suite/train/evaluate.py)."""
 
     exit_code = 10
 
@@ -72,7 +72,7 @@ class SweepFailedError(SuiteError):
 
 class TimeLimitReached(SuiteError):
     """Not a failure: the run stopped at its time limit (`--time-limit`), checkpoint saved, run KILLED and
-    resumable; the CLI prints the message without `error:` (suite/timelimit.py)."""
+    resumable; the CLI prints the message without `error:` (suite/train/timelimit.py)."""
 
     exit_code = 75
 

@@ -16,7 +16,7 @@ import torch
 from models import liquid
 from models.padding import batch_length
 from suite import config
-from suite.cuda_graphs import BUCKET, GraphedTraining, pad_sequence_axis
+from suite.train.cuda_graphs import BUCKET, GraphedTraining, pad_sequence_axis
 from suite.errors import ConfigError
 from tests.conftest import run_suite
 
@@ -24,7 +24,7 @@ VOCAB, CLASSES = 18, 10
 
 
 def network(model: str, overrides: list[str]):
-    from suite.run import build_model
+    from suite.train.run import build_model
 
     cfg = config.resolve("listops", model, "smoke", overrides=overrides)
     shapes = types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES, encoder="embedding")
@@ -119,7 +119,7 @@ def test_cuda_graph_without_a_gpu_is_a_clean_config_error(tmp_path):
 
 def gpu_network(model: str, overrides: list[str], d_input: int = VOCAB, d_output: int = CLASSES,
                 encoder: str = "embedding"):
-    from suite.run import build_model
+    from suite.train.run import build_model
 
     cfg = config.resolve("listops", model, "smoke", overrides=["model.dropout=0.0", *overrides])
     torch.manual_seed(0)

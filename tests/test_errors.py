@@ -24,7 +24,7 @@ from suite.config import resolve
 from suite.errors import (EXIT_CODES, INTERRUPTED_EXIT_CODE, ConfigError, DivergenceError, NotImplementedYet,
                           ResourceError, ResumeError, SweepFailedError, TrackingError, UnknownNameError)
 from suite.paths import checkpoints_dir
-from suite.run import train
+from suite.train.run import train
 from tasks.errors import DataError
 from tests.conftest import run_suite, stop_group
 

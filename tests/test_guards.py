@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from suite.tracking import uris
 from suite.config import resolve
 from suite.errors import DivergenceError
-from suite.run import train
+from suite.train.run import train
 
 SMOKE = ["trainer.progress_bar=false", "trainer.max_epochs=1", "trainer.limit_train_batches=3"]
 

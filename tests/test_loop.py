@@ -1,7 +1,7 @@
 """The training loop off the critical path (issue 12, target 2), checked on the CPU.
 
 On a GPU the loop must never wait for it: no tensor value read by the host between two log points, and no MLflow
-write on the training thread (suite/throughput.py, suite/tracking/lightning.py). Without a GPU the first is checked by
+write on the training thread (suite/train/throughput.py, suite/tracking/lightning.py). Without a GPU the first is checked by
 recording every read of a tensor value (`HostReads`), the second by what the store holds and when. Moving the
 writes off the training thread must change nothing a user sees: the same metrics at the same steps with the same
 values, nothing lost at a checkpoint, a SIGKILL or a SIGTERM.
@@ -25,8 +25,8 @@ from suite.tracking import store as tracking_store
 from suite.tracking import uris
 from suite.config import resolve
 from suite.tracking.lightning import MetricWriter
-from suite.run import train
-from suite.throughput import HostReads
+from suite.train.run import train
+from suite.train.throughput import HostReads
 from tests.test_resume import start_suite, stop_at_checkpoint, store  # noqa: F401  (start_suite is a fixture)
 
 GOLDEN = Path(__file__).parent / "golden" / "loop_smoke_history.json"
@@ -69,11 +69,11 @@ def test_a_smoke_run_logs_the_same_metrics_at_the_same_steps_with_the_values_com
     history = {k: v for k, v in tracking_store.metric_histories(uri, run_id).items() if not k.startswith("system/")}
     # the keys and steps a run logged when every write was made on the training thread (tests/golden)
     expected = json.loads(GOLDEN.read_text())["history"]
-    if torch.cuda.is_available():  # on a GPU, the peak memory at every throughput point too (suite/throughput.py)
+    if torch.cuda.is_available():  # on a GPU, the peak memory at every throughput point too (suite/train/throughput.py)
         expected["perf/gpu_mem_gib"] = expected["perf/samples_per_s"]
     assert {k: [s for s, _ in h] for k, h in history.items()} == expected
     # every value as computed in the training thread, none lost, none changed (best/* and data/* are logged by
-    # suite.run directly, not through Lightning)
+    # suite.train.run directly, not through Lightning)
     stored = {(k, s): v for k, h in history.items() for s, v in h if not k.startswith(("best/", "data/"))}
     assert stored == recorder.logged
 
@@ -84,18 +84,19 @@ def test_training_steps_read_no_tensor_value_between_log_points():
     too: data loading (the sampler's indices, the collate's lengths: CPU tensors before the batch is moved),
     AdamW's step counters (kept on the host), and the divergence check, which reads the loss at once on a CPU
     and, on a GPU, keeps the first non-finite loss on the device and reads that record at the log points
-    (suite/guards.py)."""
+    (suite/train/guards.py)."""
     reads = HostReads(2, 18)
     train(resolve("listops", "s4d", "smoke", overrides=[*QUIET, "trainer.max_epochs=1"]), callbacks=[reads])
     assert reads.steps == list(range(2, 19))
     deferred = torch.cuda.is_available()  # the guard's mode: DivergenceGuard(defer=None) defers on a GPU
 
     def guard_read(r):
-        return any("suite/guards.py" in f for f in r["where"])
+        return any("suite/train/guards.py" in f for f in r["where"])
 
     def host_memory_anyway(r):
         return any("torch/utils/data/" in f or "torch/optim/" in f for f in r["where"]) or (
-            r["what"] == "__float__" and "suite/guards.py" in r["where"][-1] and "on_train_batch_end" in r["where"][-1])
+            r["what"] == "__float__" and "suite/train/guards.py" in r["where"][-1]
+            and "on_train_batch_end" in r["where"][-1])
 
     device_reads = [r for r in reads.reads if not host_memory_anyway(r)]
     log_steps = {4, 9, 14}
@@ -112,7 +113,7 @@ def test_training_steps_read_no_tensor_value_between_log_points():
         assert len([r for r in here if guard_read(r)]) == (1 if deferred else 0), shown
     # the allowed reads are there (the recorder sees what it should): without a GPU the guard reads the loss
     # at every step
-    guard = [r for r in reads.reads if "suite/guards.py" in r["where"][-1] and r["what"] == "__float__"]
+    guard = [r for r in reads.reads if "suite/train/guards.py" in r["where"][-1] and r["what"] == "__float__"]
     assert sorted(r["step"] for r in guard) == ([] if deferred else list(range(2, 19)))
 
 
@@ -206,10 +207,10 @@ def test_sigterm_writes_every_queued_metric_before_the_run_is_marked_killed(tmp_
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("model", ["s4d", "liquid_s4_pb"])
 def test_graphed_evaluation_scores_what_the_eager_pass_scores(model):
-    """Forward-only graphs (suite/eval_graphs.py) on variable-length batches, at the model's rate and at rate 2 (the
+    """Forward-only graphs (suite/train/eval_graphs.py) on variable-length batches, at the model's rate and at rate 2 (the
     8 kHz split), in inference mode as Lightning evaluates: the same outputs as the eager pass, also after the
     parameters changed (an optimizer step between two epochs) and for a longer batch that grows the kernels."""
-    from suite.eval_graphs import GraphedEvaluation
+    from suite.train.eval_graphs import GraphedEvaluation
     from tests.test_cuda_graphs import VOCAB, network
 
     net = network(model, []).cuda().eval()

@@ -9,7 +9,7 @@ import pytest
 from models.network import SequenceModel
 from models.s4d import S4D
 from suite.config import OptimConfig
-from suite.optim import cosine_factor, make_optimizer, param_groups
+from suite.train.optim import cosine_factor, make_optimizer, param_groups
 
 
 def small_model():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import types
 
 from suite.config import resolve
-from suite.optim import make_optimizer
-from suite.run import build_model
+from suite.train.optim import make_optimizer
+from suite.train.run import build_model
 
 SHAPES = types.SimpleNamespace(d_input=18, d_output=10, encoder="embedding")
 

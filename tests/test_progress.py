@@ -11,7 +11,7 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suite.progress import format_duration, output_is_terminal
+from suite.train.progress import format_duration, output_is_terminal
 from suite.quiet import dropped
 from tests.conftest import run_suite
 

@@ -218,7 +218,7 @@ def test_a_reused_pid_does_not_keep_a_dead_run_alive():
 def test_a_signal_after_training_lets_the_run_finish_and_a_second_one_stops_at_once(sig, tmp_path, capsys):
     """Between the end of fit() and FINISHED the run writes its summary (best metrics, curves, artifacts): a
     first Ctrl-C or SIGTERM there must not turn a fully trained run into a KILLED one."""
-    from suite.guards import ResumePoint
+    from suite.train.guards import ResumePoint
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     point = ResumePoint(tmp_path / "last.ckpt")

@@ -11,7 +11,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suite.run import best_epoch_metrics, load_task, stored_config
+from suite.train.run import best_epoch_metrics, load_task, stored_config
 from tests.conftest import run_suite
 from tests.test_bidmc import make_cases, write_ts
 
@@ -62,7 +62,7 @@ def test_listops_smoke_model_beats_the_majority_class(listops_run):
 
 def expected_factor(step: int, warmup: int, total: int) -> float:
     """Linear warm-up over `warmup` steps, then half a cosine from 1 at `warmup` down to 0 at `total` (the whole
-    run); written out here rather than calling suite.optim."""
+    run); written out here rather than calling suite.train.optim."""
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))

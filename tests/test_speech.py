@@ -334,7 +334,7 @@ def test_test8k_is_the_checkpoint_on_every_second_sample_at_rate_2(speech_run):
     step size doubled, gives the logged test8k loss and accuracy; at rate 1 (the plain 16 kHz step) it
     does not."""
     from suite.config import RunConfig, from_dict
-    from suite.run import build_model, run_checkpoint_dir
+    from suite.train.run import build_model, run_checkpoint_dir
 
     _, run, tmp, env = speech_run
     ckpt = run_checkpoint_dir(env["MLFLOW_TRACKING_URI"], run.info.run_id) / "best.ckpt"
@@ -386,7 +386,7 @@ def test_speech8k_from_run_evaluates_the_best_checkpoint_at_8khz(speech_run):
 def test_from_run_refuses_a_mismatched_model_task_or_run(speech_run, monkeypatch):
     from suite.config import resolve
     from suite.errors import ConfigError, TrackingError
-    from suite.evaluate import evaluate_from_run
+    from suite.train.evaluate import evaluate_from_run
 
     _, source, tmp, env = speech_run
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])

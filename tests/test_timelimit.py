@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite import timelimit
+from suite.train import timelimit
 from suite.tracking import uris
 from suite.config import resolve
 from suite.errors import ConfigError
@@ -79,9 +79,9 @@ def test_the_resume_command_is_complete(tmp_path):
 @pytest.mark.parametrize("model", ["s4d", "s4"])  # the largest ListOps paper networks (816k parameters)
 def test_a_listops_paper_checkpoint_loads_without_pickle_and_stays_under_16_mib(model, tmp_path):
     """The paper network, trained one step on a tiny generated set (short sequences, the paper's l_max) by
-    `suite.run.train`: both checkpoints it writes load with weights_only=True and are under 16 MiB, last.ckpt
+    `suite.train.run.train`: both checkpoints it writes load with weights_only=True and are under 16 MiB, last.ckpt
     with the optimizer state a resume needs."""
-    from suite.run import run_checkpoint_dir, train
+    from suite.train.run import run_checkpoint_dir, train
 
     small_data = ["data.source=generated", "data.generator.n_train=4", "data.generator.n_val=2",
                   "data.generator.n_test=2", "data.generator.min_length=20", "data.generator.max_length=60",
@@ -104,7 +104,7 @@ def test_sigusr1_asks_for_a_time_limit_stop(tmp_path, capsys):
     import os
     import signal
 
-    from suite.guards import ResumePoint
+    from suite.train.guards import ResumePoint
 
     point = ResumePoint(tmp_path / "last.ckpt")
     with point.signal_handlers():

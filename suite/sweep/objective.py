@@ -62,7 +62,7 @@ def mark_pruned(uri: str, run_id: str, metric: str) -> None:
 def make_objective(spec: StudySpec, ctx: Context, lock: FileLock):
     """The function Optuna calls for each trial of this worker. It releases the worker's trial lock as soon as the
     trial exists, so that other workers count it and start theirs."""
-    from suite.run import train
+    from suite.train.run import train
 
     flags: dict[str, Any] = {"tracking": {"uri": ctx.uri}}
     if spec.experiment:

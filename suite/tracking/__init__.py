@@ -7,7 +7,7 @@
 - liveness.py: owner tags, /proc liveness, stale runs;
 - provenance.py: the git commit and the device a run's tags name.
 
-The names below are re-exported for modules not moved to the submodules yet (suite/run.py); new code imports
+The names below are re-exported for modules not moved to the submodules yet (suite/train/run.py); new code imports
 the submodule it needs.
 """
 

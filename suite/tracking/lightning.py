@@ -2,7 +2,7 @@
 
 - `ResumedMLFlowLogger`: MLflow. A write to the store (a SQLite transaction, or an HTTP request to a server)
   takes tens of milliseconds, as long as several training steps on a GPU; made on the training thread it
-  would leave the GPU idle that long at every log interval (suite/throughput.py, issue 12 target 2). So
+  would leave the GPU idle that long at every log interval (suite/train/throughput.py, issue 12 target 2). So
   `log_metrics` only queues the metrics (timestamped then) and a `MetricWriter` thread writes them, in
   batches, in the order they were logged. The queue is flushed (every queued metric written) before each
   checkpoint is saved (`FlushMetrics`), when Lightning finalizes the logger (the end of `fit`, an exception,
@@ -163,7 +163,7 @@ class ResumedMLFlowLogger(MLFlowLogger):
         try:
             self.writer.close()  # the queued metrics first: a status set after them leaves none behind
         finally:
-            # Lightning marks the run FINISHED when fit() returns; `suite.run.train` does that itself, after the
+            # Lightning marks the run FINISHED when fit() returns; `suite.train.run.train` does that itself, after the
             # best/* metrics and the artifacts are logged, so a kill in between does not leave a FINISHED run
             # half done.
             if status != "success":

@@ -4,11 +4,11 @@ On a GPU the host queues a training step's work and moves on; any read of a GPU 
 `float(tensor)`, a blocking copy) makes it wait until the queue has drained, and the GPU then idles while
 the host runs the next step's Python. At the paper recipes' sizes with CUDA graphs a step is about 10 ms,
 so such waits cost tens of percent (issue 12, target 2). The per-step code of `suite run` therefore reads
-nothing from the GPU: the training metrics accumulate on the device (suite/lightning_module.py), the
-divergence check reads a device-side flag every log interval (suite/guards.py), batches come from pinned
+nothing from the GPU: the training metrics accumulate on the device (suite/train/lightning_module.py), the
+divergence check reads a device-side flag every log interval (suite/train/guards.py), batches come from pinned
 memory, and the progress bar below reads the logged values every log interval only. At a log point, after that
 one read, the metrics go to a queue that a background thread writes to MLflow (suite/tracking/lightning.py): a store write
-takes as long as several steps. Evaluation runs in CUDA graphs like training (suite/eval_graphs.py) and reads
+takes as long as several steps. Evaluation runs in CUDA graphs like training (suite/train/eval_graphs.py) and reads
 nothing per batch either.
 
 - `Throughput` logs `perf/samples_per_s` (training samples per second of wall time since the previous log

@@ -17,7 +17,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from suite import __version__, registry, timelimit, tracking
+from suite import __version__, registry, tracking
+from suite.train import timelimit
 from suite.config import ModelConfig, RunConfig, dump, from_stored, load_yaml, recipe_source, run_params, to_dict
 from suite.errors import ConfigError, ResourceError, ResumeError, TimeLimitReached, TrackingError
 from suite.paths import checkpoints_dir, default_data_root
@@ -183,20 +184,20 @@ def train(cfg: RunConfig, callbacks: list | None = None, parent_run_id: str | No
 
     Raises DivergenceError on a non-finite loss, ResourceError when out of memory, KeyboardInterrupt
     after Ctrl-C (checkpoint saved, run KILLED), TimeLimitReached at `trainer.time_limit` (the same, exit 75,
-    suite/timelimit.py); any failure marks the run FAILED with tag suite.failure.
+    suite/train/timelimit.py); any failure marks the run FAILED with tag suite.failure.
     Under DDP only rank 0 creates and writes the MLflow run; the other ranks train and return its id.
     """
     _quiet()
     import lightning.pytorch as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from suite.datamodule import TaskDataModule
-    from suite.guards import DivergenceGuard, ResumePoint
-    from suite.lightning_module import SequenceModule
+    from suite.train.datamodule import TaskDataModule
+    from suite.train.guards import DivergenceGuard, ResumePoint
+    from suite.train.lightning_module import SequenceModule
     from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
     from suite.report.plots import learning_curves
-    from suite.progress import ProgressLines, SystemMetrics, use_progress_lines
-    from suite.throughput import SteadyProgressBar, Throughput
+    from suite.train.progress import ProgressLines, SystemMetrics, use_progress_lines
+    from suite.train.throughput import SteadyProgressBar, Throughput
 
     import torch
 

@@ -1,4 +1,4 @@
-"""Evaluation forward passes as CUDA graphs, beside the training graphs of suite/cuda_graphs.py.
+"""Evaluation forward passes as CUDA graphs, beside the training graphs of suite/train/cuda_graphs.py.
 
 Every epoch scores the validation and the test split (and test8k, ...). Run eagerly, a forward pass of the paper
 networks at batch 12 launches a few thousand small kernels, and their launch cost sets the pace, as for training:
@@ -7,7 +7,7 @@ graphs, evaluation does too: one forward-only graph per (batch shape, lengths sh
 captured at the first batch of that key under the evaluation's own no-grad / inference mode, replayed after
 copying the batch into its static inputs. Variable-length batches are zero-padded to the bucket length first,
 and the modules that read the batch's own length are given it on the device, exactly as in training
-(suite/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
+(suite/train/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
 
 The graphs read the parameters and BatchNorm's running statistics in place, so they see every optimizer step.
 A layer that extends its kernel length (S4's `_length`) drops them all, as in training. More than MAX_GRAPHS keys,
@@ -22,7 +22,7 @@ import sys
 import torch
 from torch import nn
 
-from suite.cuda_graphs import BUCKET, MAX_GRAPHS, _autocast_dtype, pad_sequence_axis
+from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, _autocast_dtype, pad_sequence_axis
 
 
 class _Eval(nn.Module):

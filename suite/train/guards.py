@@ -10,7 +10,7 @@
   stop the run at a batch end without saving (any step since the last periodic save would be lost).
   The last batch of an epoch is never a resume point: the epoch's validation must run first.
 - A time limit (`deadline`, `suite run --time-limit 8m`, docs/reproduction.md) stops the run the same way at the
-  last step boundary from which the next one would not be reached in time (`suite.timelimit.stop_now`, from the
+  last step boundary from which the next one would not be reached in time (`suite.train.timelimit.stop_now`, from the
   measured step, validation and checkpoint durations), or at an epoch end after its checkpoint. SIGUSR1 (what
   SLURM's `--signal=USR1@90` sends ahead of a job's time limit) asks for the same stop.
 - `DivergenceGuard` stops the run with `DivergenceError` at the first non-finite training loss, and at the
@@ -54,7 +54,7 @@ class ResumePoint(L.Callback):
         self.every_n_steps = every_n_steps or None
         self.every_seconds = every_seconds or None
         self._last_save = time.monotonic()
-        self.deadline = deadline  # time.monotonic() value of the time limit (suite.timelimit.deadline); None: none
+        self.deadline = deadline  # time.monotonic() of the time limit (suite.train.timelimit.deadline); None: none
         self.reserve_s = reserve_s  # seconds kept for the run's ending after the last checkpoint
         self.time_limit_reached = False  # stopped (or asked to stop, SIGUSR1) for the time limit
         self._step_s = 0.0  # longest recent step (batch end to batch end, data loading included)
@@ -137,9 +137,9 @@ class ResumePoint(L.Callback):
         return self._must_stop(trainer, self.deadline - now, next_is_last)
 
     def _must_stop(self, trainer: L.Trainer, time_left: float, next_is_last: bool) -> bool:
-        """`suite.timelimit.stop_now` with the durations measured so far. Before the first validation its duration
+        """`suite.train.timelimit.stop_now` with the durations measured so far. Before the first validation its duration
         is guessed as one training step per evaluation batch."""
-        from suite.timelimit import stop_now
+        from suite.train.timelimit import stop_now
 
         eval_s = self._eval_s
         if eval_s is None:
@@ -202,7 +202,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR1] if hasattr(si
 class DivergenceGuard(L.Callback):
     """Raise DivergenceError as soon as the training loss, or an evaluation split's epoch loss, is NaN or infinite.
 
-    On a GPU the training loss is not read at every step (a read waits for the GPU: suite/throughput.py): the
+    On a GPU the training loss is not read at every step (a read waits for the GPU: suite/train/throughput.py): the
     step and value of the first non-finite loss are kept on the device and read every log interval, before each
     validation, before `ResumePoint` writes a checkpoint and at the end of training; the error names that step.
     `defer` (None: on a GPU) chooses this for tests."""
@@ -227,7 +227,7 @@ class DivergenceGuard(L.Callback):
             self._first = torch.full((2,), -1.0, device=loss.device)
         new = ~torch.isfinite(loss) & (self._first[0] < 0)
         self._first = torch.where(new, torch.stack([torch.full_like(loss, trainer.global_step), loss]), self._first)
-        from suite.throughput import is_log_step
+        from suite.train.throughput import is_log_step
 
         if is_log_step(trainer):
             self.check(trainer)

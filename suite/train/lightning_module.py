@@ -1,4 +1,4 @@
-"""The LightningModule: one loss, per-split metrics, and the optimiser of `suite.optim`.
+"""The LightningModule: one loss, per-split metrics, and the optimiser of `suite.train.optim`.
 
 Validation runs over every evaluation split (val, test, ...) each epoch; metrics are logged as
 `<split>/loss` and `<split>/accuracy` (classification) or `<split>/rmse` (regression); each evaluation
@@ -18,12 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from suite.errors import ConfigError
-from suite.optim import make_optimizer
+from suite.train.optim import make_optimizer
 
 
 def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
     """Accumulated on the device; read once per epoch. validate_args=False: the label check (torch.unique) would
-    read the GPU at every step (suite/throughput.py); labels are checked when the data is loaded (tasks.base)."""
+    read the GPU at every step (suite/train/throughput.py); labels are checked when the data is loaded (tasks.base)."""
     if problem == "classification":
         return torchmetrics.classification.MulticlassAccuracy(num_classes=n_classes, average="micro",
                                                               validate_args=False)
@@ -44,19 +44,19 @@ class SequenceModule(L.LightningModule):
         # keys get a trailing '_': 'train' would shadow nn.Module.train
         self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
         self.cuda_graph = cuda_graph
-        self._graphed = None  # suite.cuda_graphs.GraphedTraining, made at the first training batch
-        self._graphed_eval = None  # suite.eval_graphs.GraphedEvaluation, beside it
+        self._graphed = None  # suite.train.cuda_graphs.GraphedTraining, made at the first training batch
+        self._graphed_eval = None  # suite.train.eval_graphs.GraphedEvaluation, beside it
 
     def on_fit_start(self) -> None:
-        """trainer.cuda_graph (suite/cuda_graphs.py): auto = graphs where they apply, else eager with a note. Training
-        and evaluation both (suite/eval_graphs.py)."""
+        """trainer.cuda_graph (suite/train/cuda_graphs.py): auto = graphs where they apply, else eager with a note.
+        Training and evaluation both (suite/train/eval_graphs.py)."""
         if self.cuda_graph is False:
             return
-        from suite.cuda_graphs import GraphedTraining, obstacle
+        from suite.train.cuda_graphs import GraphedTraining, obstacle
 
         why = obstacle(self.device.type, self.trainer.world_size, self.trainer.precision)
         if why is None:
-            from suite.eval_graphs import GraphedEvaluation
+            from suite.train.eval_graphs import GraphedEvaluation
 
             self._graphed = GraphedTraining(self.model)
             self._graphed_eval = GraphedEvaluation(self.model)  # the evaluation splits of every epoch, likewise
@@ -89,7 +89,7 @@ class SequenceModule(L.LightningModule):
         n = len(y)
         if split == "train":
             # not prog_bar: Lightning reads progress-bar values at every step (a wait for the GPU);
-            # suite.throughput.SteadyProgressBar shows this loss every log interval
+            # suite.train.throughput.SteadyProgressBar shows this loss every log interval
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=n,
                  add_dataloader_idx=False, sync_dist=True)
@@ -97,7 +97,7 @@ class SequenceModule(L.LightningModule):
                  prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
         if split != "train":  # evaluation only: nothing more to do per training step
             # n made on the device (a fill, no copy): a Python number would be copied to the GPU at every batch,
-            # a blocking copy that waits for the GPU (suite/throughput.py)
+            # a blocking copy that waits for the GPU (suite/train/throughput.py)
             self.log(f"{split}/n_samples", torch.full((), float(n), device=y.device), on_step=False, on_epoch=True,
                      reduce_fx="sum", batch_size=n, add_dataloader_idx=False, sync_dist=True)
         return loss

@@ -3,7 +3,7 @@
 - `parse_duration` turns `8m`, `1h30m`, `90s`, `2h` or a number of seconds into seconds (a ConfigError otherwise).
 - `deadline` places the limit on the monotonic clock, counted from the start of this process: Python's start,
   the imports and the data preparation count against the limit like the training does.
-- `stop_now` is the decision `suite.guards.ResumePoint` takes at every step boundary: stop here when the time
+- `stop_now` is the decision `suite.train.guards.ResumePoint` takes at every step boundary: stop here when the time
   left would not cover the way to the next possible stop (the next step, or the epoch's last step with its
   validation and checkpoint) with a safety factor and a reserve for the run's own ending.
 - `resume_command` is the complete command that continues a stopped run.

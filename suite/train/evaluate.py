@@ -93,7 +93,7 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     if cfg.task != "speech8k":
         raise ConfigError(f"--from-run is for the task speech8k, not '{cfg.task}'.",
                           hint=f"suite run --task speech8k --model {cfg.model.name} --from-run {run_id}")
-    from suite.run import _quiet, build_model, load_task
+    from suite.train.run import _quiet, build_model, load_task
 
     _quiet()
     import lightning.pytorch as L
@@ -166,8 +166,8 @@ def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> d
     training)."""
     import lightning.pytorch as L
 
-    from suite.datamodule import TaskDataModule
-    from suite.lightning_module import SequenceModule
+    from suite.train.datamodule import TaskDataModule
+    from suite.train.lightning_module import SequenceModule
 
     class SplitsDataModule(TaskDataModule):
         @property
@@ -230,7 +230,7 @@ def evaluate_checkpoint(target: Path, split: str = "test", sets: list[str] | Non
                         accelerator: str | None = None) -> dict:
     """`suite eval`: the metrics of `split` for the checkpoint (or bundle) `target`, as a dict with the checkpoint,
     its task, model, epoch and step."""
-    from suite.run import _quiet, build_model, load_task
+    from suite.train.run import _quiet, build_model, load_task
 
     _quiet()
     import logging
