@@ -59,7 +59,7 @@ def stage_profile_train(out, models):
 
     from suite import config
     from suite.train.optim import make_optimizer
-    from suite.train.run import build_model
+    from suite.train.build import build_model
 
     for model in models:
         cfg = config.resolve("listops", model, "paper")

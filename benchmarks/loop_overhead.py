@@ -159,7 +159,8 @@ def run_cpu(args, out: Path) -> dict:
 
     from suite.config import resolve
     from suite.train.optim import make_optimizer
-    from suite.train.run import build_model, train
+    from suite.train.build import build_model
+    from suite.train.run import train
     try:
         from suite.train.throughput import HostReads
     except ImportError:  # a tree from before it (a before/after comparison)
@@ -180,7 +181,7 @@ def run_cpu(args, out: Path) -> dict:
     run_ms = 1000 * record["seconds"] / steps
 
     # the bare step of the same network on batches of the same shape
-    from suite.train.run import load_task
+    from suite.train.build import load_task
 
     data = load_task(cfg)
     torch.manual_seed(0)

@@ -74,7 +74,7 @@ def profile_layer(model: str, rows: int, shape=(50, 128, 2048)) -> None:
 
     from models.block import SSMLayer
     from suite import registry
-    from suite.train.run import ssm_factory
+    from suite.train.build import ssm_factory
 
     B, H, L = shape
     options = registry.model(model).options(name=model, d_state=64)

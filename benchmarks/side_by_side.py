@@ -317,7 +317,7 @@ def _fresh():
 def suite_layer(model: str, H: int, L: int, d_state: int, liquid_mode: str | None):
     from models.block import SSMLayer
     from suite import registry
-    from suite.train.run import ssm_factory
+    from suite.train.build import ssm_factory
 
     extra = {"liquid_mode": liquid_mode} if liquid_mode else {}
     options = registry.model(model).options(name=model, d_state=d_state, **extra)

@@ -42,7 +42,7 @@ def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
     """Why `task` cannot run with `preset` here, or None when it can."""
     entry = registry.task(task)  # an unknown name is a clean error
     from suite.config import preset_names, resolve
-    from suite.train.run import data_root
+    from suite.train.build import data_root
 
     if preset not in preset_names(task):
         return f"no preset '{preset}' (presets: {', '.join(preset_names(task))})"

@@ -51,7 +51,7 @@ def bench_layer(model: str, B: int, H: int, L: int, device, warmup: int = 5, rep
     import torch
 
     from models.block import SSMLayer
-    from suite.train.run import ssm_factory
+    from suite.train.build import ssm_factory
 
     options = registry.model(model).options(name=model, d_state=d_state)
     layer = SSMLayer(ssm_factory(options, L)(H)).to(device)
@@ -148,13 +148,13 @@ LISTOPS_CLASSES = 10
 
 def listops_network(model: str, device, overrides: list[str] | None = None):
     """(network, resolved config) of the ListOps `paper` preset of the Liquid-S4 recipe, for every model (the
-    network the public code's figures were measured on), built by `suite.train.run.build_model`."""
+    network the public code's figures were measured on), built by `suite.train.build.build_model`."""
     import types
 
     import torch
 
     from suite import config
-    from suite.train.run import build_model
+    from suite.train.build import build_model
 
     cfg = config.resolve("listops", model, "paper", overrides=overrides, recipe="liquid_s4")
     shapes = types.SimpleNamespace(d_input=LISTOPS_VOCAB, d_output=LISTOPS_CLASSES, encoder="embedding")
@@ -174,7 +174,7 @@ def graphed(net, x, lengths):
 def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup: int = 10, rounds: int = 5,
                 steps: int = 20, overrides: list[str] | None = None, cuda_graph: bool = False) -> dict:
     """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
-    ListOps `paper` network built by `suite.train.run.build_model`, on random tokens of full length.
+    ListOps `paper` network built by `suite.train.build.build_model`, on random tokens of full length.
 
     Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the
     network's forward and backward as CUDA graphs (`graphed`); the loss and AdamW stay eager.

@@ -53,7 +53,7 @@ MLFLOW_OWN_TAGS = ("mlflow.runName", "mlflow.user", "mlflow.source.", "mlflow.lo
 def export(run_id: str, dest: Path, uri: str | None = None) -> Path:
     """Write the bundle of run `run_id` into the folder `dest` (created; a bundle of the same run there is replaced,
     anything else is refused). Returns `dest`."""
-    from suite.train.run import run_checkpoint_dir
+    from suite.train.record import run_checkpoint_dir
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = uris.resolve_uri(uri)
@@ -193,7 +193,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _summary(uri: str, run, config: dict, records: list[dict], rows: list[dict], finished: bool) -> dict[str, Any]:
-    from suite.train.run import best_epoch_metrics
+    from suite.train.record import best_epoch_metrics
 
     tags, params = run.data.tags, run.data.params
     histories: dict[str, list[tuple[int, float]]] = {}
@@ -318,7 +318,7 @@ def verify(src: Path) -> dict:
 
 def import_bundle(src: Path, uri: str | None = None) -> str:
     """Recreate the bundle's run in the store `uri`; return the new run id."""
-    from suite.train.run import run_checkpoint_dir
+    from suite.train.record import run_checkpoint_dir
 
     src = Path(src)
     summary = verify(src)

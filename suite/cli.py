@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     """`suite run --resume RUN_ID`: continue an interrupted run into the same MLflow run."""
-    from suite.train.run import resume
+    from suite.train.resume import resume
 
     _mark_stale_runs(args.tracking_uri)
     resume(args.resume, args)
@@ -558,9 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         from suite.tracking.uris import mask_text
 
         if not isinstance(exc, USER_ERRORS) and "torch" in sys.modules:
-            from suite.train.run import _out_of_memory  # an out-of-memory error outside training (evaluation, bench)
+            from suite.train.failures import out_of_memory  # an out-of-memory error outside training (eval, bench)
 
-            exc = _out_of_memory(exc) or exc
+            exc = out_of_memory(exc) or exc
         if args.debug or not isinstance(exc, USER_ERRORS):
             raise
         print(f"error: {mask_text(str(exc))}", file=sys.stderr)

@@ -24,7 +24,7 @@ def _module(task: str):
 
 
 def _root(cfg) -> Path:
-    from suite.train.run import data_root
+    from suite.train.build import data_root
 
     return data_root(cfg)
 

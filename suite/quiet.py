@@ -1,5 +1,9 @@
 """What a run's log leaves out: library messages a user cannot act on (docs/usage.md, "Logs on a cluster").
 
+Python warnings of Lightning and PyTorch a run drops (`quiet_run`, `WARNINGS`): the litlogger and LeafSpec
+notices, "does not have many workers", "The number of training batches", "GPU available but not used" and
+"resuming from a checkpoint that ended before the epoch ended" (a resume from a mid-epoch last.ckpt, on purpose).
+
 Lightning writes seven info lines per run; kept are those that say something about this run a user can
 change (a GPU present but not used, why training stopped). Dropped:
 
@@ -20,6 +24,7 @@ alembic migration steps) are dropped by `suite.tracking`; its warnings and error
 from __future__ import annotations
 
 import logging
+import warnings
 
 LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
@@ -57,3 +62,25 @@ def quiet_lightning() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+# Python warnings a run drops (the module docstring says why).
+WARNINGS = (
+    ".*LeafSpec.*",
+    ".*litlogger.*",
+    ".*does not have many workers.*",
+    ".*The number of training batches.*",
+    ".*GPU available but not used.*",
+    ".*resuming from a checkpoint that ended before the epoch ended.*",
+)
+
+
+def quiet_run() -> None:
+    """Everything a run leaves out of its log: the warnings above, Lightning's "possible user warnings" and its
+    noisy info lines (`quiet_lightning`). Called by `suite run` and `suite eval` before Lightning starts."""
+    for message in WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    from lightning.pytorch.utilities import disable_possible_user_warnings
+
+    disable_possible_user_warnings()
+    quiet_lightning()

@@ -24,7 +24,7 @@ VOCAB, CLASSES = 18, 10
 
 
 def network(model: str, overrides: list[str]):
-    from suite.train.run import build_model
+    from suite.train.build import build_model
 
     cfg = config.resolve("listops", model, "smoke", overrides=overrides)
     shapes = types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES, encoder="embedding")
@@ -119,7 +119,7 @@ def test_cuda_graph_without_a_gpu_is_a_clean_config_error(tmp_path):
 
 def gpu_network(model: str, overrides: list[str], d_input: int = VOCAB, d_output: int = CLASSES,
                 encoder: str = "embedding"):
-    from suite.train.run import build_model
+    from suite.train.build import build_model
 
     cfg = config.resolve("listops", model, "smoke", overrides=["model.dropout=0.0", *overrides])
     torch.manual_seed(0)

@@ -195,7 +195,7 @@ def test_an_empty_split_is_a_data_error_naming_the_split(release_root):
 
 
 def test_labels_outside_the_classes_are_caught_for_any_task(release_root):
-    """The generic backstop of suite.train.run.load_task, on real loaded data: as if the task had only 5 classes."""
+    """The generic backstop of suite.train.build.load_task, on real loaded data: as if the task had only 5 classes."""
     from dataclasses import replace
 
     from tasks.base import check_splits
@@ -242,7 +242,7 @@ def test_tokens_outside_the_vocabulary_are_counted_and_reported(tmp_path, capsys
 
 
 def test_log_data_stats_logs_the_statistics_to_the_run(release_root):
-    from suite.train.run import log_data_stats
+    from suite.train.record import log_data_stats
     from suite.tracking import store, uris
 
     root, _ = release_root

@@ -6,7 +6,7 @@ import types
 
 from suite.config import resolve
 from suite.train.optim import make_optimizer
-from suite.train.run import build_model
+from suite.train.build import build_model
 
 SHAPES = types.SimpleNamespace(d_input=18, d_output=10, encoder="embedding")
 

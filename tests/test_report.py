@@ -38,8 +38,8 @@ def test_val_and_test_points_at_the_same_place_are_both_visible():
 
 
 def test_the_plot_marks_the_epoch_best_epoch_reports():
-    # val accuracy best at the second epoch (epoch 1 from 0); best/epoch of suite.train.run.best_epoch_metrics says 1
-    from suite.train.run import best_epoch_metrics
+    # val accuracy best at the second epoch (epoch 1 from 0); best/epoch of suite.train.record.best_epoch_metrics says 1
+    from suite.train.record import best_epoch_metrics
 
     history = {"epoch": [(10, 0), (20, 1), (30, 2)], "val/accuracy": [(10, 0.5), (20, 0.7), (30, 0.6)],
                "val/loss": [(10, 1.0), (20, 0.8), (30, 0.9)]}

@@ -11,7 +11,9 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suite.train.run import best_epoch_metrics, load_task, stored_config
+from suite.train.build import load_task
+from suite.train.record import best_epoch_metrics
+from suite.train.resume import stored_config
 from tests.conftest import run_suite
 from tests.test_bidmc import make_cases, write_ts
 

@@ -334,7 +334,8 @@ def test_test8k_is_the_checkpoint_on_every_second_sample_at_rate_2(speech_run):
     step size doubled, gives the logged test8k loss and accuracy; at rate 1 (the plain 16 kHz step) it
     does not."""
     from suite.config import RunConfig, from_dict
-    from suite.train.run import build_model, run_checkpoint_dir
+    from suite.train.build import build_model
+    from suite.train.record import run_checkpoint_dir
 
     _, run, tmp, env = speech_run
     ckpt = run_checkpoint_dir(env["MLFLOW_TRACKING_URI"], run.info.run_id) / "best.ckpt"

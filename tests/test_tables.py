@@ -49,7 +49,7 @@ def default_recipe(model: str) -> str:
 
 
 class Store:
-    """Creates runs with the params, tags and metrics `suite run` logs (suite/train/run.py)."""
+    """Creates runs with the params, tags and metrics `suite run` logs (suite/train/record.py)."""
 
     def __init__(self, root: Path):
         self.uri = f"sqlite:///{root / 'mlflow.db'}"

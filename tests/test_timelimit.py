@@ -81,7 +81,8 @@ def test_a_listops_paper_checkpoint_loads_without_pickle_and_stays_under_16_mib(
     """The paper network, trained one step on a tiny generated set (short sequences, the paper's l_max) by
     `suite.train.run.train`: both checkpoints it writes load with weights_only=True and are under 16 MiB, last.ckpt
     with the optimizer state a resume needs."""
-    from suite.train.run import run_checkpoint_dir, train
+    from suite.train.record import run_checkpoint_dir
+    from suite.train.run import train
 
     small_data = ["data.source=generated", "data.generator.n_train=4", "data.generator.n_val=2",
                   "data.generator.n_test=2", "data.generator.min_length=20", "data.generator.max_length=60",

@@ -79,7 +79,7 @@ def prepare(args) -> tuple[Context, StudySpec, Any]:
 
 def prepare_data(configs: list, data_dir: str | None) -> None:
     """Generate or verify each distinct data configuration of the space once, before the workers race on it."""
-    from suite.train.run import data_root
+    from suite.train.build import data_root
 
     seen = set()
     for cfg in configs:

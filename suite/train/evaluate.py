@@ -93,9 +93,10 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     if cfg.task != "speech8k":
         raise ConfigError(f"--from-run is for the task speech8k, not '{cfg.task}'.",
                           hint=f"suite run --task speech8k --model {cfg.model.name} --from-run {run_id}")
-    from suite.train.run import _quiet, build_model, load_task
+    from suite.quiet import quiet_run
+    from suite.train.build import build_model, load_task
 
-    _quiet()
+    quiet_run()
     import lightning.pytorch as L
 
     uri = uris.resolve_uri(cfg.tracking.uri)
@@ -230,9 +231,10 @@ def evaluate_checkpoint(target: Path, split: str = "test", sets: list[str] | Non
                         accelerator: str | None = None) -> dict:
     """`suite eval`: the metrics of `split` for the checkpoint (or bundle) `target`, as a dict with the checkpoint,
     its task, model, epoch and step."""
-    from suite.train.run import _quiet, build_model, load_task
+    from suite.quiet import quiet_run
+    from suite.train.build import build_model, load_task
 
-    _quiet()
+    quiet_run()
     import logging
 
     import lightning.pytorch as L
