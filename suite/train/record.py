@@ -17,10 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from suite import __version__, registry, tracking
+from suite import __version__, registry
 from suite.config import RunConfig, dump, recipe_source, run_params
 from suite.paths import checkpoints_dir
 from suite.ranks import RUN_ID_ENV
+from suite.tracking import liveness, provenance, store, ui, uris
 from suite.train import timelimit
 
 
@@ -43,7 +44,7 @@ def task_metric(data) -> tuple[str, bool]:
 
 
 def _record(cfg: RunConfig, run_id: str, already_logged: set | None = None) -> RunRecord:
-    return RunRecord(uri=tracking.resolve_uri(cfg.tracking.uri), run_id=run_id,
+    return RunRecord(uri=uris.resolve_uri(cfg.tracking.uri), run_id=run_id,
                      experiment=cfg.tracking.experiment or registry.task(cfg.task).family,
                      name=cfg.tracking.run_name or f"{cfg.task}-{cfg.model.name}-{cfg.preset}-s{cfg.seed}",
                      already_logged=already_logged or set())
@@ -57,9 +58,9 @@ def other_rank(cfg: RunConfig, resume_run_id: str | None) -> RunRecord:
 def reopened(cfg: RunConfig, run_id: str, ckpt_path: Path | None) -> RunRecord:
     """A resumed run (already reopened by suite.train.resume), with the metric steps it holds."""
     record = _record(cfg, run_id)
-    record.already_logged = {(k, step) for k, h in tracking.metric_histories(record.uri, run_id).items()
+    record.already_logged = {(k, step) for k, h in store.metric_histories(record.uri, run_id).items()
                              for step, _ in h}
-    print(f"resuming run {run_id} ({record.name}) in {tracking.mask(record.uri)} from "
+    print(f"resuming run {run_id} ({record.name}) in {uris.mask(record.uri)} from "
           f"{ckpt_path or 'the start (no checkpoint was saved)'}", file=sys.stderr)
     return record
 
@@ -75,11 +76,11 @@ def run_tags(cfg: RunConfig, data_source: str, parent_run_id: str | None = None,
         "suite.recipe_source": recipe_source(cfg.task, cfg.recipe),
         "suite.seed": str(cfg.seed),
         "suite.data_source": data_source,
-        "suite.git_commit": tracking.git_commit(),
+        "suite.git_commit": provenance.git_commit(),
         "suite.version": __version__,
-        "suite.device": tracking.device_name(cfg.trainer.accelerator),
-        **tracking.owner_tags(),
-        tracking.NOTE_TAG: describe_run(cfg, data_source),
+        "suite.device": provenance.device_name(cfg.trainer.accelerator),
+        **liveness.owner_tags(),
+        ui.NOTE_TAG: describe_run(cfg, data_source),
         **(extra_tags or {}),
     }
     if parent_run_id:
@@ -93,19 +94,19 @@ def opened(cfg: RunConfig, data, n_params: int, parent_run_id: str | None = None
     marked FAILED when one of those writes fails."""
     record = _record(cfg, "")
     uri = record.uri
-    experiment_id = tracking.ensure_experiment(uri, record.experiment)
-    record.run_id = run_id = tracking.start_run(uri, experiment_id, record.name,
+    experiment_id = store.ensure_experiment(uri, record.experiment)
+    record.run_id = run_id = store.start_run(uri, experiment_id, record.name,
                                                 run_tags(cfg, data.source, parent_run_id, extra_tags))
     try:
         if first_metrics:
-            tracking.log_metrics(uri, run_id, first_metrics, step=0)
-        tracking.log_params(uri, run_id, {**run_params(masked(cfg)), "n_params": n_params})
+            store.log_metrics(uri, run_id, first_metrics, step=0)
+        store.log_params(uri, run_id, {**run_params(masked(cfg)), "n_params": n_params})
         log_config(uri, run_id, cfg)  # now, so that a killed run can be resumed with its configuration
         log_data_stats(uri, run_id, data)
     except BaseException as exc:
         failed(record, exc)
         raise
-    print(f"run {run_id} ({record.name}) -> experiment '{record.experiment}' in {tracking.mask(uri)}",
+    print(f"run {run_id} ({record.name}) -> experiment '{record.experiment}' in {uris.mask(uri)}",
           file=sys.stderr)
     return record
 
@@ -114,7 +115,7 @@ def log_data_stats(uri: str, run_id: str, data) -> None:
     """Log the task's data statistics (`TaskData.stats`: truncated fractions, <unk> counts, ...) as metrics of
     the run, at step 0."""
     if data.stats:
-        tracking.log_metrics(uri, run_id, {k: float(v) for k, v in data.stats.items()}, step=0)
+        store.log_metrics(uri, run_id, {k: float(v) for k, v in data.stats.items()}, step=0)
 
 
 def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool,
@@ -140,7 +141,7 @@ def best_epoch_metrics(histories: dict, metric: str, higher_is_better: bool,
 def run_checkpoint_dir(uri: str, run_id: str) -> Path:
     """Where a run's best.ckpt and last.ckpt live: `checkpoints/<run id>/` beside a SQLite store (so
     `results/checkpoints/` for the default one), else under results/checkpoints of this checkout."""
-    db = tracking.sqlite_path(uri)
+    db = uris.sqlite_path(uri)
     return (db.parent / "checkpoints" if db else checkpoints_dir()) / run_id
 
 
@@ -148,7 +149,7 @@ def masked(cfg: RunConfig) -> RunConfig:
     """`cfg` with the password of its tracking URI masked: what goes into params, artifacts and checkpoints."""
     if not cfg.tracking.uri:
         return cfg
-    return dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=tracking.mask(cfg.tracking.uri)))
+    return dataclasses.replace(cfg, tracking=dataclasses.replace(cfg.tracking, uri=uris.mask(cfg.tracking.uri)))
 
 
 def log_config(uri: str, run_id: str, cfg: RunConfig) -> None:
@@ -156,7 +157,7 @@ def log_config(uri: str, run_id: str, cfg: RunConfig) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg_file = Path(tmp) / "config.yaml"
         cfg_file.write_text(dump(masked(cfg)))
-        tracking.log_artifact(uri, run_id, cfg_file)
+        store.log_artifact(uri, run_id, cfg_file)
 
 
 def gpus(trainer) -> int:
@@ -175,32 +176,32 @@ def finished(record: RunRecord, cfg: RunConfig, data, trainer, best_ckpt: str) -
 
     uri, run_id = record.uri, record.run_id
     metric, higher = task_metric(data)
-    histories = tracking.metric_histories(uri, run_id)
+    histories = store.metric_histories(uri, run_id)
     best = best_epoch_metrics(histories, metric, higher, tuple(data.eval_splits))
-    tracking.log_metrics(uri, run_id, best, step=trainer.global_step)
-    tracking.set_description(uri, run_id, describe_run(cfg, data.source, best))
+    store.log_metrics(uri, run_id, best, step=trainer.global_step)
+    store.set_description(uri, run_id, describe_run(cfg, data.source, best))
     log_config(uri, run_id, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         epochs = {step: int(e) for step, e in histories.get("epoch", [])}
         png = learning_curves(histories, epochs, metric, record.name, Path(tmp) / "learning_curves.png")
-        tracking.log_artifact(uri, run_id, png)
+        store.log_artifact(uri, run_id, png)
     if best_ckpt:
-        tracking.log_artifact(uri, run_id, Path(best_ckpt), "checkpoints")
+        store.log_artifact(uri, run_id, Path(best_ckpt), "checkpoints")
     timelimit.add_session_time(uri, run_id, gpus(trainer))
-    tracking.set_terminated(uri, run_id, "FINISHED")
+    store.set_terminated(uri, run_id, "FINISHED")
     return best
 
 
 def killed(record: RunRecord, trainer) -> None:
     """A run stopped by the user, a signal or its time limit: KILLED, resumable, its session's time counted."""
-    tracking.set_terminated(record.uri, record.run_id, "KILLED")
+    store.set_terminated(record.uri, record.run_id, "KILLED")
     timelimit.add_session_time(record.uri, record.run_id, gpus(trainer))
 
 
 def failed(record: RunRecord, exc: BaseException) -> None:
     """A run that failed: FAILED, with the tag `suite.failure` saying why."""
-    tracking.set_tags(record.uri, record.run_id, tracking.failure_tags(exc))
-    tracking.set_terminated(record.uri, record.run_id, "FAILED")
+    store.set_tags(record.uri, record.run_id, liveness.failure_tags(exc))
+    store.set_terminated(record.uri, record.run_id, "FAILED")
 
 
 def describe_run(cfg: RunConfig, data_source: str, best: dict[str, float] | None = None) -> str:

@@ -11,10 +11,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from suite import tracking
 from suite.config import RunConfig, from_stored, load_yaml
 from suite.errors import ResumeError, TrackingError
 from suite.ranks import is_rank_zero
+from suite.tracking import liveness, probe, store, uris
 from suite.train.record import run_checkpoint_dir
 from suite.train.run import train
 
@@ -28,7 +28,7 @@ def stored_config(uri: str, run_id: str, ckpt: Path | None) -> RunConfig:
     """The configuration a run was started with: its `config.yaml` artifact, else its checkpoint's."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            data = load_yaml(tracking.download_artifact(uri, run_id, "config.yaml", Path(tmp)))
+            data = load_yaml(store.download_artifact(uri, run_id, "config.yaml", Path(tmp)))
         except Exception:
             data = None
     if data is None and ckpt is not None:
@@ -55,11 +55,11 @@ def resume(run_id: str, args) -> str:
             hint="drop that flag (only --devices, --num-nodes, --strategy, --accelerator, --precision, --max-epochs, "
                  "--max-steps, --time-limit, --data-dir and --tracking-uri go with --resume), or start a new run",
         )
-    uri = tracking.resolve_uri(getattr(args, "tracking_uri", None))
-    tracking.check_reachable(uri)
-    run = tracking.find_run(uri, run_id)
+    uri = uris.resolve_uri(getattr(args, "tracking_uri", None))
+    probe.check_reachable(uri)
+    run = store.find_run(uri, run_id)
     if run is None:  # an unknown run id is a tracking-store error (exit 5), as for every command (README)
-        raise TrackingError(f"no run '{run_id}' in the MLflow store {tracking.mask(uri)}.",
+        raise TrackingError(f"no run '{run_id}' in the MLflow store {uris.mask(uri)}.",
                             hint="copy the id from the `run ...` line the command printed or from `suite ui`; pass "
                                  "the same --tracking-uri / MLFLOW_TRACKING_URI the run was logged to")
     ckpt = run_checkpoint_dir(uri, run_id) / "last.ckpt"
@@ -70,7 +70,7 @@ def resume(run_id: str, args) -> str:
         if status == "FINISHED":
             raise ResumeError(f"run {run_id} has FINISHED; there is nothing to resume.",
                               hint="to train longer, start a new run (e.g. with --max-epochs)")
-        if status == "RUNNING" and tracking.owner_alive(run.data.tags) is not False:
+        if status == "RUNNING" and liveness.owner_alive(run.data.tags) is not False:
             raise ResumeError(f"run {run_id} is still RUNNING (process {run.data.tags.get('suite.pid', '?')} on "
                               f"{run.data.tags.get('suite.host', '?')}).",
                               hint="wait for it, or stop it first (Ctrl-C in its terminal, or kill the process)")
@@ -88,8 +88,8 @@ def resume(run_id: str, args) -> str:
 
     check(cfg)
     if rank_zero:
-        tags = {**tracking.owner_tags(), "suite.resumed": str(int(run.data.tags.get("suite.resumed", "0")) + 1)}
+        tags = {**liveness.owner_tags(), "suite.resumed": str(int(run.data.tags.get("suite.resumed", "0")) + 1)}
         if changes:
             tags["suite.resume_changes"] = ", ".join(f"trainer.{k}={v}" for k, v in changes.items())
-        tracking.reopen_run(uri, run_id, tags)
+        store.reopen_run(uri, run_id, tags)
     return train(cfg, resume_run_id=run_id, ckpt_path=ckpt)

@@ -14,11 +14,11 @@ import os
 import sys
 from pathlib import Path
 
-from suite import tracking
 from suite.config import RunConfig
 from suite.errors import TimeLimitReached
 from suite.quiet import quiet_run
 from suite.ranks import RUN_ID_ENV, is_rank_zero
+from suite.tracking import store, ui
 from suite.train import record, timelimit
 from suite.train.build import build_model, load_task
 from suite.train.failures import out_of_memory
@@ -123,6 +123,6 @@ def _print_done(run: record.RunRecord, best: dict[str, float], parent_run_id: st
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if not k.endswith("epoch"))
     print(f"\ndone: run {run.run_id}  {summary}", file=sys.stderr)
     if parent_run_id is None:  # a sweep trial: the sweep prints one link to its view at the end
-        exp_id = tracking.run_experiment_id(run.uri, run.run_id)
-        print(f"look: suite ui, then open {tracking.runs_url(exp_id)}  (experiment '{run.experiment}', view "
+        exp_id = store.run_experiment_id(run.uri, run.run_id)
+        print(f"look: suite ui, then open {ui.runs_url(exp_id)}  (experiment '{run.experiment}', view "
               f"'suite: results')", file=sys.stderr)
