@@ -50,7 +50,7 @@ def is_sweep_trial(tags: dict[str, str]) -> bool:
 
 def diverged(metrics: dict[str, float]) -> bool:
     """A NaN or infinite result or loss: `best/*`, or the last `<split>/loss` of any split. Runs made since the
-    evaluation guard (suite/guards.py) end FAILED instead; older ones can be FINISHED with such numbers."""
+    evaluation guard (suite/train/guards.py) end FAILED instead; older ones can be FINISHED with such numbers."""
     return any(not math.isfinite(v) for k, v in metrics.items() if k.startswith("best/") or k.endswith("/loss"))
 
 

@@ -6,7 +6,7 @@ Who does what:
   machines) is the source of truth for trials. It is created, with the study, once before any worker starts
   (storage.py).
 - **MLflow** holds the study run (found again by its tags, so a rerun reuses it) and one child run per trial
-  (runs.py), trained by `suite.run.train` exactly as `suite run` does, plus the tags `suite.sweep.study` /
+  (runs.py), trained by `suite.train.run.train` exactly as `suite run` does, plus the tags `suite.sweep.study` /
   `suite.sweep.trial`, the sampled values as params `trial.<key>`, and the objective as metric `sweep/objective`
   (objective.py).
 - **Workers** (`--workers K` processes here, the same command on other machines) share the storage and stop

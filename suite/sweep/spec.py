@@ -244,7 +244,7 @@ def _named(value: Any, where: str, allowed: tuple[str, ...], default: str, path:
 
 
 def logged_metrics(tasks: tuple[str, ...], task_metric: str) -> list[str]:
-    """The per-epoch metrics every run of `tasks` logs (suite/lightning_module.py): `<split>/loss` and
+    """The per-epoch metrics every run of `tasks` logs (suite/train/lightning_module.py): `<split>/loss` and
     `<split>/<task metric>` for train, val, test, and test8k for the Speech Commands family (tasks/speech.py
     scores the 8 kHz test in every speech run)."""
     splits = ["val", "train", "test"]

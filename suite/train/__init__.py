@@ -6,6 +6,9 @@ below, and the run finished with its `best/*` metrics, description, artifacts an
 
 - run.py: `train()`, the run around `Trainer.fit`, and its three endings (finished, interrupted, failed);
 - build.py: the task's data, the SSM and the network a configuration names (the one place that builds them);
+- record.py: what the run records in MLflow, from its opening (tags, params, config) to its ending (`best/*`,
+  artifacts, status);
+- trainer.py: the Lightning Trainer with its module, data loaders and callbacks;
 - resume.py: `suite run --resume RUN_ID`, the stored configuration and what may change;
 - evaluate.py: `suite eval` and `suite run --from-run`, a checkpoint scored without training;
 - failures.py: errors of a run turned into the suite's errors (out of memory, exit 7);
