@@ -1,5 +1,6 @@
 """Dependencies point one way: suite -> models, tasks. Models and tasks import neither suite nor the
-tracking and sweep libraries. Inside suite/report/ the modules import one way too (its __init__ says how)."""
+tracking and sweep libraries. Inside suite/report/ and suite/train/ the modules import one way too (their
+__init__ says how)."""
 
 from __future__ import annotations
 
@@ -34,17 +35,22 @@ REPORT_IMPORTS = {
 }
 
 
-def report_imports(source: str) -> set[str]:
-    """The modules of suite.report that `source` imports, at the top or inside a function."""
+def package_imports(source: str, package: str) -> set[str]:
+    """The modules of `package` (e.g. suite.report) that `source` imports, at the top or inside a function."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module == "suite.report":
+        if isinstance(node, ast.ImportFrom) and node.module == package:
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("suite.report."):
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{package}."):
             found.add(node.module.split(".")[2])
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("suite.report.")}
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith(f"{package}.")}
     return found
+
+
+def report_imports(source: str) -> set[str]:
+    """The modules of suite.report that `source` imports."""
+    return package_imports(source, "suite.report")
 
 
 def test_the_report_package_imports_one_way():
@@ -57,3 +63,40 @@ def test_the_report_package_imports_one_way():
     for name, path in modules.items():
         extra = report_imports(path.read_text()) - REPORT_IMPORTS[name]
         assert not extra, f"suite/report/{name}.py imports {sorted(extra)}: against the one-way order"
+
+
+# suite/train/: what each module may import of the package (suite/train/__init__.py). The pieces stand alone or
+# lean on lower ones (the LightningModule on the optimizer and the graphs; the guards on the time limit and the
+# throughput rule); trainer.py assembles the callbacks; run.py sits on top of build, record, trainer and failures;
+# resume.py and evaluate.py are the other entry points. Nothing below run.py imports it.
+TRAIN_IMPORTS = {
+    "build": set(), "failures": set(), "timelimit": set(), "optim": set(), "datamodule": set(),
+    "cuda_graphs": set(), "throughput": set(), "progress": set(),
+    "eval_graphs": {"cuda_graphs"},
+    "lightning_module": {"optim", "cuda_graphs", "eval_graphs"},
+    "guards": {"timelimit", "throughput"},
+    "record": {"timelimit"},
+    "trainer": {"timelimit", "record", "guards", "progress", "throughput", "datamodule", "lightning_module"},
+    "run": {"build", "record", "trainer", "failures", "timelimit"},
+    "resume": {"run", "record"},
+    "evaluate": {"build", "datamodule", "lightning_module"},
+}
+
+
+def test_the_train_package_imports_one_way():
+    assert package_imports("from suite.train import record, timelimit\nimport suite.train.build\n"
+                           "def f():\n    from suite.train.trainer import make_fit\n", "suite.train") == {
+        "record", "timelimit", "build", "trainer"}
+    package = ROOT / "suite" / "train"
+    modules = {p.stem: p for p in package.glob("*.py") if p.stem != "__init__"}
+    assert set(modules) == set(TRAIN_IMPORTS)  # a new module gets its place here
+    for name, path in modules.items():
+        extra = package_imports(path.read_text(), "suite.train") - TRAIN_IMPORTS[name]
+        assert not extra, f"suite/train/{name}.py imports {sorted(extra)}: against the one-way order"
+
+
+def test_the_train_package_init_stays_light():
+    """`suite.train` re-exports nothing: the CLI imports suite.train.timelimit for --time-limit without torch."""
+    mods = imported_after("import suite.train.timelimit")
+    for heavy in ("torch", "lightning", "mlflow"):
+        assert heavy not in mods, heavy
