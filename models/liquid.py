@@ -176,7 +176,7 @@ def reference_correlations(u: torch.Tensor, p: int) -> torch.Tensor:
     return reference_window(u, p).flip(-1)
 
 
-# The same term on a zero-padded batch (CUDA graphs, suite/cuda_graphs.py) ----------------------------------
+# The same term on a zero-padded batch (CUDA graphs, suite/train/cuda_graphs.py) ----------------------------------
 # The public code's term depends on the batch's length L0 (the window indexes its last positions; KB multiplies
 # spectra on grids of L0 + 1 and 2 L0 points). A graph captured for a padded length L >= L0 computes it for the
 # true L0, given as a device tensor (no .item(), no host sync): index tables cover every L0 <= L, and the

@@ -1,4 +1,5 @@
-"""Zero-padded batches that compute what the unpadded batch computes (the CUDA-graph buckets, suite/cuda_graphs.py).
+"""Zero-padded batches that compute what the unpadded batch computes (the CUDA-graph buckets,
+suite/train/cuda_graphs.py).
 
 A batch of variable-length sequences is padded by its collate function to its longest sequence, L0. The CUDA-graph
 path pads it further, to a bucket length L >= L0, so that a few captured shapes cover an epoch. Most of the network

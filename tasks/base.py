@@ -33,7 +33,7 @@ class TaskData:
     # Step-size multiplier per evaluation split, on top of model.rate (Delta <- rate * Delta), e.g. {"test8k": 2.0}.
     eval_rate: dict[str, float] = field(default_factory=dict)
     collate_eval: dict[str, Callable] = field(default_factory=dict)  # per-split collate, default `collate`
-    # Facts about the data a run should record (suite.run.log_data_stats logs them as MLflow metrics), e.g.
+    # Facts about the data a run should record (suite.train.record.log_data_stats logs them as MLflow metrics), e.g.
     # {"data/truncated_fraction/train": 0.93, "data/oov_tokens/val": 12.0}.
     stats: dict[str, float] = field(default_factory=dict)
 

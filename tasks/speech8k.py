@@ -2,7 +2,7 @@
 
 The data, the cache and the training are those of `tasks.speech` (every speech run already evaluates
 the 8 kHz test); the registry's `split = "test8k"` makes tables report that split. `suite run --task
-speech8k --from-run RUN_ID` evaluates an existing speech run instead of training (suite/evaluate.py).
+speech8k --from-run RUN_ID` evaluates an existing speech run instead of training (suite/train/evaluate.py).
 """
 
 from __future__ import annotations
