@@ -33,7 +33,6 @@ Runs are tracked in MLflow: by default the SQLite store results/mlflow.db of thi
 (override with --data-dir or SUITE_DATA).
 """
 
-FAMILIES = ["lra", "scifar", "speech", "bidmc"]
 MPS_HELP = ("K > 1 {what} on one GPU share it through a CUDA MPS daemon the suite starts and stops (auto: when "
             "nvidia-cuda-mps-control is there; default auto)")
 
@@ -386,7 +385,9 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _table_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=FAMILIES, help="which table")
+    from suite import registry  # the registry's tables only (no torch): --help stays instant
+
+    p.add_argument("family", choices=registry.FAMILIES, help="which table")
     p.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
     p.add_argument("--out", type=Path, help="write to this file instead of standard output")
     p.add_argument("--experiment", help="MLflow experiment to read (default: the family's)")
@@ -398,7 +399,9 @@ def _table_args(p: argparse.ArgumentParser) -> None:
 
 
 def _batch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("family", choices=FAMILIES)
+    from suite import registry
+
+    p.add_argument("family", choices=registry.FAMILIES)
     p.add_argument("--models", action="append", metavar="M[,M...]", help="models (default: all four)")
     p.add_argument("--preset", default="paper", help="paper (default) or smoke")
     p.add_argument("--seeds", type=int, nargs="*", metavar="SEED", help="seeds (default: each recipe's own)")

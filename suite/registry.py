@@ -65,6 +65,10 @@ MODELS = _table(
 )
 
 
+# The benchmark families, in the order of their tables: every family a task belongs to, once.
+FAMILIES = tuple(dict.fromkeys(e.family for e in TASKS.values()))
+
+
 def _lookup(table: dict[str, Entry], kind: str, name: str) -> Entry:
     if name in table:
         return table[name]
