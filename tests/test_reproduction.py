@@ -18,7 +18,7 @@ from suite import bundle
 from suite.tracking import store as tracking_store
 from suite.tracking import uris
 from suite.cli import main
-from tests.conftest import run_suite
+from tests.conftest import ROOT, run_suite
 
 SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "trainer.progress_bar=false",
          "--set", "trainer.batch_size=16"]  # 640 training samples: 40 steps per epoch, 2 epochs
@@ -153,6 +153,14 @@ def test_bad_inputs_are_clean_errors_with_their_exit_codes(tmp_path, capsys):
 
     assert main(["eval", str(folder)]) == 10  # a folder without best.ckpt
     assert "without best.ckpt" in capsys.readouterr().err
+    # A committed bundle scored with --set changing the network: refused, naming the first tensor that does not fit.
+    small = [f"data.generator.n_{split}=8" for split in ("train", "val", "test")]
+    committed = ROOT / "results" / "reproduction" / "listops" / "liquid_s4_pb-s2222"
+    assert main(["eval", str(committed), "--data-dir", str(tmp_path / "data"), "--set", "model.d_model=64",
+                 *[a for kv in small for a in ("--set", kv)]]) == 10
+    err = capsys.readouterr().err
+    assert "does not fit the network its configuration describes" in err and "size mismatch for" in err
+    assert "--set only data options" in err
 
     # An export into a folder that holds something else is refused; nothing there is touched.
     uri = uris.resolve_uri(None)

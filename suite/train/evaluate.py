@@ -25,11 +25,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from suite import __version__, registry
-from suite.config import RunConfig, dump, flatten, from_stored, to_dict
+from suite.config import RunConfig, dump, from_stored, run_params, to_dict
 from suite.errors import BundleError, ConfigError
 from suite.tracking import probe, provenance, store, uris
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
+
+
+def load_weights(model, state: dict, error) -> None:
+    """The network's weights from a Lightning checkpoint (the `model.` entries of its state_dict); raises
+    `error(reason)` when they do not fit the network."""
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # "Error(s) in loading state_dict for SequenceModel:", then one line per tensor
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise error(" ".join(lines[:2])[:300]) from None
 
 
 def load_checkpoint(uri: str, run_id: str) -> dict:
@@ -111,13 +122,9 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     L.seed_everything(source.seed, workers=True, verbose=False)  # any init-time constant is rebuilt the same
     data = load_task(eval_cfg)
     model = build_model(eval_cfg, data)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise ConfigError(f"the checkpoint of run {run_id} does not fit the network its config describes: "
-                          f"{str(exc).splitlines()[0]}",
-                          hint="it was written by another version of the model code; evaluate it with that version")
+    load_weights(model, state, lambda why: ConfigError(
+        f"the checkpoint of run {run_id} does not fit the network its config describes: {why}",
+        hint="it was written by another version of the model code; evaluate it with that version"))
     n_params = sum(p.numel() for p in model.parameters())
 
     experiment = cfg.tracking.experiment or registry.task(cfg.task).family
@@ -136,7 +143,7 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     }
     run_name = cfg.tracking.run_name or f"{cfg.task}-{source.model.name}-from-{run_id[:8]}"
     new_id = store.start_run(uri, experiment_id, run_name, tags)
-    store.log_params(uri, new_id, {**flatten(to_dict(eval_cfg)), "n_params": n_params, "from_run": run_id})
+    store.log_params(uri, new_id, {**run_params(eval_cfg), "n_params": n_params, "from_run": run_id})
     print(f"run {new_id} ({run_name}): evaluating run {run_id}'s best checkpoint -> experiment '{experiment}' "
           f"in {uris.mask(uri)}", file=sys.stderr)
     try:
@@ -249,14 +256,10 @@ def evaluate_checkpoint(target: Path, split: str = "test", sets: list[str] | Non
         raise ConfigError(f"task {cfg.task} has no split {split!r}.",
                           hint=f"--split one of: train, {', '.join(data.eval_splits)}")
     model = build_model(cfg, data)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise BundleError(f"{path} does not fit the network its configuration describes: "
-                          f"{str(exc).splitlines()[0]}",
-                          hint="it was written by another version of the model code (or --set changed the "
-                               "network); score it with that version, and --set only data options") from None
+    load_weights(model, state, lambda why: BundleError(
+        f"{path} does not fit the network its configuration describes: {why}",
+        hint="it was written by another version of the model code (or --set changed the network); score it with "
+             "that version, and --set only data options"))
     print(f"scoring {path} (task {cfg.task}, model {cfg.model.name}, epoch {state.get('epoch')}) on the {split} "
           f"split of {data.source} data", file=sys.stderr)
     metrics = _evaluate(cfg, model, data, [split])
