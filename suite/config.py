@@ -19,12 +19,18 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from suite.errors import ConfigError, UnknownNameError
 from suite.paths import RECIPES_DIR
+
+if TYPE_CHECKING:
+    from tasks.bidmc import BidmcOptions
+    from tasks.listops import ListOpsGeneratorOptions
+    from tasks.pathfinder import PathfinderOptions
+    from tasks.speech import SpeechOptions
 
 
 @dataclass
@@ -138,64 +144,36 @@ class TrainerConfig:
     time_limit: str | float | None = None
 
 
-@dataclass
-class GeneratorConfig:
-    """Procedural data, used when data.source = generated.
+def _task_options() -> dict[str, type]:
+    """The options classes of the tasks that take a `data.` section, by class name. Each task module owns its
+    class (tasks/listops.py, tasks/pathfinder.py, tasks/speech.py, tasks/bidmc.py); they are imported here on
+    first use, not with this module, because the task modules import torch and `suite --help` / `suite list`
+    read this module."""
+    from tasks.bidmc import BidmcOptions
+    from tasks.listops import ListOpsGeneratorOptions
+    from tasks.pathfinder import PathfinderOptions
+    from tasks.speech import SpeechOptions
 
-    ListOps follows LRA's generator (docs/generators.md §1): lengths strictly between
-    min_length and max_length, trees of depth <= max_depth with 2..max_args operands.
-    """
-
-    n_train: int = 96_000
-    n_val: int = 2_000
-    n_test: int = 2_000
-    min_length: int = 500  # exclusive
-    max_length: int = 2_000  # exclusive
-    max_depth: int = 10
-    max_args: int = 10
-    seed: int = 0
-    workers: int = 0  # generator processes; 0 = every core (the files do not depend on it)
+    return {c.__name__: c for c in (ListOpsGeneratorOptions, PathfinderOptions, SpeechOptions, BidmcOptions)}
 
 
-@dataclass
-class PathfinderConfig:
-    """Pathfinder / Path-X: which difficulty to read, and the generator used when data.source = generated
-    (docs/generators.md §2; the resolution comes from the task: 32 for pathfinder, 128 for pathx)."""
-
-    difficulty: Literal["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"] = "curv_contour_length_14"
-    split_seed: int = 42  # the reference's random 80/10/10 split
-    n_images: int = 200_000  # generated images (the release has 200k per difficulty)
-    seed: int = 0  # generator seed
-    workers: int = 0  # generator processes; 0 = every core (the images do not depend on it)
-
-
-@dataclass
-class SpeechConfig:
-    """Speech Commands: how the 8 kHz zero-shot input is made from the 16 kHz clips."""
-
-    resample: Literal["decimate", "torchaudio"] = "decimate"  # decimate = x[::2] as the reference; torchaudio = filtered
-    # per_position: each of the 16000 time positions standardised with its own train mean and std (the reference);
-    # global: one mean and std over every training sample
-    normalize: Literal["per_position", "global"] = "per_position"
-
-
-@dataclass
-class BidmcConfig:
-    """BIDMC: the reference pools train+test and reshuffles 70/15/15; `official` keeps the Monash split."""
-
-    split: Literal["reference", "official"] = "reference"
-    split_seed: int = 0
+def _task_section(name: str) -> Any:
+    """A DataConfig field holding the task options class `name`, made when a DataConfig is."""
+    return field(default_factory=lambda: _task_options()[name]())
 
 
 @dataclass
 class DataConfig:
+    """The data of a run: where, which source, how long; then one section per task that has options of its own
+    (the registry's `data` of a task names the section it takes; any other one set is refused by `resolve`)."""
+
     root: str | None = None  # None = SUITE_DATA or <checkout>/data
     source: Literal["release", "generated"] = "release"
     l_max: int = 2048
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # ListOps generator
-    pathfinder: PathfinderConfig = field(default_factory=PathfinderConfig)
-    speech: SpeechConfig = field(default_factory=SpeechConfig)
-    bidmc: BidmcConfig = field(default_factory=BidmcConfig)
+    generator: ListOpsGeneratorOptions = _task_section("ListOpsGeneratorOptions")  # listops
+    pathfinder: PathfinderOptions = _task_section("PathfinderOptions")  # pathfinder, pathx
+    speech: SpeechOptions = _task_section("SpeechOptions")  # speech, speech8k
+    bidmc: BidmcOptions = _task_section("BidmcOptions")  # bidmc_hr, bidmc_rr, bidmc_spo2
 
 
 @dataclass
@@ -296,7 +274,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass `cls` from a nested mapping, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: {prefix or 'the top level'} must be a mapping, got {data!r}.")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
@@ -311,6 +289,11 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             )
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The field types of dataclass `cls`; DataConfig's name the task options classes, imported on first use."""
+    return typing.get_type_hints(cls, localns=_task_options() if cls is DataConfig else None)
 
 
 def model_from_dict(data: dict[str, Any], where: str = "model") -> ModelConfig:
@@ -711,7 +694,7 @@ def _check_trainer(t: TrainerConfig) -> None:
                    "e.g. auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, fsdp")
 
 
-def _check_generator(g: GeneratorConfig) -> None:
+def _check_generator(g: ListOpsGeneratorOptions) -> None:
     """The ListOps generator's lengths and arity."""
     if not 0 <= g.min_length < g.max_length:
         raise ConfigError(
