@@ -41,15 +41,15 @@ def family_tasks(family: str) -> list[str]:
 def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
     """Why `task` cannot run with `preset` here, or None when it can."""
     entry = registry.task(task)  # an unknown name is a clean error
-    from suite.config import preset_names, resolve
+    from suite.config import RunConfig, preset_names, resolve_data
     from suite.run import data_root
 
     if preset not in preset_names(task):
         return f"no preset '{preset}' (presets: {', '.join(preset_names(task))})"
-    cfg = resolve(task, "s4d", preset, flags={"data": {"root": data_dir}} if data_dir else {})
-    if cfg.data.source == "generated":
+    data = resolve_data(task, preset, flags={"data": {"root": data_dir}} if data_dir else {})
+    if data.source == "generated":
         return None  # made on first use
-    status = registry.resolve(entry).status(data_root(cfg), cfg.data)
+    status = registry.resolve(entry).status(data_root(RunConfig(data=data)), data)
     if status.present:
         return None
     return f"no data in {status.where} ({status.note}); run `suite data fetch {task}`"

@@ -471,6 +471,83 @@ def recipe_source(task: str, recipe: str) -> str:
     return str(load_recipe(task)["recipes"].get(recipe, {}).get("follows", ""))
 
 
+def _merge(task: str, preset: str, recipe: str | None, model: str | None, config_files: list[Path] | None,
+           overrides: list[str] | None, flags: dict[str, Any] | None, drop_others: bool = False) -> dict[str, Any]:
+    """The layers of a configuration merged (defaults < recipe < preset < model name < files < --set < flags),
+    not yet validated; `recipe` or `model` None leaves that layer out. What the user set (files, --set, flags)
+    is checked against the task's data options here (the recipes are checked by the tests); `drop_others`
+    drops the sections of other tasks instead of refusing them (no recipe sets one)."""
+    recipe_file = load_recipe(task)
+    presets = recipe_file["presets"]
+    if preset not in presets:
+        close = difflib.get_close_matches(preset, list(presets), n=1)
+        raise UnknownNameError(
+            f"unknown preset '{preset}' for task '{task}'." + (f" Did you mean '{close[0]}'?" if close else ""),
+            hint=f"presets of {task}: {', '.join(presets)}",
+        )
+    if recipe is not None and recipe not in recipe_file["recipes"]:
+        raise UnknownNameError(f"task '{task}' has no '{recipe}' recipe.",
+                               hint=f"recipes of {task}: {', '.join(recipe_file['recipes']) or 'none'}; add one to "
+                                    f"{recipe_path(task)}")
+    merged: dict[str, Any] = {"task": task, "preset": preset, "recipe": recipe or ""}
+    merged = deep_merge(merged, recipe_file.get("defaults") or {})
+    if recipe is not None:
+        merged = deep_merge(merged, recipe_file["recipes"][recipe].get("config") or {})
+    merged = deep_merge(merged, presets[preset] or {})
+    if model is not None:
+        merged = deep_merge(merged, {"model": {"name": model}})
+    user: dict[str, Any] = {}
+    for layer in [*(load_yaml(f) for f in config_files or []), *(parse_override(o) for o in overrides or []),
+                  flags or {}]:
+        merged, user = deep_merge(merged, layer), deep_merge(user, layer)
+    if drop_others and isinstance(merged.get("data"), dict):
+        merged["data"] = {k: v for k, v in merged["data"].items() if k not in _other_sections(task)}
+    check_task_data(task, user.get("data") if not drop_others else None)
+    return merged
+
+
+def _other_sections(task: str) -> set[str]:
+    """The `data.` sections that tasks other than `task` own (registry `data`)."""
+    from suite import registry
+
+    own = registry.task(task).data
+    return {e.data for e in registry.TASKS.values() if e.data and e.data != own}
+
+
+def check_task_data(task: str, data: Any) -> None:
+    """A `data.<section>` that another task owns (registry `data`), set for `task`: refused, naming the key, the
+    task and the tasks that take it; the task would never read it, so the run would silently differ from what
+    was asked. root, source, l_max and the task's own section are taken; other unknown keys are left to
+    `from_dict` (did-you-mean)."""
+    from suite import registry
+
+    if not isinstance(data, dict):
+        return
+    own = registry.task(task).data
+    for section, value in data.items():
+        owners = [name for name, e in registry.TASKS.items() if e.data == section]
+        if not owners or section == own:
+            continue
+        key = f"data.{section}" + (f".{next(iter(value))}" if isinstance(value, dict) and value else "")
+        taken = "root, source, l_max" + (f", {own}.*" if own else "")
+        raise ConfigError(f"config: task {task} does not take '{key}' (data.{section} is an option of "
+                          f"{', '.join(owners)}).",
+                          hint=f"data options of {task}: {taken}; drop '{key}', or choose --task {owners[0]}")
+
+
+def _check_chosen(cfg: RunConfig, chosen: dict[str, str]) -> None:
+    """A config file or --set that names another task, preset, recipe or model than the command chose."""
+    for name, value in chosen.items():
+        given = cfg.model.name if name == "model" else getattr(cfg, name)
+        if given != value:
+            where = "model.name" if name == "model" else name
+            raise ConfigError(f"config: {where} = {given!r} in a config file or --set, but the run is for {name} "
+                              f"{value!r}.",
+                              hint=f"remove '{where}' from the file / --set" + (
+                                  "; the recipe follows the model" if name == "recipe" else
+                                  f"; choose the {name} with --{name} only"))
+
+
 def resolve(
     task: str,
     model: str,
@@ -488,40 +565,31 @@ def resolve(
     from suite import registry
 
     recipe_name = recipe or registry.model(model).recipe
-    recipe_file = load_recipe(task)
-    presets = recipe_file["presets"]
-    if preset not in presets:
-        close = difflib.get_close_matches(preset, list(presets), n=1)
-        raise UnknownNameError(
-            f"unknown preset '{preset}' for task '{task}'." + (f" Did you mean '{close[0]}'?" if close else ""),
-            hint=f"presets of {task}: {', '.join(presets)}",
-        )
-    if recipe_name not in recipe_file["recipes"]:
-        raise UnknownNameError(f"task '{task}' has no '{recipe_name}' recipe.",
-                               hint=f"recipes of {task}: {', '.join(recipe_file['recipes']) or 'none'}; add one to "
-                                    f"{recipe_path(task)}")
-    merged: dict[str, Any] = {"task": task, "preset": preset, "recipe": recipe_name}
-    merged = deep_merge(merged, recipe_file.get("defaults") or {})
-    merged = deep_merge(merged, recipe_file["recipes"][recipe_name].get("config") or {})
-    merged = deep_merge(merged, presets[preset] or {})
-    merged = deep_merge(merged, {"model": {"name": model}})
-    for f in config_files or []:
-        merged = deep_merge(merged, load_yaml(f))
-    for o in overrides or []:
-        merged = deep_merge(merged, parse_override(o))
-    merged = deep_merge(merged, flags or {})
-    cfg = from_dict(RunConfig, merged)
-    for name, chosen, given in (("task", task, cfg.task), ("preset", preset, cfg.preset),
-                                ("recipe", recipe_name, cfg.recipe), ("model", model, cfg.model.name)):
-        if given != chosen:
-            where = "model.name" if name == "model" else name
-            raise ConfigError(f"config: {where} = {given!r} in a config file or --set, but the run is for {name} "
-                              f"{chosen!r}.",
-                              hint=f"remove '{where}' from the file / --set" + (
-                                  "; the recipe follows the model" if name == "recipe" else
-                                  f"; choose the {name} with --{name} only"))
+    cfg = from_dict(RunConfig, _merge(task, preset, recipe_name, model, config_files, overrides, flags))
+    _check_chosen(cfg, {"task": task, "preset": preset, "recipe": recipe_name, "model": model})
     check(cfg)
     return cfg
+
+
+def resolve_data(
+    task: str,
+    preset: str = "paper",
+    config_files: list[Path] | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    drop_others: bool = False,
+) -> DataConfig:
+    """The data configuration of `task` alone, for the data commands (`suite data`, `suite batch`'s data check):
+    the same as every model's run of that preset gets (no recipe sets `data`). The layers are merged and
+    validated as by `resolve`, so a file written for `suite run` serves as is and a typo anywhere is refused;
+    only the `model` section is not read: it needs a model, and it does not change the data. `drop_others`: one
+    set of options for many tasks (`suite data status` of every task), each task keeps the sections it takes."""
+    merged = _merge(task, preset, None, None, config_files, overrides, flags, drop_others)
+    merged.pop("model", None)
+    cfg = from_dict(RunConfig, merged)
+    _check_chosen(cfg, {"task": task, "preset": preset})
+    check(cfg)
+    return cfg.data
 
 
 def from_stored(data: dict[str, Any]) -> RunConfig:
