@@ -41,15 +41,15 @@ def family_tasks(family: str) -> list[str]:
 def _skip_reason(task: str, preset: str, data_dir: str | None) -> str | None:
     """Why `task` cannot run with `preset` here, or None when it can."""
     entry = registry.task(task)  # an unknown name is a clean error
-    from suite.config import preset_names, resolve
+    from suite.config import preset_names, resolve_data
     from suite.train.build import data_root
 
     if preset not in preset_names(task):
         return f"no preset '{preset}' (presets: {', '.join(preset_names(task))})"
-    cfg = resolve(task, "s4d", preset, flags={"data": {"root": data_dir}} if data_dir else {})
-    if cfg.data.source == "generated":
+    data = resolve_data(task, preset, flags={"data": {"root": data_dir}} if data_dir else {})
+    if data.source == "generated":
         return None  # made on first use
-    status = registry.resolve(entry).status(data_root(cfg), cfg.data)
+    status = registry.resolve(entry).status(data_root(data), data)
     if status.present:
         return None
     return f"no data in {status.where} ({status.note}); run `suite data fetch {task}`"
@@ -119,7 +119,27 @@ def _command(p: Planned, preset: str, data_dir: str | None, tracking_uri: str | 
         cmd += ["--data-dir", data_dir]
     if tracking_uri:
         cmd += ["--tracking-uri", tracking_uri]
-    return cmd + extra
+    return cmd + for_task(p.task, extra)
+
+
+def for_task(task: str, extra: list[str]) -> list[str]:
+    """`extra` without the `--set data.<section>....` of sections that other tasks own (registry `data`): a batch's
+    `--set data.generator.n_train=...` sizes ListOps and leaves the family's other tasks alone, where `suite run`
+    of one of them would refuse it (config.check_task_data)."""
+    own = registry.task(task).data
+    others = {e.data for e in registry.TASKS.values() if e.data and e.data != own}
+    out, i = [], 0
+    while i < len(extra):
+        if extra[i] == "--set" and i + 1 < len(extra):
+            key = extra[i + 1].split("=", 1)[0].strip()
+            parts = key.split(".")
+            if not (len(parts) > 2 and parts[0] == "data" and parts[1] in others):
+                out += extra[i:i + 2]
+            i += 2
+        else:
+            out.append(extra[i])
+            i += 1
+    return out
 
 
 def _one_at_a_time(plan: list[Planned], commands: list[list[str]]) -> list[tuple[Planned, int]] | None:

@@ -19,12 +19,18 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from suite.errors import ConfigError, UnknownNameError
 from suite.paths import RECIPES_DIR
+
+if TYPE_CHECKING:
+    from tasks.bidmc import BidmcOptions
+    from tasks.listops import ListOpsGeneratorOptions
+    from tasks.pathfinder import PathfinderOptions
+    from tasks.speech import SpeechOptions
 
 
 @dataclass
@@ -138,64 +144,36 @@ class TrainerConfig:
     time_limit: str | float | None = None
 
 
-@dataclass
-class GeneratorConfig:
-    """Procedural data, used when data.source = generated.
+def _task_options() -> dict[str, type]:
+    """The options classes of the tasks that take a `data.` section, by class name. Each task module owns its
+    class (tasks/listops.py, tasks/pathfinder.py, tasks/speech.py, tasks/bidmc.py); they are imported here on
+    first use, not with this module, because the task modules import torch and `suite --help` / `suite list`
+    read this module."""
+    from tasks.bidmc import BidmcOptions
+    from tasks.listops import ListOpsGeneratorOptions
+    from tasks.pathfinder import PathfinderOptions
+    from tasks.speech import SpeechOptions
 
-    ListOps follows LRA's generator (docs/generators.md §1): lengths strictly between
-    min_length and max_length, trees of depth <= max_depth with 2..max_args operands.
-    """
-
-    n_train: int = 96_000
-    n_val: int = 2_000
-    n_test: int = 2_000
-    min_length: int = 500  # exclusive
-    max_length: int = 2_000  # exclusive
-    max_depth: int = 10
-    max_args: int = 10
-    seed: int = 0
-    workers: int = 0  # generator processes; 0 = every core (the files do not depend on it)
+    return {c.__name__: c for c in (ListOpsGeneratorOptions, PathfinderOptions, SpeechOptions, BidmcOptions)}
 
 
-@dataclass
-class PathfinderConfig:
-    """Pathfinder / Path-X: which difficulty to read, and the generator used when data.source = generated
-    (docs/generators.md §2; the resolution comes from the task: 32 for pathfinder, 128 for pathx)."""
-
-    difficulty: Literal["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"] = "curv_contour_length_14"
-    split_seed: int = 42  # the reference's random 80/10/10 split
-    n_images: int = 200_000  # generated images (the release has 200k per difficulty)
-    seed: int = 0  # generator seed
-    workers: int = 0  # generator processes; 0 = every core (the images do not depend on it)
-
-
-@dataclass
-class SpeechConfig:
-    """Speech Commands: how the 8 kHz zero-shot input is made from the 16 kHz clips."""
-
-    resample: Literal["decimate", "torchaudio"] = "decimate"  # decimate = x[::2] as the reference; torchaudio = filtered
-    # per_position: each of the 16000 time positions standardised with its own train mean and std (the reference);
-    # global: one mean and std over every training sample
-    normalize: Literal["per_position", "global"] = "per_position"
-
-
-@dataclass
-class BidmcConfig:
-    """BIDMC: the reference pools train+test and reshuffles 70/15/15; `official` keeps the Monash split."""
-
-    split: Literal["reference", "official"] = "reference"
-    split_seed: int = 0
+def _task_section(name: str) -> Any:
+    """A DataConfig field holding the task options class `name`, made when a DataConfig is."""
+    return field(default_factory=lambda: _task_options()[name]())
 
 
 @dataclass
 class DataConfig:
+    """The data of a run: where, which source, how long; then one section per task that has options of its own
+    (the registry's `data` of a task names the section it takes; any other one set is refused by `resolve`)."""
+
     root: str | None = None  # None = SUITE_DATA or <checkout>/data
     source: Literal["release", "generated"] = "release"
     l_max: int = 2048
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)  # ListOps generator
-    pathfinder: PathfinderConfig = field(default_factory=PathfinderConfig)
-    speech: SpeechConfig = field(default_factory=SpeechConfig)
-    bidmc: BidmcConfig = field(default_factory=BidmcConfig)
+    generator: ListOpsGeneratorOptions = _task_section("ListOpsGeneratorOptions")  # listops
+    pathfinder: PathfinderOptions = _task_section("PathfinderOptions")  # pathfinder, pathx
+    speech: SpeechOptions = _task_section("SpeechOptions")  # speech, speech8k
+    bidmc: BidmcOptions = _task_section("BidmcOptions")  # bidmc_hr, bidmc_rr, bidmc_spo2
 
 
 @dataclass
@@ -296,7 +274,7 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass `cls` from a nested mapping, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: {prefix or 'the top level'} must be a mapping, got {data!r}.")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
@@ -311,6 +289,11 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
             )
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The field types of dataclass `cls`; DataConfig's name the task options classes, imported on first use."""
+    return typing.get_type_hints(cls, localns=_task_options() if cls is DataConfig else None)
 
 
 def model_from_dict(data: dict[str, Any], where: str = "model") -> ModelConfig:
@@ -488,6 +471,83 @@ def recipe_source(task: str, recipe: str) -> str:
     return str(load_recipe(task)["recipes"].get(recipe, {}).get("follows", ""))
 
 
+def _merge(task: str, preset: str, recipe: str | None, model: str | None, config_files: list[Path] | None,
+           overrides: list[str] | None, flags: dict[str, Any] | None, drop_others: bool = False) -> dict[str, Any]:
+    """The layers of a configuration merged (defaults < recipe < preset < model name < files < --set < flags),
+    not yet validated; `recipe` or `model` None leaves that layer out. What the user set (files, --set, flags)
+    is checked against the task's data options here (the recipes are checked by the tests); `drop_others`
+    drops the sections of other tasks instead of refusing them (no recipe sets one)."""
+    recipe_file = load_recipe(task)
+    presets = recipe_file["presets"]
+    if preset not in presets:
+        close = difflib.get_close_matches(preset, list(presets), n=1)
+        raise UnknownNameError(
+            f"unknown preset '{preset}' for task '{task}'." + (f" Did you mean '{close[0]}'?" if close else ""),
+            hint=f"presets of {task}: {', '.join(presets)}",
+        )
+    if recipe is not None and recipe not in recipe_file["recipes"]:
+        raise UnknownNameError(f"task '{task}' has no '{recipe}' recipe.",
+                               hint=f"recipes of {task}: {', '.join(recipe_file['recipes']) or 'none'}; add one to "
+                                    f"{recipe_path(task)}")
+    merged: dict[str, Any] = {"task": task, "preset": preset, "recipe": recipe or ""}
+    merged = deep_merge(merged, recipe_file.get("defaults") or {})
+    if recipe is not None:
+        merged = deep_merge(merged, recipe_file["recipes"][recipe].get("config") or {})
+    merged = deep_merge(merged, presets[preset] or {})
+    if model is not None:
+        merged = deep_merge(merged, {"model": {"name": model}})
+    user: dict[str, Any] = {}
+    for layer in [*(load_yaml(f) for f in config_files or []), *(parse_override(o) for o in overrides or []),
+                  flags or {}]:
+        merged, user = deep_merge(merged, layer), deep_merge(user, layer)
+    if drop_others and isinstance(merged.get("data"), dict):
+        merged["data"] = {k: v for k, v in merged["data"].items() if k not in _other_sections(task)}
+    check_task_data(task, user.get("data") if not drop_others else None)
+    return merged
+
+
+def _other_sections(task: str) -> set[str]:
+    """The `data.` sections that tasks other than `task` own (registry `data`)."""
+    from suite import registry
+
+    own = registry.task(task).data
+    return {e.data for e in registry.TASKS.values() if e.data and e.data != own}
+
+
+def check_task_data(task: str, data: Any) -> None:
+    """A `data.<section>` that another task owns (registry `data`), set for `task`: refused, naming the key, the
+    task and the tasks that take it; the task would never read it, so the run would silently differ from what
+    was asked. root, source, l_max and the task's own section are taken; other unknown keys are left to
+    `from_dict` (did-you-mean)."""
+    from suite import registry
+
+    if not isinstance(data, dict):
+        return
+    own = registry.task(task).data
+    for section, value in data.items():
+        owners = [name for name, e in registry.TASKS.items() if e.data == section]
+        if not owners or section == own:
+            continue
+        key = f"data.{section}" + (f".{next(iter(value))}" if isinstance(value, dict) and value else "")
+        taken = "root, source, l_max" + (f", {own}.*" if own else "")
+        raise ConfigError(f"config: task {task} does not take '{key}' (data.{section} is an option of "
+                          f"{', '.join(owners)}).",
+                          hint=f"data options of {task}: {taken}; drop '{key}', or choose --task {owners[0]}")
+
+
+def _check_chosen(cfg: RunConfig, chosen: dict[str, str]) -> None:
+    """A config file or --set that names another task, preset, recipe or model than the command chose."""
+    for name, value in chosen.items():
+        given = cfg.model.name if name == "model" else getattr(cfg, name)
+        if given != value:
+            where = "model.name" if name == "model" else name
+            raise ConfigError(f"config: {where} = {given!r} in a config file or --set, but the run is for {name} "
+                              f"{value!r}.",
+                              hint=f"remove '{where}' from the file / --set" + (
+                                  "; the recipe follows the model" if name == "recipe" else
+                                  f"; choose the {name} with --{name} only"))
+
+
 def resolve(
     task: str,
     model: str,
@@ -505,40 +565,31 @@ def resolve(
     from suite import registry
 
     recipe_name = recipe or registry.model(model).recipe
-    recipe_file = load_recipe(task)
-    presets = recipe_file["presets"]
-    if preset not in presets:
-        close = difflib.get_close_matches(preset, list(presets), n=1)
-        raise UnknownNameError(
-            f"unknown preset '{preset}' for task '{task}'." + (f" Did you mean '{close[0]}'?" if close else ""),
-            hint=f"presets of {task}: {', '.join(presets)}",
-        )
-    if recipe_name not in recipe_file["recipes"]:
-        raise UnknownNameError(f"task '{task}' has no '{recipe_name}' recipe.",
-                               hint=f"recipes of {task}: {', '.join(recipe_file['recipes']) or 'none'}; add one to "
-                                    f"{recipe_path(task)}")
-    merged: dict[str, Any] = {"task": task, "preset": preset, "recipe": recipe_name}
-    merged = deep_merge(merged, recipe_file.get("defaults") or {})
-    merged = deep_merge(merged, recipe_file["recipes"][recipe_name].get("config") or {})
-    merged = deep_merge(merged, presets[preset] or {})
-    merged = deep_merge(merged, {"model": {"name": model}})
-    for f in config_files or []:
-        merged = deep_merge(merged, load_yaml(f))
-    for o in overrides or []:
-        merged = deep_merge(merged, parse_override(o))
-    merged = deep_merge(merged, flags or {})
-    cfg = from_dict(RunConfig, merged)
-    for name, chosen, given in (("task", task, cfg.task), ("preset", preset, cfg.preset),
-                                ("recipe", recipe_name, cfg.recipe), ("model", model, cfg.model.name)):
-        if given != chosen:
-            where = "model.name" if name == "model" else name
-            raise ConfigError(f"config: {where} = {given!r} in a config file or --set, but the run is for {name} "
-                              f"{chosen!r}.",
-                              hint=f"remove '{where}' from the file / --set" + (
-                                  "; the recipe follows the model" if name == "recipe" else
-                                  f"; choose the {name} with --{name} only"))
+    cfg = from_dict(RunConfig, _merge(task, preset, recipe_name, model, config_files, overrides, flags))
+    _check_chosen(cfg, {"task": task, "preset": preset, "recipe": recipe_name, "model": model})
     check(cfg)
     return cfg
+
+
+def resolve_data(
+    task: str,
+    preset: str = "paper",
+    config_files: list[Path] | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    drop_others: bool = False,
+) -> DataConfig:
+    """The data configuration of `task` alone, for the data commands (`suite data`, `suite batch`'s data check):
+    the same as every model's run of that preset gets (no recipe sets `data`). The layers are merged and
+    validated as by `resolve`, so a file written for `suite run` serves as is and a typo anywhere is refused;
+    only the `model` section is not read: it needs a model, and it does not change the data. `drop_others`: one
+    set of options for many tasks (`suite data status` of every task), each task keeps the sections it takes."""
+    merged = _merge(task, preset, None, None, config_files, overrides, flags, drop_others)
+    merged.pop("model", None)
+    cfg = from_dict(RunConfig, merged)
+    _check_chosen(cfg, {"task": task, "preset": preset})
+    check(cfg)
+    return cfg.data
 
 
 def from_stored(data: dict[str, Any]) -> RunConfig:
@@ -711,7 +762,7 @@ def _check_trainer(t: TrainerConfig) -> None:
                    "e.g. auto, ddp, ddp_spawn, ddp_find_unused_parameters_true, fsdp")
 
 
-def _check_generator(g: GeneratorConfig) -> None:
+def _check_generator(g: ListOpsGeneratorOptions) -> None:
     """The ListOps generator's lengths and arity."""
     if not 0 <= g.min_length < g.max_length:
         raise ConfigError(

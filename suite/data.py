@@ -1,7 +1,8 @@
 """`suite data status|fetch|prepare|generate`: the registry's tasks, each through its task module.
 
 Every task module offers status / fetch / prepare (and generate where a generator exists); this
-module only loops over the tasks the user named, with each task's resolved DataConfig.
+module only loops over the tasks the user named, with each task's DataConfig (`config.resolve_data`: the
+data of a task does not depend on the model).
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from suite import registry
 from suite.errors import NotImplementedYet
 
 
-def _config(task: str, preset: str, config_files, overrides, data_dir: str | None):
-    from suite.config import resolve
+def _config(task: str, preset: str, config_files, overrides, data_dir: str | None, drop_others: bool = False):
+    from suite.config import resolve_data
 
-    return resolve(task, "s4d", preset, config_files, overrides, {"data": {"root": data_dir}} if data_dir else {})
+    return resolve_data(task, preset, config_files, overrides, {"data": {"root": data_dir}} if data_dir else {},
+                        drop_others)
 
 
 def _module(task: str):
     return registry.resolve(registry.task(task))
 
 
-def _root(cfg) -> Path:
+def _root(data) -> Path:
     from suite.train.build import data_root
 
-    return data_root(cfg)
+    return data_root(data)
 
 
 def _size(n: int) -> str:
@@ -45,21 +47,23 @@ def _preset_for(task: str, preset: str) -> str:
 
 def status(tasks: list[str], preset: str, config_files, overrides, data_dir: str | None) -> int:
     """One line per task: where its data should be, present or not, cache verified or not, size; then every
-    generated data set found (ListOps, Pathfinder, Path-X): parameters, examples, size, caches built from it."""
+    generated data set found (ListOps, Pathfinder, Path-X): parameters, examples, size, caches built from it.
+    No task named: every task, each reading the data sections it takes of the options given (`--set
+    data.generator.n_train=...` is ListOps's alone); a task named is refused another task's section."""
     from tabulate import tabulate
 
     rows, sets = [], {}
     for name in tasks or list(registry.TASKS):
         registry.task(name)  # an unknown name is a clean error
-        cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
-        module, root = _module(name), _root(cfg)
-        st = module.status(root, cfg.data)
+        data = _config(name, _preset_for(name, preset), config_files, overrides, data_dir, drop_others=not tasks)
+        module, root = _module(name), _root(data)
+        st = module.status(root, data)
         found = module.generated_sets(root) if hasattr(module, "generated_sets") else []
         sets.update({s.where: s for s in found})
         verified = {True: "yes", False: "CORRUPT (rebuilt on next use)", None: "not prepared"}[st.verified]
         present, note = ("yes" if st.present else "no"), st.note
         n_done = sum(s.complete for s in found)
-        if not st.present and cfg.data.source == "release" and n_done:
+        if not st.present and data.source == "release" and n_done:
             present = "generated only"
             note = (f"{n_done} generated set{'s' if n_done > 1 else ''} (below): train with --set data.source=generated;"
                     f" release files not fetched (suite data fetch {name})")
@@ -84,9 +88,9 @@ def _generated_row(s) -> list:
 def fetch(tasks: list[str], data_dir: str | None) -> int:
     """Download each task's raw files from its real source."""
     for name in tasks:
-        cfg = _config(name, "paper", None, None, data_dir)
-        print(f"fetching {name} into {_root(cfg)}", file=sys.stderr)
-        _module(name).fetch(_root(cfg), cfg.data, progress=True)
+        data = _config(name, "paper", None, None, data_dir)
+        print(f"fetching {name} into {_root(data)}", file=sys.stderr)
+        _module(name).fetch(_root(data), data, progress=True)
         print(f"{name}: raw files in place; next: suite data prepare {name}", file=sys.stderr)
     return 0
 
@@ -94,8 +98,8 @@ def fetch(tasks: list[str], data_dir: str | None) -> int:
 def prepare(tasks: list[str], preset: str, config_files, overrides, data_dir: str | None) -> int:
     """Convert each task's raw files into its cache (idempotent; a corrupt cache is rebuilt)."""
     for name in tasks:
-        cfg = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
-        entry = _module(name).prepare(_root(cfg), cfg.data, progress=True)
+        data = _config(name, _preset_for(name, preset), config_files, overrides, data_dir)
+        entry = _module(name).prepare(_root(data), data, progress=True)
         print(f"{name}: prepared ({entry})")
     return 0
 
@@ -106,8 +110,8 @@ def generate(task: str, preset: str, config_files, overrides, data_dir: str | No
     if not hasattr(module, "generate"):
         generators = [n for n, e in registry.TASKS.items() if hasattr(registry.resolve(e), "generate")]
         raise NotImplementedYet(f"task '{task}' has no generator.", hint=f"generators: {', '.join(generators)}")
-    cfg = _config(task, preset, config_files, overrides, data_dir)
-    folder = module.generate(_root(cfg), cfg.data, progress=True)
+    data = _config(task, preset, config_files, overrides, data_dir)
+    folder = module.generate(_root(data), data, progress=True)
     print(f"wrote {folder}")
     sets = " ".join(f"--set {s}" for s in overrides or [])
     print(f"train on it with: suite run --task {task} --model s4d --set data.source=generated {sets}".rstrip())

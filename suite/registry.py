@@ -23,6 +23,7 @@ class Entry:
     family: str = ""  # tasks only: the benchmark family, used as the default MLflow experiment
     metric: str = "accuracy"  # tasks only: the headline metric (accuracy, higher is better; rmse, lower)
     split: str = "test"  # tasks only: the split of the headline metric (speech8k: test8k, the 8 kHz test)
+    data: str = ""  # tasks only: the `data.` section of its own options (a DataConfig field); "" = none
     options: type | None = None  # models only: the options dataclass (suite/config.py) the model takes
     recipe: str = ""  # models only: the recipe family its `paper` preset follows (suite/recipes/<task>.yaml)
 
@@ -33,22 +34,25 @@ def _table(*entries: Entry) -> dict[str, Entry]:
 
 TASKS = _table(
     Entry("listops", "LRA ListOps: value of a nested MIN/MAX/MED/SM expression, 10 classes, <= 2048 tokens",
-          "tasks.listops", "lra"),
+          "tasks.listops", "lra", data="generator"),
     Entry("text", "LRA Text: IMDB sentiment from characters, 2 classes, <= 4096 characters", "tasks.text", "lra"),
     Entry("retrieval", "LRA Retrieval: do two AAN papers cite each other, 2 x 4000 characters", "tasks.retrieval",
           "lra"),
     Entry("image", "LRA Image: CIFAR-10 as 1024 grayscale pixels, 10 classes", "tasks.cifar:IMAGE", "lra"),
-    Entry("pathfinder", "LRA Pathfinder: are two dots connected, 32x32 = 1024 pixels", "tasks.pathfinder", "lra"),
-    Entry("pathx", "LRA Path-X: Pathfinder at 128x128 = 16384 pixels", "tasks.pathx", "lra"),
+    Entry("pathfinder", "LRA Pathfinder: are two dots connected, 32x32 = 1024 pixels", "tasks.pathfinder", "lra",
+          data="pathfinder"),
+    Entry("pathx", "LRA Path-X: Pathfinder at 128x128 = 16384 pixels", "tasks.pathx", "lra", data="pathfinder"),
     Entry("scifar", "Sequential CIFAR-10: 1024 RGB pixels, 10 classes", "tasks.cifar:SCIFAR", "scifar"),
-    Entry("speech", "Speech Commands v0.02: 35 words from raw 16 kHz audio, 16000 samples", "tasks.speech", "speech"),
+    Entry("speech", "Speech Commands v0.02: 35 words from raw 16 kHz audio, 16000 samples", "tasks.speech", "speech",
+          data="speech"),
     Entry("speech8k", "Speech Commands zero-shot at 8 kHz: a 16 kHz model tested on 8000 samples", "tasks.speech8k",
-          "speech", split="test8k"),
-    Entry("bidmc_hr", "BIDMC heart rate from PPG + ECG, 2 x 4000 samples, RMSE", "tasks.bidmc:HR", "bidmc", "rmse"),
+          "speech", split="test8k", data="speech"),
+    Entry("bidmc_hr", "BIDMC heart rate from PPG + ECG, 2 x 4000 samples, RMSE", "tasks.bidmc:HR", "bidmc", "rmse",
+          data="bidmc"),
     Entry("bidmc_rr", "BIDMC respiratory rate from PPG + ECG, 2 x 4000 samples, RMSE", "tasks.bidmc:RR", "bidmc",
-          "rmse"),
+          "rmse", data="bidmc"),
     Entry("bidmc_spo2", "BIDMC blood oxygen (SpO2) from PPG + ECG, 2 x 4000 samples, RMSE", "tasks.bidmc:SPO2", "bidmc",
-          "rmse"),
+          "rmse", data="bidmc"),
 )
 
 # The recipe families: `s4` = the state-spaces/s4 experiment configs (the published S4 and S4D rows),

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,6 +38,15 @@ RAW_DIR = Path("bidmc")
 RECORDS = {"HR": 4001456, "RR": 4001463, "SpO2": 4001464}
 SPLITS = ("train", "val", "test")
 LENGTH, CHANNELS = 4000, 2
+
+
+@dataclass
+class BidmcOptions:
+    """`data.bidmc` (bidmc_hr, bidmc_rr, bidmc_spo2): the reference pools train+test and reshuffles 70/15/15;
+    `official` keeps the Monash split."""
+
+    split: Literal["reference", "official"] = "reference"
+    split_seed: int = 0  # the reference split's seed (sklearn's random_state)
 
 
 def zenodo_url(target: str, filename: str) -> str:
@@ -106,14 +117,13 @@ class BidmcTask:
     def _missing(self, root: Path) -> list[str]:
         return [name for part, name in self.files.items() if not self._paths(root)[part].is_file()]
 
-    def _cache_entry(self, root: Path, cfg) -> tuple[Path, str]:
-        b = cfg.bidmc
+    def _cache_entry(self, root: Path, b: BidmcOptions) -> tuple[Path, str]:
         seed = b.split_seed if b.split == "reference" else None
         key = cache.fingerprint(list(self._paths(root).values()), split=b.split, seed=seed, version=1)
         return root / "cache" / self.name / key, key
 
     def status(self, root: Path, cfg) -> DataStatus:
-        return raw_status(root / RAW_DIR, self._missing(root), lambda: self._cache_entry(root, cfg),
+        return raw_status(root / RAW_DIR, self._missing(root), lambda: self._cache_entry(root, cfg.bidmc),
                           f"split {cfg.bidmc.split}", files=list(self._paths(root).values()))
 
     def fetch(self, root: Path, cfg, progress: bool = True) -> None:
@@ -133,7 +143,7 @@ class BidmcTask:
                 hint=f"`suite data fetch {self.name}` (downloads from Zenodo record {RECORDS[self.target]}), or "
                      f"put the files there yourself: {zenodo_url(self.target, self.files['TRAIN'])} and the TEST one",
             )
-        entry, key = self._cache_entry(root, cfg)
+        entry, key = self._cache_entry(root, cfg.bidmc)
 
         def make() -> dict[str, np.ndarray]:
             parsed = {part: read_ts(path, progress) for part, path in self._paths(root).items()}

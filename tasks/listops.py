@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,25 @@ SPLITS = ("train", "val", "test")
 SPECIALS = ("<pad>", "<unk>", "<eos>")
 N_CLASSES = 10
 LABELS = {str(k) for k in range(N_CLASSES)}
+
+
+@dataclass
+class ListOpsGeneratorOptions:
+    """`data.generator`: the ListOps generator, used when data.source = generated.
+
+    LRA's generator (docs/generators.md §1): lengths strictly between min_length and max_length, trees of
+    depth <= max_depth with 2..max_args operands. Every field but `workers` names the generated folder.
+    """
+
+    n_train: int = 96_000
+    n_val: int = 2_000
+    n_test: int = 2_000
+    min_length: int = 500  # exclusive
+    max_length: int = 2_000  # exclusive
+    max_depth: int = 10
+    max_args: int = 10
+    seed: int = 0
+    workers: int = 0  # generator processes; 0 = every core (the files do not depend on it)
 
 
 def tokenize(source: str) -> list[str]:
@@ -55,7 +75,7 @@ def read_tsv(path: Path) -> list[tuple[str, int]]:
     return rows
 
 
-def generated_dir(root: Path, gen) -> Path:
+def generated_dir(root: Path, gen: ListOpsGeneratorOptions) -> Path:
     name = (
         f"n{gen.n_train}-{gen.n_val}-{gen.n_test}_len{gen.min_length}-{gen.max_length}"
         f"_depth{gen.max_depth}_args{gen.max_args}_seed{gen.seed}"
@@ -63,7 +83,7 @@ def generated_dir(root: Path, gen) -> Path:
     return root / "generated" / "listops" / name
 
 
-def generator_params(gen) -> dict:
+def generator_params(gen: ListOpsGeneratorOptions) -> dict:
     keys = ("n_train", "n_val", "n_test", "min_length", "max_length", "max_depth", "max_args", "seed")
     return {k: getattr(gen, k) for k in keys}
 

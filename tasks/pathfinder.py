@@ -12,7 +12,9 @@ data.pathfinder.split_seed, as torch's random_split), grey [0, 1] -> (x - 0.5) /
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,11 +33,24 @@ N_CLASSES = 2
 BLACKLIST = {"curv_baseline/imgs/0/sample_172.png"}  # empty in the 32-px release (S4's loader skips it)
 
 
+@dataclass
+class PathfinderOptions:
+    """`data.pathfinder` (Pathfinder and Path-X): which difficulty to read, and the generator used when
+    data.source = generated (docs/generators.md §2; the resolution comes from the task: 32 for pathfinder,
+    128 for pathx)."""
+
+    difficulty: Literal["curv_baseline", "curv_contour_length_9", "curv_contour_length_14"] = "curv_contour_length_14"
+    split_seed: int = 42  # the reference's random 80/10/10 split
+    n_images: int = 200_000  # generated images (the release has 200k per difficulty)
+    seed: int = 0  # generator seed
+    workers: int = 0  # generator processes; 0 = every core (the images do not depend on it)
+
+
 def release_member(resolution: int) -> str:
     return f"pathfinder{resolution}"
 
 
-def generated_dir(root: Path, pf, resolution: int = RESOLUTION) -> Path:
+def generated_dir(root: Path, pf: PathfinderOptions, resolution: int = RESOLUTION) -> Path:
     """<root>/generated/pathfinder/pathfinder<res>_n<N>_seed<S>/ (holds one folder per difficulty)."""
     return root / "generated" / "pathfinder" / f"pathfinder{resolution}_n{pf.n_images}_seed{pf.seed}"
 
@@ -139,8 +154,8 @@ def _missing_error(level: Path, resolution: int) -> DataError:
     )
 
 
-def _cache_entry(root: Path, level: Path, cfg, resolution: int) -> tuple[Path, str]:
-    key = cache.fingerprint(metadata_files(level), resolution=resolution, difficulty=cfg.pathfinder.difficulty,
+def _cache_entry(root: Path, level: Path, pf: PathfinderOptions, resolution: int) -> tuple[Path, str]:
+    key = cache.fingerprint(metadata_files(level), resolution=resolution, difficulty=pf.difficulty,
                             decoder=1)
     return root / "cache" / f"pathfinder{resolution}" / key, key
 
@@ -148,7 +163,7 @@ def _cache_entry(root: Path, level: Path, cfg, resolution: int) -> tuple[Path, s
 def status(root: Path, cfg, resolution: int = RESOLUTION) -> DataStatus:
     level = files_dir(root, cfg, resolution)
     missing = [] if metadata_files(level) else [str(level / "metadata")]
-    return raw_status(level, missing, lambda: _cache_entry(root, level, cfg, resolution), cfg.source)
+    return raw_status(level, missing, lambda: _cache_entry(root, level, cfg.pathfinder, resolution), cfg.source)
 
 
 def prepare(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION) -> Path:
@@ -156,7 +171,7 @@ def prepare(root: Path, cfg, progress: bool = True, resolution: int = RESOLUTION
     level = generate(root, cfg, progress, resolution) if cfg.source == "generated" else files_dir(root, cfg, resolution)
     if not metadata_files(level):
         raise _missing_error(level, resolution)
-    entry, key = _cache_entry(root, level, cfg, resolution)
+    entry, key = _cache_entry(root, level, cfg.pathfinder, resolution)
     scratch = entry.with_name(entry.name + ".decoding.npy")
 
     def make() -> dict[str, np.ndarray]:

@@ -30,7 +30,9 @@ normalisation constants; training never decodes a WAV file.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,6 +58,17 @@ CLASSES = (
     "tree", "up", "visual", "yes", "backward", "bird", "dog", "eight", "follow", "four", "happy", "learn",
     "nine", "off", "one", "seven", "six", "stop", "three", "two", "wow", "zero",
 )
+
+
+@dataclass
+class SpeechOptions:
+    """`data.speech` (speech and speech8k): how the clips are standardised and how the 8 kHz zero-shot input is
+    made from the 16 kHz clips (the module's docstring says what each choice computes)."""
+
+    resample: Literal["decimate", "torchaudio"] = "decimate"  # decimate = x[::2] as the reference; torchaudio = filtered
+    # per_position: each of the 16000 time positions standardised with its own train mean and std (the reference);
+    # global: one mean and std over every training sample
+    normalize: Literal["per_position", "global"] = "per_position"
 
 
 def files_dir(root: Path) -> Path:

@@ -38,6 +38,15 @@ def test_batch_without_data_skips_every_task_and_says_why(tmp_path):
     assert "0 of 0 runs finished" in r.stderr
 
 
+def test_a_task_option_set_for_a_batch_reaches_only_the_tasks_that_take_it():
+    """`suite batch lra --set data.generator.n_train=640` sizes ListOps; text, image, ... run without it (a
+    `suite run` of theirs would refuse the key as ListOps' own)."""
+    extra = ["--set", "data.generator.n_train=640", "--set", "trainer.max_epochs=1", "--set", "data.pathfinder.seed=3"]
+    assert batch.for_task("listops", extra) == ["--set", "data.generator.n_train=640", "--set", "trainer.max_epochs=1"]
+    assert batch.for_task("pathx", extra) == ["--set", "trainer.max_epochs=1", "--set", "data.pathfinder.seed=3"]
+    assert batch.for_task("text", extra) == ["--set", "trainer.max_epochs=1"]
+
+
 def test_batch_rejects_an_unknown_model_before_running_anything(tmp_path):
     r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4x", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 2 and "unknown model 's4x'" in r.stderr and "Did you mean" in r.stderr

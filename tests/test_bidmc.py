@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from suite.config import BidmcConfig, DataConfig
+from suite.config import DataConfig
 from tasks import bidmc
 from tasks.errors import DataError
 from tasks.ts_format import read_ts
@@ -133,7 +133,7 @@ def test_loader_pools_and_reshuffles_train_and_test(bidmc_root):
 
 def test_official_split_keeps_the_monash_test_file(bidmc_root):
     root, (x_tr, y_tr), (x_te, y_te) = bidmc_root
-    cfg = DataConfig(bidmc=BidmcConfig(split="official"))
+    cfg = DataConfig(bidmc=bidmc.BidmcOptions(split="official"))
     data = bidmc.HR.load(root, cfg)
     assert (len(data.train), len(data.val), len(data.test)) == (24, 4, 12)  # val = last int(28 / 7) train cases
     np.testing.assert_array_equal(data.val[0][0].numpy(), x_tr[24])

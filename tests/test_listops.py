@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suite.config import DataConfig, GeneratorConfig
+from suite.config import DataConfig
 from tasks import listops
 from tasks.errors import DataError
 from tasks.generators import listops as gen
@@ -149,7 +149,7 @@ def test_corrupt_cache_is_rebuilt(release_root):
 
 
 def test_generated_source_generates_once(tmp_path):
-    cfg = DataConfig(source="generated", generator=replace(GeneratorConfig(), n_train=30, n_val=5, n_test=5,
+    cfg = DataConfig(source="generated", generator=replace(listops.ListOpsGeneratorOptions(), n_train=30, n_val=5, n_test=5,
                                                             min_length=5, max_length=50))
     listops.prepare(tmp_path, cfg, progress=False)
     folder = listops.generated_dir(tmp_path, cfg.generator)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from suite.config import DataConfig, PathfinderConfig
+from suite.config import DataConfig
 from tasks import pathfinder, pathx
 from tasks.errors import DataError
 from tasks.generators import pathfinder as gen
@@ -275,7 +275,7 @@ def test_the_known_empty_file_is_skipped(tmp_path):
     write_release(tmp_path, n_per_batch=(180,), level="curv_baseline")
     level = tmp_path / "lra_release/pathfinder32/curv_baseline"
     (level / "imgs/0/sample_172.png").write_bytes(b"")
-    cfg = DataConfig(pathfinder=PathfinderConfig(difficulty="curv_baseline"))
+    cfg = DataConfig(pathfinder=pathfinder.PathfinderOptions(difficulty="curv_baseline"))
     data = pathfinder.load(tmp_path, cfg)
     assert len(data.train) + len(data.val) + len(data.test) == 179
 
@@ -318,7 +318,7 @@ def test_corrupt_cache_is_rebuilt_and_status_says_so(tmp_path):
 
 
 def test_generated_source_generates_once_and_loads(tmp_path):
-    cfg = DataConfig(source="generated", pathfinder=replace(PathfinderConfig(), n_images=10, workers=1))
+    cfg = DataConfig(source="generated", pathfinder=replace(pathfinder.PathfinderOptions(), n_images=10, workers=1))
     data = pathfinder.load(tmp_path, cfg)
     level = pathfinder.files_dir(tmp_path, cfg)
     assert level == tmp_path / "generated/pathfinder/pathfinder32_n10_seed0/curv_contour_length_14"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from suite.config import DataConfig, SpeechConfig
+from suite.config import DataConfig
 from tasks import speech
 from tasks.errors import DataError
 from tasks.wav import read_pcm16, write_pcm16
@@ -162,7 +162,7 @@ def test_statistics_do_not_depend_on_the_chunk_size(sc_root):
 
 def test_global_option_standardises_with_one_mean_and_std(sc_root):
     root, clips = sc_root
-    data = speech.load(root, DataConfig(speech=SpeechConfig(normalize="global")))
+    data = speech.load(root, DataConfig(speech=speech.SpeechOptions(normalize="global")))
     assert data.stats == {}
     # The reference's arithmetic with one mean and std over every (padded) training sample.
     train = speech.scan(root / speech.RAW_DIR)["train"]
@@ -222,7 +222,7 @@ def test_torchaudio_option_filters_what_decimation_aliases(sc_root):
     """A 6 kHz tone lies above the 4 kHz Nyquist limit of 8 kHz audio: x[::2] folds it to 2 kHz at full
     strength, torchaudio's resampling removes it; a 500 Hz tone passes both."""
     root, _ = sc_root
-    data = speech.load(root, DataConfig(speech=SpeechConfig(resample="torchaudio")))
+    data = speech.load(root, DataConfig(speech=speech.SpeechOptions(resample="torchaudio")))
     assert data.collate_eval["test8k"] is speech.resample_clips
     for freq, kept in ((500.0, True), (6000.0, False)):
         batch = [(tone(freq), 0)]

@@ -88,7 +88,7 @@ def prepare_data(configs: list, data_dir: str | None) -> None:
             seen.add(key)
             if data_dir:
                 cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
-            registry.resolve(registry.task(cfg.task)).prepare(data_root(cfg), cfg.data)
+            registry.resolve(registry.task(cfg.task)).prepare(data_root(cfg.data), cfg.data)
 
 
 def main(args) -> int:

@@ -10,7 +10,7 @@ import inspect
 from pathlib import Path
 
 from suite import registry
-from suite.config import ModelConfig, RunConfig
+from suite.config import DataConfig, ModelConfig, RunConfig
 from suite.paths import default_data_root
 
 
@@ -45,14 +45,14 @@ def build_model(cfg: RunConfig, data):
     )
 
 
-def data_root(cfg: RunConfig) -> Path:
+def data_root(data: DataConfig) -> Path:
     """The data root: data.root (--data-dir), else SUITE_DATA or data/ of this checkout. A DataError (exit 4)
     when it exists but is not a folder."""
     from tasks.errors import DataError
 
-    root = Path(cfg.data.root).expanduser().resolve() if cfg.data.root else default_data_root()
+    root = Path(data.root).expanduser().resolve() if data.root else default_data_root()
     if root.exists() and not root.is_dir():
-        given = "--data-dir (data.root)" if cfg.data.root else "SUITE_DATA"
+        given = "--data-dir (data.root)" if data.root else "SUITE_DATA"
         raise DataError(f"the data root {root} is a file, not a folder.",
                         hint=f"point {given} at a folder (the one holding lra_release/, speech_commands_v0.02/, ...; "
                              "a missing one is created)")
@@ -65,7 +65,7 @@ def load_task(cfg: RunConfig):
     from tasks.base import check_splits
 
     task_module = registry.resolve(registry.task(cfg.task))
-    root = data_root(cfg)
+    root = data_root(cfg.data)
     task_module.prepare(root, cfg.data)
     data = task_module.load(root, cfg.data)
     check_splits(cfg.task, data, root, cfg.data.l_max)
