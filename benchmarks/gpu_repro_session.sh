@@ -10,7 +10,7 @@ python3 -c "import mlflow, optuna" 2>/dev/null || python3 -m pip install -q --no
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ "${1:-}" = check ]; then
   shift
-  python3 -m pytest -q -p no:cacheprovider -k gpu tests/test_cuda_graphs.py -rf 2>&1 | tail -40 > "$OUT/graphs.log"
+  python3 -m pytest -q -p no:cacheprovider -k gpu tests/suite/test_cuda_graphs.py -rf 2>&1 | tail -40 > "$OUT/graphs.log"
   tail -15 "$OUT/graphs.log"
   python3 -m suite.cli bench --train --no-track 2>&1 | tail -20 | tee "$OUT/train_bench.log"
 fi

@@ -23,7 +23,7 @@ for stage in "$@"; do
   echo "stage $stage: $(left) s left"
   case $stage in
     check)
-      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/test_cuda_graphs.py tests/test_loop.py tests/test_fast_paths.py \
+      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/suite/test_cuda_graphs.py tests/suite/test_loop.py tests/models/test_fast_paths.py \
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)

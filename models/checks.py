@@ -4,7 +4,7 @@ Each check runs a fast path (fp32: fused FFT convolution, the fused KB degree-2 
 and its plain PyTorch twin in fp32 and in float64 on the same inputs, and reports, per output and gradient,
 (fast error, plain fp32 error), each max |diff| / max |float64 value|. A fast path is right when it adds no
 error of its own beyond fp32 rounding: `within` for the layer, `triton_ok` for the kernels. The tests run
-them on a CPU (tests/test_fast_paths.py; tests/test_triton_kernels.py under Triton's interpreter), the GPU
+them on a CPU (tests/models/test_fast_paths.py; tests/models/test_triton_kernels.py under Triton's interpreter), the GPU
 scripts (benchmarks/fast_path_check.py, benchmarks/triton_check.py) on the GPU, at full size.
 """
 

@@ -15,7 +15,7 @@ which, with prefix power sums, is a handful of causal FFT convolutions per degre
 liquid_mode:
   reference (default) the public Liquid-S4 code's liquid term (raminmh/liquid-s4, class S4, liquid_kernel
             polyb / kb), quirks included: frozen init-time coefficients, time-flipped last-n_p combination
-            window, not causal. Checked against the public layer's numbers (tests/test_liquid_golden.py).
+            window, not causal. Checked against the public layer's numbers (tests/models/test_liquid_golden.py).
   exact     the expansion above, truncated after degree P:
 liquid_kernel (exact mode):
   kb    the full liquid kernel K_p for every lag, degrees 2..P: exact up to degree P, so the

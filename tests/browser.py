@@ -1,6 +1,6 @@
 """A headless Chromium driven over the Chrome DevTools Protocol, with the standard library only.
 
-Used by tests/test_ui_browser.py to look at `suite ui` as a user does: Chromium (the Debian package `chromium`)
+Used by tests/e2e/test_ui_browser.py to look at `suite ui` as a user does: Chromium (the Debian package `chromium`)
 is started with `--remote-debugging-port=0`, the port it picked is read from `DevToolsActivePort` in its
 profile folder, and one page is driven through a WebSocket (RFC 6455, written out here: no browser-automation
 package is a dependency). What the tests need and no more: navigate, evaluate JavaScript, wait until a

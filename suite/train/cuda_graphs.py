@@ -20,7 +20,7 @@ result: the network zeroes every position past a sequence's length before each S
 over valid positions only (models/block.py, models/heads.py), and the two parts that read the batch's
 own length, BatchNorm's training statistics and Liquid-S4's reference term, are given it as a device
 tensor (lengths.max(): the collate pads a batch to its longest sequence) and compute for it
-(models/padding.py; tests/test_cuda_graphs.py checks padded against unpadded in float64).
+(models/padding.py; tests/suite/test_cuda_graphs.py checks padded against unpadded in float64).
 
 The captured step is the eager step replayed (benchmarks/fast_path_check.py compares them on the GPU:
 outputs and every gradient within 1e-4 relative, measured 9e-7 to 2e-6).
@@ -129,7 +129,7 @@ class GraphedTraining:
             self.pool = torch.cuda.graph_pool_handle()
             # The parameters' AccumulateGrad nodes are created on make_graphed_callables' capture stream and
             # kept alive by the graph, so the first graphed backward warns of a stream mismatch: one stream sync,
-            # included in the throughput of BENCHMARKS.md; results unchanged (tests/test_cuda_graphs.py).
+            # included in the throughput of BENCHMARKS.md; results unchanged (tests/suite/test_cuda_graphs.py).
             torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(False)
         params = list(self.model.parameters())
         grads = [p.grad for p in params]  # the warm-up runs of the capture must not add to them

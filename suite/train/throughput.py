@@ -19,7 +19,7 @@ nothing per batch either.
   interval instead of every step; the bar itself moves every step.
 - `HostReads` finds such reads without a GPU: it records every call that copies a tensor's value to the host
   (`.item()`, `float(t)`, `bool(t)`, `.tolist()`, `.cpu()`, ...) during chosen training steps, with where it came
-  from. On a CPU these calls cost nothing, on a GPU each one is a wait; tests/test_loop.py and
+  from. On a CPU these calls cost nothing, on a GPU each one is a wait; tests/suite/test_loop.py and
   benchmarks/loop_overhead.py use it to show that the steps between two log points make none.
 """
 

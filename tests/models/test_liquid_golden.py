@@ -16,7 +16,7 @@ import torch
 
 from models.liquid import LiquidS4
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CASES = json.loads((GOLDEN / "liquid_reference.json").read_text())["cases"]
 ARRAYS = np.load(GOLDEN / "liquid_reference.npz")
 

@@ -26,7 +26,7 @@ from models.liquid import LiquidS4
 from models.s4 import S4
 from models.s4d import S4D
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 needs_triton = pytest.mark.skipif(vandermonde_triton.triton is None, reason="triton is not installed")
 
 

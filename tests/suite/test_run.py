@@ -15,7 +15,7 @@ from suite.train.build import load_task
 from suite.train.record import best_epoch_metrics
 from suite.train.resume import stored_config
 from tests.conftest import run_suite
-from tests.test_bidmc import make_cases, write_ts
+from tests.tasks.test_bidmc import make_cases, write_ts
 
 # ListOps smoke (640 generated training samples), batch 32 -> 20 steps per epoch, 6 epochs, seed 0. Measured on
 # 2 CPU cores (2026-12-01, seeds 0, 1, 2): best/test/accuracy 0.3125, 0.2812, 0.2812 against a majority class of

@@ -27,9 +27,9 @@ from suite.config import resolve
 from suite.tracking.lightning import MetricWriter
 from suite.train.run import train
 from suite.train.throughput import HostReads
-from tests.test_resume import start_suite, stop_at_checkpoint, store  # noqa: F401  (start_suite is a fixture)
+from tests.suite.test_resume import start_suite, stop_at_checkpoint, store  # noqa: F401  (start_suite is a fixture)
 
-GOLDEN = Path(__file__).parent / "golden" / "loop_smoke_history.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "loop_smoke_history.json"
 QUIET = ["trainer.progress_bar=false"]
 
 
@@ -211,7 +211,7 @@ def test_graphed_evaluation_scores_what_the_eager_pass_scores(model):
     8 kHz split), in inference mode as Lightning evaluates: the same outputs as the eager pass, also after the
     parameters changed (an optimizer step between two epochs) and for a longer batch that grows the kernels."""
     from suite.train.eval_graphs import GraphedEvaluation
-    from tests.test_cuda_graphs import VOCAB, network
+    from tests.suite.test_cuda_graphs import VOCAB, network
 
     net = network(model, []).cuda().eval()
     graphed = GraphedEvaluation(net)

@@ -7,7 +7,7 @@ a run's page (its description with the result), the sweep's view (trials by obje
 the trial runs (the objective plotted first). Without Chromium the test is skipped, unless
 SUITE_REQUIRE_CHROMIUM=1 (CI, `.ci/run` installs the Debian package `chromium`), where it fails instead.
 
-The screenshots in docs/ come from this test: `SUITE_UI_SCREENSHOTS=docs pytest tests/test_ui_browser.py`
+The screenshots in docs/ come from this test: `SUITE_UI_SCREENSHOTS=docs pytest tests/e2e/test_ui_browser.py`
 writes them there (elsewhere they go to the test's temporary folder).
 """
 
@@ -27,7 +27,7 @@ import yaml
 
 from tests.browser import Browser, find_chromium
 from tests.conftest import ROOT, run_suite, stop_group
-from tests.test_postgres import _free_port
+from tests.suite.test_postgres import _free_port
 
 TINY = ["--set", "data.generator.n_train=64", "--set", "data.generator.n_val=32", "--set",
         "data.generator.n_test=32", "--set", "trainer.batch_size=16", "--max-epochs", "2"]

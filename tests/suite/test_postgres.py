@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_suite, start_suite, stop_group
-from tests.test_sweep import TrialGate, assert_accounted, load_trials, runs_of, write_sweep
+from tests.suite.test_sweep import TrialGate, assert_accounted, load_trials, runs_of, write_sweep
 
 
 def _pg_bin() -> Path | None:

@@ -278,7 +278,7 @@ def test_vocabulary_ids_do_not_depend_on_the_hash_seed(tmp_path, release_root):
     for seed in ("1", "2", "3"):
         copy = tmp_path / f"root{seed}"
         shutil.copytree(root / listops.RELEASE_DIR, copy / listops.RELEASE_DIR)
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         r = subprocess.run([sys.executable, "-c", VOCAB_SCRIPT, str(copy)], capture_output=True, text=True, env=env,
                            timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]

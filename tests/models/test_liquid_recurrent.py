@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.liquid import LiquidS4
-from tests.test_liquid import recurrence
+from tests.models.test_liquid import recurrence
 
 
 def layer(kind: str, degree: int, L: int, seed: int = 0, **kw) -> LiquidS4:
@@ -77,7 +77,7 @@ def test_pb_is_the_zero_lag_part_of_the_exact_expansion():
     """PB degree 3: its quadratic term at k = u_k u_{k-1} times c_2 and its cubic term u_k u_{k-1} u_{k-2}
     times c_3 are the oracle's coefficients of exactly those products (catches a lost factor 2 in c_p and
     c_p = 0 for p >= 3; the order-of-convergence test cannot)."""
-    from tests.test_liquid import diagonal_liquid
+    from tests.models.test_liquid import diagonal_liquid
 
     pb, off = diagonal_liquid("pb", 3, L=24), diagonal_liquid("none", 3, L=24)
     with torch.no_grad():
@@ -97,7 +97,7 @@ def test_pb_is_the_zero_lag_part_of_the_exact_expansion():
 @pytest.mark.parametrize("degree, n", [(2, 2), (3, 2), (3, 3)])
 def test_kb_equals_the_exact_recurrence_when_the_expansion_ends(degree, n):
     """With n <= P nonzero inputs the exact recurrence has no terms of degree > n: KB of degree P equals it."""
-    from tests.test_liquid import diagonal_liquid
+    from tests.models.test_liquid import diagonal_liquid
 
     m = diagonal_liquid("kb", degree, L=24)
     u = impulses([3, 7, 8][:n], 0.8)

@@ -22,8 +22,8 @@ import pytest
 
 from suite import cli
 from tests.conftest import ROOT, run_suite
-from tests.test_resume import stop_at_checkpoint
-from tests.test_tables import table_of
+from tests.suite.test_resume import stop_at_checkpoint
+from tests.suite.test_tables import table_of
 
 SMOKE = ["run", "--task", "listops", "--model", "s4d", "--preset", "smoke", "--set", "trainer.batch_size=16",
          "--set", "trainer.progress_bar=false"]  # 640 training samples: 40 steps per epoch, 2 epochs
@@ -71,7 +71,7 @@ def committed(tmp_path_factory) -> Committed:
     c.suite(*SMOKE, "--seed", "3", "--run-name", "s4d-s3")
     c.export("s4d-s3")
 
-    # Ctrl-C in the second epoch, just after a periodic checkpoint (tests/test_resume.py): 1 of 2 epochs done.
+    # Ctrl-C in the second epoch, just after a periodic checkpoint (tests/suite/test_resume.py): 1 of 2 epochs done.
     # A store of its own: its checkpoint folder holds this run's only.
     interrupted = f"sqlite:///{c.root / 'interrupted' / 'mlflow.db'}"
     ckpt_root = c.root / "interrupted" / "checkpoints"

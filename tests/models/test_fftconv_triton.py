@@ -21,7 +21,7 @@ import torch
 from models.kernels import fftconv_triton
 from models.kernels.fftconv import fft_conv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = """
 import json, torch
