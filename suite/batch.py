@@ -126,8 +126,9 @@ def for_task(task: str, extra: list[str]) -> list[str]:
     """`extra` without the `--set data.<section>....` of sections that other tasks own (registry `data`): a batch's
     `--set data.generator.n_train=...` sizes ListOps and leaves the family's other tasks alone, where `suite run`
     of one of them would refuse it (config.check_task_data)."""
-    own = registry.task(task).data
-    others = {e.data for e in registry.TASKS.values() if e.data and e.data != own}
+    from suite.config import other_sections
+
+    others = other_sections(task)
     out, i = [], 0
     while i < len(extra):
         if extra[i] == "--set" and i + 1 < len(extra):

@@ -501,12 +501,12 @@ def _merge(task: str, preset: str, recipe: str | None, model: str | None, config
                   flags or {}]:
         merged, user = deep_merge(merged, layer), deep_merge(user, layer)
     if drop_others and isinstance(merged.get("data"), dict):
-        merged["data"] = {k: v for k, v in merged["data"].items() if k not in _other_sections(task)}
+        merged["data"] = {k: v for k, v in merged["data"].items() if k not in other_sections(task)}
     check_task_data(task, user.get("data") if not drop_others else None)
     return merged
 
 
-def _other_sections(task: str) -> set[str]:
+def other_sections(task: str) -> set[str]:
     """The `data.` sections that tasks other than `task` own (registry `data`)."""
     from suite import registry
 

@@ -53,7 +53,6 @@ def family_columns(family: str) -> list[Column]:
     raise UnknownNameError(f"unknown table family '{family}'.", hint=f"families: {', '.join(registry.FAMILIES)}")
 
 
-FAMILIES = registry.FAMILIES  # the tables, one per family, in this order
 TITLES = {
     "lra": "Long Range Arena: test accuracy (%)",
     "scifar": "Sequential CIFAR-10: test accuracy (%)",

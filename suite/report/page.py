@@ -24,7 +24,7 @@ from pathlib import Path
 
 from suite import registry
 from suite.report import bundled, render, tables
-from suite.report.columns import FAMILIES, Column
+from suite.report.columns import Column
 from suite.report.published import counterpart_of, load_paper
 from suite.report.runs import RunRecord
 from suite.report.tables import MIN_TEST_SAMPLES, REPRODUCTION, SMALL, Row, Table, split_of
@@ -313,7 +313,7 @@ def main(args) -> int:
     db = uris.sqlite_path(uri)
     store_exists = db is None or db.exists()
 
-    built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in FAMILIES]
+    built = [tables.build(family, uri, bundles=folder, use_bundles=use_bundles) for family in registry.FAMILIES]
     figs: list[Figure] = []
     committed: list[CommittedFigure] = []
     for t in built:

@@ -417,7 +417,7 @@ def test_published_rows_name_their_counterparts_and_sources():
                                       for m in ("liquid_s4_kb", "liquid_s4_pb")}}
     stated = {"lra": {"avg": "abstract", "listops": "text"}, "scifar": {"scifar": "text"},
               "speech": {"speech": "abstract", "speech8k": "text"}, "bidmc": {}}
-    for family in columns.FAMILIES:
+    for family in registry.FAMILIES:
         rows = {r.name: r for r in published.load_paper(family)}
         for name, want in expected.items():
             got = {(c.model, c.recipe, c.init, c.liquid_mode, c.liquid) for c in rows[name].counterparts}
