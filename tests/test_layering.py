@@ -79,7 +79,7 @@ TRAIN_IMPORTS = {
     "trainer": {"timelimit", "record", "guards", "progress", "throughput", "datamodule", "lightning_module"},
     "run": {"build", "record", "trainer", "failures", "timelimit"},
     "resume": {"run", "record"},
-    "evaluate": {"build", "datamodule", "lightning_module"},
+    "evaluate": {"build", "record", "datamodule", "lightning_module"},
 }
 
 

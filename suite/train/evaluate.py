@@ -25,9 +25,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from suite import __version__, registry
-from suite.config import RunConfig, dump, from_stored, run_params, to_dict
+from suite.config import RunConfig, from_stored, run_params, to_dict
 from suite.errors import BundleError, ConfigError
 from suite.tracking import probe, provenance, store, uris
+from suite.train.record import log_config, masked, task_metric
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
 
@@ -143,20 +144,17 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
     }
     run_name = cfg.tracking.run_name or f"{cfg.task}-{source.model.name}-from-{run_id[:8]}"
     new_id = store.start_run(uri, experiment_id, run_name, tags)
-    store.log_params(uri, new_id, {**run_params(eval_cfg), "n_params": n_params, "from_run": run_id})
+    store.log_params(uri, new_id, {**run_params(masked(eval_cfg)), "n_params": n_params, "from_run": run_id})
     print(f"run {new_id} ({run_name}): evaluating run {run_id}'s best checkpoint -> experiment '{experiment}' "
           f"in {uris.mask(uri)}", file=sys.stderr)
     try:
         metrics = _evaluate(eval_cfg, model, data)
-        metric = "accuracy" if data.problem == "classification" else "rmse"
+        metric, _ = task_metric(data)
         best = {f"best/{k}": v for k, v in metrics.items() if k.split("/")[-1] in ("loss", metric)}
         if "epoch" in state:
             best["best/epoch"] = float(state["epoch"])
         store.log_metrics(uri, new_id, {**metrics, **best})
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg_file = Path(tmp) / "config.yaml"
-            cfg_file.write_text(dump(eval_cfg))
-            store.log_artifact(uri, new_id, cfg_file)
+        log_config(uri, new_id, eval_cfg)
     except KeyboardInterrupt:
         store.set_terminated(uri, new_id, "KILLED")
         raise
