@@ -122,7 +122,9 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: int | str = "auto"
     precision: str = "32-true"
-    num_workers: int = 0
+    # data-loading processes per training process; auto: 2 when training on a GPU (batches are made while the GPU
+    # trains, off the training thread), 0 on a CPU (suite/train/datamodule.py, loader_workers)
+    num_workers: int | Literal["auto"] = "auto"
     limit_train_batches: int | float = 1.0  # a fraction of the epoch (float) or a number of batches (int)
     limit_val_batches: int | float = 1.0
     log_every_n_steps: int = 50
@@ -673,7 +675,7 @@ def _check_ranges(cfg: RunConfig) -> None:
         "optim.weight_decay": o.weight_decay,
         "optim.grad_clip": o.grad_clip,
         "optim.warmup_steps": o.warmup_steps,
-        "trainer.num_workers": t.num_workers,
+        "trainer.num_workers": 0 if t.num_workers == "auto" else t.num_workers,
         "data.generator.seed": g.seed,
         "data.generator.workers": g.workers,
     }

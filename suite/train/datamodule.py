@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning.pytorch as L
 from torch.utils.data import DataLoader
 
 from tasks.base import TaskData
+
+
+def loader_workers(setting: int | str, on_gpu: bool, processes: int = 1) -> int:
+    """`trainer.num_workers`: a number as given; auto: 2 data-loading processes per training process on a GPU, so
+    that batches are loaded and collated while the GPU trains instead of on the training thread between steps
+    (with CUDA graphs the host's time per step sets the pace: suite/train/cuda_graphs.py), fewer when the machine
+    has few cores; 0 on a CPU, where workers would take the cores the training uses. The batches are the same
+    either way: the order is drawn in the main process and every collate is deterministic."""
+    if setting != "auto":
+        return int(setting)
+    if not on_gpu:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(2, cores // max(processes, 1) - 1))
 
 
 class TaskDataModule(L.LightningDataModule):

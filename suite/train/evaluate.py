@@ -172,7 +172,7 @@ def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> d
     training)."""
     import lightning.pytorch as L
 
-    from suite.train.datamodule import TaskDataModule
+    from suite.train.datamodule import TaskDataModule, loader_workers
     from suite.train.lightning_module import SequenceModule
 
     class SplitsDataModule(TaskDataModule):
@@ -181,10 +181,11 @@ def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> d
             return list(splits) if splits else self.data.eval_splits
 
     t = cfg.trainer
-    datamodule = SplitsDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers,
-                                  pin_memory=t.accelerator in ("gpu", "cuda"))
+    on_gpu = t.accelerator in ("gpu", "cuda")
+    datamodule = SplitsDataModule(data, t.batch_size, t.eval_batch_size, loader_workers(t.num_workers, on_gpu),
+                                  pin_memory=on_gpu)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
-    module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits, to_dict(cfg),
+    module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits, to_dict(cfg),
                             eval_rate)
     trainer = L.Trainer(accelerator=t.accelerator, devices=1, precision=t.precision, logger=False,
                         limit_val_batches=t.limit_val_batches, enable_progress_bar=t.progress_bar,

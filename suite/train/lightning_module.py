@@ -1,10 +1,11 @@
-"""The LightningModule: one loss, per-split metrics, and the optimiser of `suite.train.optim`.
+"""The LightningModule: one loss, per-split epoch metrics, and the optimiser of `suite.train.optim`.
 
-Validation runs over every evaluation split (val, test, ...) each epoch; metrics are logged as
-`<split>/loss` and `<split>/accuracy` (classification) or `<split>/rmse` (regression); each evaluation
-split also logs `<split>/n_samples`: the number of samples scored in the epoch (every sample of the
-split, or fewer under `trainer.limit_val_batches`; summed over DDP ranks, whose samplers may repeat a
-few samples to give every rank the same count). Tables show the test split's count beside the accuracy.
+Validation runs over every evaluation split (val, test, ...) each epoch. Each split's metrics (`<split>/loss`,
+`<split>/accuracy` or `<split>/rmse`, `<split>/n_samples` for the evaluation splits) are accumulated on the device
+batch by batch and logged once, at the end of the epoch (suite/train/epoch_metrics.py, which defines them); the
+training loss of a single step, `train/loss_step`, is logged at the steps the loggers write (every
+`trainer.log_every_n_steps`). Per-batch `self.log` calls would cost more host time than a graphed ListOps step takes
+on the GPU. Tables show the test split's count beside the accuracy.
 """
 
 from __future__ import annotations
@@ -13,36 +14,27 @@ import sys
 
 import lightning.pytorch as L
 import torch
-import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
 from suite.errors import ConfigError
+from suite.train.epoch_metrics import EpochMeter
 from suite.train.optim import make_optimizer
-
-
-def _metric(problem: str, n_classes: int) -> torchmetrics.Metric:
-    """Accumulated on the device; read once per epoch. validate_args=False: the label check (torch.unique) would
-    read the GPU at every step (suite/train/throughput.py); labels are checked when the data is loaded (tasks.base)."""
-    if problem == "classification":
-        return torchmetrics.classification.MulticlassAccuracy(num_classes=n_classes, average="micro",
-                                                              validate_args=False)
-    return torchmetrics.MeanSquaredError(squared=False)
+from suite.train.throughput import is_log_step
 
 
 class SequenceModule(L.LightningModule):
-    def __init__(self, model: nn.Module, problem: str, d_output: int, optim_cfg, eval_splits: list[str],
+    def __init__(self, model: nn.Module, problem: str, optim_cfg, eval_splits: list[str],
                  config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool | str = False):
         super().__init__()
         self.model = model
         self.problem = problem
-        self.metric_name = "accuracy" if problem == "classification" else "rmse"
         self.optim_cfg = optim_cfg
         self.eval_splits = list(eval_splits)
         self.config = config or {}
         self.eval_rate = dict(eval_rate or {})  # split -> SSM step-size multiplier (e.g. test8k: 2.0)
-        # keys get a trailing '_': 'train' would shadow nn.Module.train
-        self.metrics = nn.ModuleDict({f"{s}_": _metric(problem, d_output) for s in ["train", *self.eval_splits]})
+        self.meters = {s: EpochMeter(problem) for s in ["train", *self.eval_splits]}
+        self._resumed_sums: list[float] | None = None  # the training meter's sums of a checkpoint taken mid-epoch
         self.cuda_graph = cuda_graph
         self._graphed = None  # suite.train.cuda_graphs.GraphedTraining, made at the first training batch
         self._graphed_eval = None  # suite.train.eval_graphs.GraphedEvaluation, beside it
@@ -84,22 +76,11 @@ class SequenceModule(L.LightningModule):
         else:
             out = self(x, lengths, self.eval_rate.get(split))
         loss = self._loss(out, y)
-        preds = out if self.problem == "classification" else out.squeeze(-1)
-        self.metrics[f"{split}_"].update(preds, y if self.problem == "classification" else y.float())
-        n = len(y)
-        if split == "train":
+        self.meters[split].update(loss, out if self.problem == "classification" else out.squeeze(-1), y)
+        if split == "train" and is_log_step(self.trainer):
             # not prog_bar: Lightning reads progress-bar values at every step (a wait for the GPU);
             # suite.train.throughput.SteadyProgressBar shows this loss every log interval
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=n,
-                 add_dataloader_idx=False, sync_dist=True)
-        self.log(f"{split}/{self.metric_name}", self.metrics[f"{split}_"], on_step=False, on_epoch=True,
-                 prog_bar=split == "val", batch_size=n, add_dataloader_idx=False)
-        if split != "train":  # evaluation only: nothing more to do per training step
-            # n made on the device (a fill, no copy): a Python number would be copied to the GPU at every batch,
-            # a blocking copy that waits for the GPU (suite/train/throughput.py)
-            self.log(f"{split}/n_samples", torch.full((), float(n), device=y.device), on_step=False, on_epoch=True,
-                     reduce_fx="sum", batch_size=n, add_dataloader_idx=False, sync_dist=True)
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=len(y))
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -108,9 +89,43 @@ class SequenceModule(L.LightningModule):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._shared_step(batch, self.eval_splits[dataloader_idx])
 
+    def on_train_epoch_start(self) -> None:
+        self.meters["train"].reset()
+        if self._resumed_sums is not None:  # resumed mid-epoch: the epoch's metrics include the steps before the stop
+            self.meters["train"].sums = torch.tensor(self._resumed_sums, dtype=torch.float64, device=self.device)
+            self._resumed_sums = None
+
+    def on_validation_epoch_start(self) -> None:
+        for split in self.eval_splits:
+            self.meters[split].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch(["train"])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.eval_splits)
+
+    def _log_epoch(self, splits: list[str]) -> None:
+        """Log each split's epoch metrics, summed over the DDP ranks (one read by the host per split)."""
+        def over_ranks(t: torch.Tensor) -> torch.Tensor:
+            return self.trainer.strategy.reduce(t, reduce_op="sum")
+
+        for split in splits:
+            for name, value in self.meters[split].compute(over_ranks).items():
+                if split == "train" and name == "n_samples":
+                    continue
+                self.log(f"{split}/{name}", value, prog_bar=split == "val" and name != "n_samples",
+                         add_dataloader_idx=False)
+
     def configure_optimizers(self):
         opt, sched, interval = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["suite_config"] = self.config
+        sums = self.meters["train"].sums
+        if sums is not None:  # plain floats: the checkpoint loads with weights_only=True
+            checkpoint["suite_train_epoch_sums"] = sums.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_sums = checkpoint.get("suite_train_epoch_sums")

@@ -23,6 +23,7 @@ from suite.paths import checkpoints_dir
 from suite.ranks import RUN_ID_ENV
 from suite.tracking import liveness, provenance, store, ui, uris
 from suite.train import timelimit
+from suite.train.epoch_metrics import HIGHER_IS_BETTER, METRIC
 
 
 @dataclasses.dataclass
@@ -39,8 +40,8 @@ class RunRecord:
 
 def task_metric(data) -> tuple[str, bool]:
     """The metric a task's runs are selected and compared on, and whether higher is better."""
-    metric = "accuracy" if data.problem == "classification" else "rmse"
-    return metric, metric == "accuracy"
+    metric = METRIC[data.problem]
+    return metric, HIGHER_IS_BETTER[metric]
 
 
 def _record(cfg: RunConfig, run_id: str, already_logged: set | None = None) -> RunRecord:

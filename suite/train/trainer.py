@@ -71,7 +71,7 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
-    from suite.train.datamodule import TaskDataModule
+    from suite.train.datamodule import TaskDataModule, loader_workers
     from suite.train.guards import DivergenceGuard
     from suite.train.lightning_module import SequenceModule
     from suite.train.throughput import Throughput
@@ -81,9 +81,10 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{metric}",
                                  mode="max" if higher else "min", enable_version_counter=False)
     on_gpu = t.accelerator in ("gpu", "cuda") or t.accelerator == "auto" and torch.cuda.is_available()
-    datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, t.num_workers, pin_memory=on_gpu)
+    workers = loader_workers(t.num_workers, on_gpu, torch.cuda.device_count() if on_gpu else 1)
+    datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, workers, pin_memory=on_gpu)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
-    module = SequenceModule(model, data.problem, data.d_output, cfg.optim, datamodule.eval_splits,
+    module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits,
                             to_dict(masked(cfg)), eval_rate, cuda_graph=t.cuda_graph)
     logger = (ResumedMLFlowLogger(record.already_logged, tracking_uri=record.uri, run_id=record.run_id)
               if rank_zero else SilentLogger())

@@ -1,0 +1,100 @@
+"""The epoch metrics (suite/train/epoch_metrics.py): what each logged number means, checked against its definition
+computed over the whole epoch at once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from suite.train.epoch_metrics import HIGHER_IS_BETTER, METRIC, EpochMeter
+
+
+def _batches(sizes, classes=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for n in sizes:
+        if classes:
+            yield torch.randn(n, classes, generator=g), torch.randint(0, classes, (n,), generator=g)
+        else:
+            yield torch.randn(n, generator=g), torch.randn(n, generator=g)
+
+
+def test_classification_epoch_is_the_sample_weighted_loss_and_the_micro_accuracy():
+    meter = EpochMeter("classification")
+    outs, ys = [], []
+    for out, y in _batches([12, 12, 5], classes=10):  # a short last batch weighs by its size
+        meter.update(F.cross_entropy(out, y), out, y)
+        outs.append(out)
+        ys.append(y)
+    out, y = torch.cat(outs), torch.cat(ys)
+    got = meter.compute()
+    assert got["n_samples"] == 29
+    assert got["loss"] == pytest.approx(F.cross_entropy(out, y).item(), rel=1e-6)
+    assert got["accuracy"] == pytest.approx((out.argmax(-1) == y).float().mean().item())
+
+
+def test_regression_epoch_is_the_root_of_the_mean_squared_error():
+    meter = EpochMeter("regression")
+    outs, ys = [], []
+    for out, y in _batches([8, 3]):
+        meter.update(F.mse_loss(out, y), out, y)
+        outs.append(out)
+        ys.append(y)
+    out, y = torch.cat(outs), torch.cat(ys)
+    got = meter.compute()
+    assert set(got) == {"loss", "rmse", "n_samples"}
+    assert got["rmse"] == pytest.approx(math.sqrt(F.mse_loss(out, y).item()), rel=1e-6)
+    assert got["loss"] == pytest.approx(F.mse_loss(out, y).item(), rel=1e-6)
+
+
+def test_reset_starts_a_new_epoch_and_an_empty_epoch_logs_nothing():
+    meter = EpochMeter("classification")
+    assert meter.compute() == {}
+    out, y = next(_batches([4], classes=3))
+    meter.update(F.cross_entropy(out, y), out, y)
+    meter.reset()
+    assert meter.compute() == {}
+    meter.update(F.cross_entropy(out, y), out, y)
+    assert meter.compute()["n_samples"] == 4
+
+
+def test_the_sums_are_reduced_over_ranks_before_the_ratios():
+    """Two ranks' sums added (what the strategy's all-reduce does), then divided: the accuracy of all samples."""
+    a, b = EpochMeter("classification"), EpochMeter("classification")
+    (oa, ya), (ob, yb) = _batches([6, 2], classes=4, seed=3)
+    a.update(F.cross_entropy(oa, ya), oa, ya)
+    b.update(F.cross_entropy(ob, yb), ob, yb)
+    got = a.compute(lambda t: t + b.sums)
+    out, y = torch.cat([oa, ob]), torch.cat([ya, yb])
+    assert got["n_samples"] == 8
+    assert got["accuracy"] == pytest.approx((out.argmax(-1) == y).float().mean().item())
+
+
+def test_one_metric_per_problem_and_its_direction():
+    assert METRIC == {"classification": "accuracy", "regression": "rmse"}
+    assert HIGHER_IS_BETTER["accuracy"] and not HIGHER_IS_BETTER["rmse"]
+    with pytest.raises(ValueError, match="unknown problem 'ranking'"):
+        EpochMeter("ranking")
+
+
+def test_a_checkpoint_taken_mid_epoch_carries_the_training_sums_to_the_resumed_epoch():
+    """The resumed epoch's train/loss and train/accuracy cover the whole epoch, the steps before the stop too; the
+    checkpoint holds them as plain floats (it must load with weights_only=True)."""
+    from suite.config import OptimConfig
+    from suite.train.lightning_module import SequenceModule
+
+    before = SequenceModule(torch.nn.Linear(3, 4), "classification", OptimConfig(), ["val"])
+    out, y = next(_batches([10], classes=4))
+    before.meters["train"].update(F.cross_entropy(out, y), out, y)
+    checkpoint: dict = {}
+    before.on_save_checkpoint(checkpoint)
+    assert all(isinstance(v, float) for v in checkpoint["suite_train_epoch_sums"])
+
+    after = SequenceModule(torch.nn.Linear(3, 4), "classification", OptimConfig(), ["val"])
+    after.on_load_checkpoint(checkpoint)
+    after.on_train_epoch_start()  # the resumed epoch starts with the saved sums
+    assert after.meters["train"].compute() == before.meters["train"].compute()
+    after.on_train_epoch_start()  # the next epoch starts from zero
+    assert after.meters["train"].compute() == {}
