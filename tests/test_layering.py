@@ -71,11 +71,11 @@ def test_the_report_package_imports_one_way():
 # resume.py and evaluate.py are the other entry points. Nothing below run.py imports it.
 TRAIN_IMPORTS = {
     "build": set(), "failures": set(), "timelimit": set(), "optim": set(), "datamodule": set(),
-    "cuda_graphs": set(), "throughput": set(), "progress": set(),
+    "cuda_graphs": set(), "throughput": set(), "progress": set(), "epoch_metrics": set(),
     "eval_graphs": {"cuda_graphs"},
-    "lightning_module": {"optim", "cuda_graphs", "eval_graphs"},
+    "lightning_module": {"optim", "cuda_graphs", "eval_graphs", "epoch_metrics", "throughput"},
     "guards": {"timelimit", "throughput"},
-    "record": {"timelimit"},
+    "record": {"timelimit", "epoch_metrics"},
     "trainer": {"timelimit", "record", "guards", "progress", "throughput", "datamodule", "lightning_module"},
     "run": {"build", "record", "trainer", "failures", "timelimit"},
     "resume": {"run", "record"},

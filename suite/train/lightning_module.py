@@ -34,6 +34,7 @@ class SequenceModule(L.LightningModule):
         self.config = config or {}
         self.eval_rate = dict(eval_rate or {})  # split -> SSM step-size multiplier (e.g. test8k: 2.0)
         self.meters = {s: EpochMeter(problem) for s in ["train", *self.eval_splits]}
+        self._train_epoch_logged = False
         self._resumed_sums: list[float] | None = None  # the training meter's sums of a checkpoint taken mid-epoch
         self.cuda_graph = cuda_graph
         self._graphed = None  # suite.train.cuda_graphs.GraphedTraining, made at the first training batch
@@ -91,6 +92,7 @@ class SequenceModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.meters["train"].reset()
+        self._train_epoch_logged = False
         if self._resumed_sums is not None:  # resumed mid-epoch: the epoch's metrics include the steps before the stop
             self.meters["train"].sums = torch.tensor(self._resumed_sums, dtype=torch.float64, device=self.device)
             self._resumed_sums = None
@@ -99,8 +101,20 @@ class SequenceModule(L.LightningModule):
         for split in self.eval_splits:
             self.meters[split].reset()
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # The training metrics are logged after the epoch's last batch, not in on_train_epoch_end: Lightning runs
+        # the callbacks' on_train_epoch_end before the module's, and the progress line of the epoch
+        # (suite/train/progress.py) reports them from there.
+        if self.trainer.is_last_batch:
+            self._log_train_epoch()
+
     def on_train_epoch_end(self) -> None:
-        self._log_epoch(["train"])
+        self._log_train_epoch()  # an epoch cut short (max_steps, a stop) has no last batch
+
+    def _log_train_epoch(self) -> None:
+        if not self._train_epoch_logged:
+            self._train_epoch_logged = True
+            self._log_epoch(["train"])
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch(self.eval_splits)
@@ -115,7 +129,7 @@ class SequenceModule(L.LightningModule):
                 if split == "train" and name == "n_samples":
                     continue
                 self.log(f"{split}/{name}", value, prog_bar=split == "val" and name != "n_samples",
-                         add_dataloader_idx=False)
+                         on_step=False, on_epoch=True, batch_size=1, add_dataloader_idx=False)
 
     def configure_optimizers(self):
         opt, sched, interval = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
@@ -124,7 +138,9 @@ class SequenceModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["suite_config"] = self.config
         sums = self.meters["train"].sums
-        if sums is not None:  # plain floats: the checkpoint loads with weights_only=True
+        trainer = self._trainer
+        epoch_done = trainer is not None and trainer.is_last_batch  # the resumed run starts the next epoch afresh
+        if sums is not None and not epoch_done:  # plain floats: the checkpoint loads with weights_only=True
             checkpoint["suite_train_epoch_sums"] = sums.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

@@ -98,3 +98,51 @@ def test_a_checkpoint_taken_mid_epoch_carries_the_training_sums_to_the_resumed_e
     assert after.meters["train"].compute() == before.meters["train"].compute()
     after.on_train_epoch_start()  # the next epoch starts from zero
     assert after.meters["train"].compute() == {}
+
+
+class _Pooled(torch.nn.Module):
+    """The smallest network with the suite's signature: (B, L, 3) -> (B, 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 4)
+
+    def forward(self, x, lengths=None, rate=None):
+        return self.linear(x.mean(1))
+
+
+def test_in_a_real_fit_the_epoch_metrics_reach_the_callbacks_and_only_a_mid_epoch_checkpoint_keeps_the_sums(tmp_path):
+    """Through Lightning itself: the callbacks' on_train_epoch_end (where the progress line of the epoch is written)
+    sees train/loss and train/accuracy; a checkpoint taken after the second of four batches carries the sums of
+    those two batches, one taken at the end of the epoch none (the resumed run starts the next epoch from zero)."""
+    import lightning.pytorch as L
+
+    from suite.config import OptimConfig
+    from suite.train.lightning_module import SequenceModule
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 5, 3, generator=g), torch.randint(0, 4, (16,), generator=g)
+    batches = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=4,
+                                          collate_fn=lambda b: (torch.stack([s[0] for s in b]),
+                                                                torch.stack([s[1] for s in b]), None))
+    seen, saved = {}, {}
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 1:
+                trainer.save_checkpoint(tmp_path / "mid.ckpt")
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+            trainer.save_checkpoint(tmp_path / "end.ckpt")
+
+    module = SequenceModule(_Pooled(), "classification", OptimConfig(), ["val"])
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[Watch()])
+    trainer.fit(module, train_dataloaders=batches)
+    assert {"train/loss", "train/accuracy"} <= set(seen)
+    for name in ("mid", "end"):
+        saved[name] = torch.load(tmp_path / f"{name}.ckpt", weights_only=True)
+    assert "suite_train_epoch_sums" not in saved["end"]
+    loss_sum, correct, n = saved["mid"]["suite_train_epoch_sums"]
+    assert n == 8 and 0 <= correct <= 8 and loss_sum > 0
