@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES = {
     "s4d": ("s4d", []),
+    "s4d_workers0": ("s4d", ["trainer.num_workers=0"]),  # batches made on the training thread
+    "pb_reference_workers0": ("liquid_s4_pb", ["trainer.num_workers=0"]),
     "pb_exact": ("liquid_s4_pb", ["model.liquid_mode=exact"]),
     "pb_reference": ("liquid_s4_pb", []),
     "kb_reference": ("liquid_s4_kb", []),
@@ -68,7 +70,11 @@ class _LogTime:
             logger.log_metrics = timed
 
 
-def _probe(warmup: int, steps: int, record: dict, gpu: bool):
+def _n_graphs(pl_module) -> int:
+    return len(pl_module._graphed.graphs) if pl_module._graphed is not None else 0
+
+
+def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | None = None):
     import lightning.pytorch as L
     import torch
 
@@ -102,6 +108,8 @@ def _probe(warmup: int, steps: int, record: dict, gpu: bool):
             if step == warmup:
                 sync()
                 record["t0"] = time.perf_counter()
+                record["cpu0"] = time.thread_time()
+                record["graphs_at_t0"] = _n_graphs(pl_module)
                 record["syncs"] = []
                 if gpu:
                     torch.cuda.set_sync_debug_mode("warn")
@@ -110,12 +118,22 @@ def _probe(warmup: int, steps: int, record: dict, gpu: bool):
             elif step == warmup + 20 and gpu:
                 torch.cuda.set_sync_debug_mode(0)
                 warnings.showwarning = self._show
+                if profile is not None:  # the host's time by function over the rest of the steady steps
+                    import cProfile
+
+                    self._profiler = cProfile.Profile()
+                    self._profiler.enable()
             elif step == warmup + steps:
                 sync()
                 record["seconds"] = time.perf_counter() - record["t0"]
+                record["thread_cpu_seconds"] = time.thread_time() - record["cpu0"]
+                if getattr(self, "_profiler", None) is not None:
+                    self._profiler.disable()
+                    self._profiler.dump_stats(str(profile))
+                    self._profiler = None
                 record["steps"] = steps
                 record["batch"] = len(batch[1])
-                record["graphs"] = len(pl_module._graphed.graphs) if pl_module._graphed is not None else 0
+                record["graphs"] = _n_graphs(pl_module)  # more than graphs_at_t0: captures inside the window
 
         def _record(self, message, category, filename, lineno, file=None, line=None):
             stack = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}"
@@ -141,14 +159,27 @@ def run_case(name: str, args, out: Path) -> dict:
              "tracking": {"uri": f"sqlite:///{(out / 'mlflow.db').resolve()}", "experiment": "loop-overhead"}}
     cfg = resolve("listops", model, "paper", None, sets, flags, recipe="liquid_s4")
     record: dict = {"case": name, "model": model, "overrides": overrides, "n_train": args.n_train, "n_eval": n_eval}
-    train(cfg, callbacks=[_probe(args.warmup, args.steps, record, gpu=True)], extra_tags={"suite.kind": "loop-overhead"})
+    profile = out / f"host_profile_{name}.prof" if args.profile else None
+    train(cfg, callbacks=[_probe(args.warmup, args.steps, record, gpu=True, profile=profile)],
+          extra_tags={"suite.kind": "loop-overhead"})
+    if profile is not None:
+        import io
+        import pstats
+
+        for order in ("cumulative", "tottime"):
+            text = io.StringIO()
+            pstats.Stats(str(profile), stream=text).sort_stats(order).print_stats(45)
+            (out / f"host_profile_{name}_{order}.txt").write_text(text.getvalue())
     steady = record["steps"] * record["batch"] / record["seconds"]
     epoch = record["epoch_samples"] / record["epoch_seconds"]
     late = record["late_samples"] / record["late_seconds"]
     bench = bench_train(model, torch.device("cuda"), overrides=overrides, cuda_graph=True)["samples_per_s"]
     return {**record, "epoch_samples_per_s": epoch, "steady_samples_per_s": steady, "bench_samples_per_s": bench,
             "epoch_ratio": epoch / bench, "late_epoch_samples_per_s": late, "late_epoch_ratio": late / bench,
-            "steady_ratio": steady / bench, "n_syncs": len(record.get("syncs", []))}
+            "steady_ratio": steady / bench, "n_syncs": len(record.get("syncs", [])),
+            "steady_ms_per_step": 1000 * record["seconds"] / record["steps"],
+            "host_cpu_ms_per_step": 1000 * record["thread_cpu_seconds"] / record["steps"],
+            "bench_ms_per_step": 1000 * record["batch"] / bench}
 
 
 def run_cpu(args, out: Path) -> dict:
@@ -224,6 +255,9 @@ def main() -> int:
     p.add_argument("--n-train", type=int, default=24000, help="training samples (an epoch of n_train / 12 steps)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=40)
+    p.add_argument("--profile", action="store_true",
+                   help="cProfile the training thread over the steady steps after the first 20 (GPU cases): "
+                        "host_profile_CASE_{cumulative,tottime}.txt in DIR; the timings then include its cost")
     p.add_argument("--cpu", action="store_true", help="the host's share on the CPU (automatic without a GPU)")
     p.add_argument("--cpu-steps", type=int, default=100)
     p.add_argument("--out", default=os.environ.get("OUT") or "loop_out")

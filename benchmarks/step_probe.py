@@ -5,11 +5,14 @@
 
 The step of `suite.bench.bench_train` (ListOps `paper` network of the Liquid-S4 recipe, batch 12 x 2048, d_state 8,
 random tokens), in variants measured in the same process:
-- graphs:  the suite's default: forward and backward as CUDA graphs; loss, AdamW (foreach) and schedule eager;
-- fused:   the same with AdamW(fused=True);
+- graphs:  forward and backward as CUDA graphs; loss, AdamW (foreach) and schedule eager;
+- fused:   the same with AdamW(fused=True): the suite's default on a GPU (suite/train/optim.py);
 - whole:   zero_grad, forward, loss, backward and AdamW(capturable) in one CUDA graph (learning rates in device
            tensors, written by the schedule before each replay);
-- compile: torch.compile(network) inside the forward and backward graphs (inductor fuses the elementwise chains).
+- compile: torch.compile(network) inside the forward and backward graphs (inductor fuses the elementwise chains),
+           AdamW fused.
+With --attribute, each model's eager step is profiled once more with its CPU ops: the GPU time of each aten op by
+the Python line that called it (forward) and of each autograd function (backward), to say where the copies are.
 Per variant: samples/s (median of --rounds x --steps after --warmup) and a kernel profile of 3 steps (kernels per
 step, GPU ms per step, top kernels). Prints one table and writes step_probe.json / .md to --out.
 """
@@ -43,7 +46,8 @@ def make_step(variant: str, net, x, y, lengths):
             g["lr"] = torch.tensor(g["lr"], device=x.device)
         opt = torch.optim.AdamW(groups, capturable=True, foreach=True)
     else:
-        opt = torch.optim.AdamW(groups, fused=variant == "fused")
+        # fused=None, not False: an explicit False also turns foreach off (the single-tensor loop)
+        opt = torch.optim.AdamW(groups, fused=True if variant in ("fused", "compile") else None)
     base = [g["lr"] for g in opt.param_groups]
     base = [b.item() if torch.is_tensor(b) else b for b in base]
     count = [0]
@@ -104,6 +108,44 @@ def kernel_profile(step, steps: int = 3, rows: int = 12) -> dict:
                     for e in top]}
 
 
+def attribute(model: str, args, rows: int = 30) -> list[str]:
+    """GPU microseconds per eager step of the aten ops by calling line, and of the autograd functions."""
+    import torch
+    import torch.nn.functional as F
+
+    from suite.bench import LISTOPS_CLASSES, LISTOPS_VOCAB, listops_network
+
+    device = torch.device("cuda")
+    net, _ = listops_network(model, device, [f"model.d_state={args.d_state}"])
+    x = torch.randint(3, LISTOPS_VOCAB, (args.batch, args.length), device=device)
+    y = torch.randint(0, LISTOPS_CLASSES, (args.batch,), device=device)
+    lengths = torch.full((args.batch,), args.length, device=device)
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, lengths), y).backward()
+
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts, with_stack=True) as prof:
+        step()
+        torch.cuda.synchronize()
+    lines = [f"## {model}: eager step, GPU us by aten op and calling line (forward)", ""]
+    ops = [e for e in prof.key_averages(group_by_stack_n=3) if e.key.startswith("aten::") and e.stack
+           and e.device_time_total > 0]
+    ops.sort(key=lambda e: -e.device_time_total)
+    for e in ops[:rows]:
+        where = " < ".join(f.split("/")[-1] for f in e.stack[:3] if "site-packages" not in f)
+        lines.append(f"- {e.device_time_total:.0f} us x{e.count} {e.key} @ {where}")
+    lines += ["", f"## {model}: eager step, GPU us by autograd function (backward)", ""]
+    grads = [e for e in prof.key_averages() if e.key.startswith("autograd::engine::evaluate_function")]
+    grads.sort(key=lambda e: -e.device_time_total)
+    lines += [f"- {e.device_time_total:.0f} us x{e.count} {e.key.split(': ')[-1]}" for e in grads[:rows]]
+    return lines
+
+
 def measure(model: str, variant: str, args) -> dict:
     import torch
 
@@ -146,6 +188,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", default=".")
+    p.add_argument("--attribute", action="store_true", help="also the GPU time by op and calling line (eager)")
     args = p.parse_args()
     import torch
 
@@ -174,6 +217,12 @@ def main() -> int:
         if r.get("top"):
             lines += ["", f"## {r['model']} / {r['variant']}: top kernels per step", ""]
             lines += [f"- {t['us']:.1f} us x{t['calls']:.0f} {t['name']}" for t in r["top"]]
+    if args.attribute:
+        for model in args.models.split(","):
+            try:
+                lines += [""] + attribute(model, args)
+            except Exception as exc:
+                lines += ["", f"## {model}: attribution failed: {type(exc).__name__}: {str(exc)[:200]}"]
     (out / "step_probe.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -22,7 +22,7 @@ import sys
 import torch
 from torch import nn
 
-from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, _autocast_dtype, pad_sequence_axis
+from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, KernelLengths, _autocast_dtype, pad_sequence_axis
 
 
 class _Eval(nn.Module):
@@ -73,10 +73,8 @@ class GraphedEvaluation:
         self.graphs: dict[tuple, _Graph] = {}
         self.pool = None
         self.off: str | None = None  # why evaluation went back to eager, once it did
+        self._kernel_lengths = KernelLengths(model)
         self.lengths = self._kernel_lengths()
-
-    def _kernel_lengths(self) -> tuple:
-        return tuple(getattr(m, "_length", None) for m in self.model.modules())
 
     def _eager(self, x, lengths, rate):
         return self.model(x, lengths, rate)

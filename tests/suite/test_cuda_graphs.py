@@ -16,7 +16,7 @@ import torch
 from models import liquid
 from models.padding import batch_length
 from suite import config
-from suite.train.cuda_graphs import BUCKET, GraphedTraining, pad_sequence_axis
+from suite.train.cuda_graphs import BUCKET, GraphedTraining, KernelLengths, pad_sequence_axis
 from suite.errors import ConfigError
 from tests.conftest import run_suite
 
@@ -43,6 +43,18 @@ def test_padding_goes_on_the_sequence_axis_up_to_a_multiple():
     assert pad_sequence_axis(feats, 256)[:, :300].equal(feats)
     same = torch.ones(2, 512, dtype=torch.long)
     assert pad_sequence_axis(same, 256) is same
+
+
+def test_the_kernel_lengths_the_graphs_watch_follow_a_layer_that_grows():
+    """The graphs are dropped when an S4 layer's kernel grows (its C~ then refers to a longer length): the lengths
+    are read from the S4 layers, found once, and change when a longer input arrives."""
+    net = network("s4", [])
+    lengths = KernelLengths(net)
+    assert lengths.layers and all(type(m).__name__ == "S4" for m in lengths.layers)
+    before = lengths()
+    net(torch.randint(0, VOCAB, (2, 2 * max(before) + 1)), None)
+    assert all(b < a for b, a in zip(before, lengths())), (before, lengths())
+    assert KernelLengths(network("s4d", []))() == ()  # S4D's kernel has no stored length
 
 
 def padded_and_unpadded(net, x, lengths, y):
