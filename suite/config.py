@@ -141,6 +141,10 @@ class TrainerConfig:
     # same numbers (suite/train/cuda_graphs.py). auto: when training on one CUDA GPU at a precision they cover, else
     # eagerly with a one-line note; true: graphs or an error; false: eager (`suite run --eager`)
     cuda_graph: bool | Literal["auto"] = "auto"
+    # the training network through torch.compile (inductor fuses the elementwise chains around the FFT convolution;
+    # inside the CUDA graphs when they apply): on an H200 the ListOps step of s4d 1.32x and s4 1.17x faster, after
+    # 40-80 s of compilation per batch shape (BENCHMARKS.md, session 12); off by default until measured side by side
+    compile: bool = False
     # stop cleanly before this much wall time since the process started (`8m`, `1h30m`, `90s` or seconds; null =
     # none): last.ckpt saved, run left resumable, exit code 75 (suite/train/timelimit.py, docs/reproduction.md)
     time_limit: str | float | None = None

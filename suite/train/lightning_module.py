@@ -25,7 +25,8 @@ from suite.train.throughput import is_log_step
 
 class SequenceModule(L.LightningModule):
     def __init__(self, model: nn.Module, problem: str, optim_cfg, eval_splits: list[str],
-                 config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool | str = False):
+                 config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool | str = False,
+                 compile_network: bool = False):
         super().__init__()
         self.model = model
         self.problem = problem
@@ -37,6 +38,8 @@ class SequenceModule(L.LightningModule):
         self._train_epoch_logged = False
         self._resumed_sums: list[float] | None = None  # the training meter's sums of a checkpoint taken mid-epoch
         self.cuda_graph = cuda_graph
+        self.compile_network = compile_network
+        self._compiled: tuple[nn.Module, ...] = ()  # (torch.compile(model),): a tuple, so not a submodule
         self._graphed = None  # suite.train.cuda_graphs.GraphedTraining, made at the first training batch
         self._graphed_eval = None  # suite.train.eval_graphs.GraphedEvaluation, beside it
 
@@ -51,7 +54,7 @@ class SequenceModule(L.LightningModule):
         if why is None:
             from suite.train.eval_graphs import GraphedEvaluation
 
-            self._graphed = GraphedTraining(self.model)
+            self._graphed = GraphedTraining(self._training_network(graphs=True))
             self._graphed_eval = GraphedEvaluation(self.model)  # the evaluation splits of every epoch, likewise
         elif self.cuda_graph is True:
             raise ConfigError(f"config: trainer.cuda_graph = true cannot apply to this run: {why}.",
@@ -59,6 +62,16 @@ class SequenceModule(L.LightningModule):
                                    "on one GPU (--devices 1) at --precision 32-true")
         elif self.trainer.is_global_zero:
             print(f"note: CUDA graphs off: {why}; training eagerly", file=sys.stderr)
+
+    def _training_network(self, graphs: bool = False) -> nn.Module:
+        """trainer.compile: the network through torch.compile, sharing its parameters (static shapes under the
+        CUDA graphs, whose batches come in a few padded lengths; else automatic dynamic shapes); else the
+        network itself. Evaluation always runs the network itself."""
+        if not self.compile_network:
+            return self.model
+        if not self._compiled:
+            self._compiled = (torch.compile(self.model, dynamic=False if graphs else None),)
+        return self._compiled[0]
 
     def forward(self, x, lengths=None, rate=None):
         return self.model(x, lengths, rate)
@@ -74,6 +87,8 @@ class SequenceModule(L.LightningModule):
             out = self._graphed(x, lengths)  # the same network, replayed as CUDA graphs
         elif split != "train" and self._graphed_eval is not None:
             out = self._graphed_eval(x, lengths, self.eval_rate.get(split))  # forward-only graphs, likewise
+        elif split == "train":
+            out = self._training_network()(x, lengths, None)
         else:
             out = self(x, lengths, self.eval_rate.get(split))
         loss = self._loss(out, y)

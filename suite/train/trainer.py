@@ -85,7 +85,8 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
     datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, workers, pin_memory=on_gpu)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits,
-                            to_dict(masked(cfg)), eval_rate, cuda_graph=t.cuda_graph)
+                            to_dict(masked(cfg)), eval_rate, cuda_graph=t.cuda_graph,
+                            compile_network=t.compile)
     logger = (ResumedMLFlowLogger(record.already_logged, tracking_uri=record.uri, run_id=record.run_id)
               if rank_zero else SilentLogger())
     progress, lines = _callbacks(t, record, rank_zero, resumed)
