@@ -18,6 +18,10 @@ configured, validation and test at the epoch's end), and reports side by side:
   point's reads, one per `trainer.log_every_n_steps`, when one falls in them), and the seconds the training thread
   spent in the loggers' `log_metrics` over the epoch (MLflow writes belong to a background thread).
 
+`--profile` adds a cProfile of the training thread over the steady steps (host_profile_CASE_*.txt), `--trace` a
+torch.profiler summary of 20 of them (trace_CASE.txt: the GPU's busy time per step, the host's time in each CUDA
+runtime call and op), to say whether the host is busy or waiting; both slow the window they measure.
+
 `--cpu` measures the host's share on a machine without a GPU, where the GPU's time cannot be measured: a tiny
 network (d_model 8, one layer) so that the step is almost all host work, `suite run`'s milliseconds per training
 step against the same network's bare step (forward, loss, backward, AdamW, schedule), the training thread's time in
@@ -70,11 +74,31 @@ class _LogTime:
             logger.log_metrics = timed
 
 
+def _trace_summary(prof, steps: int, rows: int = 40) -> str:
+    """What the host and the GPU did over `steps` steps: the GPU's busy time, and the host's time in each CUDA
+    runtime call (a long cudaStreamSynchronize, cudaMemcpy or cudaEventSynchronize is a wait for the GPU) and in
+    each op, by its own time."""
+    from torch.autograd import DeviceType
+
+    events = prof.key_averages()
+    gpu = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA)
+    host = [e for e in events if e.device_type == DeviceType.CPU]
+    runtime = sorted((e for e in host if e.key.startswith("cuda")), key=lambda e: -e.self_cpu_time_total)
+    ops = sorted((e for e in host if not e.key.startswith("cuda")), key=lambda e: -e.self_cpu_time_total)
+    lines = [f"GPU busy: {gpu / steps / 1000:.2f} ms per step over {steps} steps", "",
+             "CUDA runtime calls, host ms per step (calls per step):"]
+    lines += [f"  {e.self_cpu_time_total / steps / 1000:7.3f}  ({e.count / steps:.1f})  {e.key}" for e in runtime[:15]]
+    lines += ["", "ops by own host time, ms per step (calls per step):"]
+    lines += [f"  {e.self_cpu_time_total / steps / 1000:7.3f}  ({e.count / steps:.1f})  {e.key[:90]}"
+              for e in ops[:rows]]
+    return "\n".join(lines) + "\n"
+
+
 def _n_graphs(pl_module) -> int:
     return len(pl_module._graphed.graphs) if pl_module._graphed is not None else 0
 
 
-def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | None = None):
+def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | None = None, trace: Path | None = None):
     import lightning.pytorch as L
     import torch
 
@@ -118,11 +142,18 @@ def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | Non
             elif step == warmup + 20 and gpu:
                 torch.cuda.set_sync_debug_mode(0)
                 warnings.showwarning = self._show
-                if profile is not None:  # the host's time by function over the rest of the steady steps
-                    import cProfile
-
-                    self._profiler = cProfile.Profile()
-                    self._profiler.enable()
+                if trace is not None:  # the CUDA runtime calls and kernels of the next 20 steps
+                    self._trace = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                                     torch.profiler.ProfilerActivity.CUDA])
+                    self._trace.__enter__()
+                else:
+                    self._start_profile()
+            elif step == warmup + 40 and getattr(self, "_trace", None) is not None:
+                sync()
+                self._trace.__exit__(None, None, None)
+                trace.write_text(_trace_summary(self._trace, steps=20))
+                self._trace = None
+                self._start_profile()
             elif step == warmup + steps:
                 sync()
                 record["seconds"] = time.perf_counter() - record["t0"]
@@ -134,6 +165,13 @@ def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | Non
                 record["steps"] = steps
                 record["batch"] = len(batch[1])
                 record["graphs"] = _n_graphs(pl_module)  # more than graphs_at_t0: captures inside the window
+
+        def _start_profile(self):
+            if profile is not None:  # the host's time by function over the rest of the steady steps
+                import cProfile
+
+                self._profiler = cProfile.Profile()
+                self._profiler.enable()
 
         def _record(self, message, category, filename, lineno, file=None, line=None):
             stack = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}"
@@ -160,7 +198,8 @@ def run_case(name: str, args, out: Path) -> dict:
     cfg = resolve("listops", model, "paper", None, sets, flags, recipe="liquid_s4")
     record: dict = {"case": name, "model": model, "overrides": overrides, "n_train": args.n_train, "n_eval": n_eval}
     profile = out / f"host_profile_{name}.prof" if args.profile else None
-    train(cfg, callbacks=[_probe(args.warmup, args.steps, record, gpu=True, profile=profile)],
+    trace = out / f"trace_{name}.txt" if args.trace else None
+    train(cfg, callbacks=[_probe(args.warmup, args.steps, record, gpu=True, profile=profile, trace=trace)],
           extra_tags={"suite.kind": "loop-overhead"})
     if profile is not None:
         import io
@@ -258,6 +297,9 @@ def main() -> int:
     p.add_argument("--profile", action="store_true",
                    help="cProfile the training thread over the steady steps after the first 20 (GPU cases): "
                         "host_profile_CASE_{cumulative,tottime}.txt in DIR; the timings then include its cost")
+    p.add_argument("--trace", action="store_true",
+                   help="torch.profiler over steps 20-40 of the steady window (GPU cases): the GPU's busy time and the "
+                        "host's time in CUDA runtime calls and ops, trace_CASE.txt in DIR")
     p.add_argument("--cpu", action="store_true", help="the host's share on the CPU (automatic without a GPU)")
     p.add_argument("--cpu-steps", type=int, default=100)
     p.add_argument("--out", default=os.environ.get("OUT") or "loop_out")
