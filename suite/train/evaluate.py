@@ -24,11 +24,11 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from suite import __version__, registry
+from suite import registry
 from suite.config import RunConfig, from_stored, run_params, to_dict
 from suite.errors import BundleError, ConfigError
-from suite.tracking import probe, provenance, store, uris
-from suite.train.record import log_config, masked, task_metric
+from suite.tracking import probe, store, uris
+from suite.train.record import log_config, masked, run_tags, task_metric
 
 SOURCE_TASKS = ("speech", "speech8k")  # runs whose checkpoints speech8k can evaluate
 
@@ -130,18 +130,9 @@ def evaluate_from_run(cfg: RunConfig, run_id: str) -> str:
 
     experiment = cfg.tracking.experiment or registry.task(cfg.task).family
     experiment_id = store.ensure_experiment(uri, experiment)
-    tags = {
-        "suite.task": cfg.task,
-        "suite.model": source.model.name,
-        "suite.preset": source.preset,
-        "suite.recipe": source.recipe,
-        "suite.seed": str(source.seed),
-        "suite.data_source": data.source,
-        "suite.git_commit": provenance.git_commit(),
-        "suite.version": __version__,
-        "suite.device": provenance.device_name(cfg.trainer.accelerator),
-        "suite.from_run": run_id,
-    }
+    # the tags of every run (suite.train.record.run_tags: the training run's model, preset, recipe and seed, this
+    # task, data, device and code), and the run it evaluates
+    tags = run_tags(eval_cfg, data.source, extra_tags={"suite.from_run": run_id})
     run_name = cfg.tracking.run_name or f"{cfg.task}-{source.model.name}-from-{run_id[:8]}"
     new_id = store.start_run(uri, experiment_id, run_name, tags)
     store.log_params(uri, new_id, {**run_params(masked(eval_cfg)), "n_params": n_params, "from_run": run_id})

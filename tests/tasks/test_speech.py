@@ -376,6 +376,10 @@ def test_speech8k_from_run_evaluates_the_best_checkpoint_at_8khz(speech_run):
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["suite.task"] == "speech8k"
+    # the tags of every run (suite.train.record.run_tags): the trained model's, the owner's, the description
+    for key in ("suite.model", "suite.preset", "suite.recipe", "suite.recipe_source", "suite.seed"):
+        assert run.data.tags[key] == source.data.tags[key], key
+    assert {"suite.host", "suite.pid", "suite.git_commit", "suite.device", "mlflow.note.content"} <= set(run.data.tags)
     m, src = run.data.metrics, source.data.metrics
     # The same weights on the same data give the numbers the training logged at its best epoch.
     assert m["val/accuracy"] == pytest.approx(src["best/val/accuracy"])
