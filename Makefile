@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@# fails the whole install is tried again (finished wheels come from pip's cache the second time)
 	@for attempt in 1 2 3; do \
 	  $(BIN)/python -m pip install --quiet --retries 10 --resume-retries 20 \
-	    -c requirements.lock -e '.[dev,keops,postgres,sysmetrics]' && break; \
+	    -c requirements.lock -e '.[dev,postgres,sysmetrics]' && break; \
 	  if [ $$attempt = 3 ]; then echo "pip install failed 3 times: check the network and run 'make install' again" >&2; exit 1; fi; \
 	  echo "pip install failed (attempt $$attempt of 3); trying again in 15 s" >&2; sleep 15; \
 	done

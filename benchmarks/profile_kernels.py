@@ -31,14 +31,6 @@ def _table(prof, title: str, calls: int, rows: int) -> None:
         print(f"{e.self_device_time_total / calls:9.1f} us {share:5.1f}% x{e.count // calls:<4d} {e.key[:110]}")
 
 
-def pin_reference_indices(device) -> None:
-    """Keep the reference liquid term's combination indices on the GPU (a CPU->GPU copy cannot be captured)."""
-    from models import liquid
-
-    for key, idx in list(liquid._COMBOS.items()):
-        liquid._COMBOS[key] = idx.to(device)
-
-
 def profile_train(model: str, rows: int) -> None:
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile

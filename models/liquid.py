@@ -29,13 +29,13 @@ x^(p)_k = A_bar x^(p)_{k-1} + B_bar u_k x^(p-1)_{k-1} of each degree, PB with th
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import torch
 
 from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 from models.kernels.kb_conv import centred_cumsum, conv_and_kb2
+from models import liquid_reference
 from models.kernels.vandermonde import vandermonde
 from models.s4 import S4
 
@@ -117,152 +117,6 @@ def liquid_pb(u: torch.Tensor, coeffs: list[torch.Tensor]) -> torch.Tensor:
     return y
 
 
-# ------------------------------------------------------------------------------------------------
-# The public implementation's correlation signal (reference mode)
-# ------------------------------------------------------------------------------------------------
-
-
-def combination_window(L: int, p: int) -> int:
-    """n_p: the smallest n with C(n, p) >= L."""
-    n = p
-    while math.comb(n, p) < L:
-        n += 1
-    return n
-
-
-_WINDOWS: dict[tuple[int, int, torch.device], torch.Tensor | None] = {}
-
-
-def _window_index(L: int, p: int) -> torch.Tensor | None:
-    """The time-flipped combination window of a length-L input: row t holds the p time indices whose product
-    lands at output t (the (C(n_p, p) - 1 - t)-th p-subset of the last n_p indices, lexicographic; an index
-    below 0 wraps as Python's indexing does); None when L < p (no subset: the term is zero). (L, p) long."""
-    if L < p:
-        return None
-    n = combination_window(L, p)
-    subsets = torch.combinations(torch.arange(n), p)  # lexicographic, as itertools.combinations
-    return (subsets[-L:].flip(0) + (L - n)) % L
-
-
-def window_products(u: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """out[..., t] = prod_j u[..., idx[j, t]] for u (B, H, L) and idx (p, L) long -> (B, H, L).
-
-    One `index_select` per factor and plain products, for the CUDA-graph path: the backward of `index_select` is an
-    `index_add_` on the device, while `u[..., idx].prod(-1)` would backpropagate through `prod`, whose backward looks
-    for zeros in its input on the host (a sync, which a graph capture refuses) and through advanced indexing's
-    sort-based `index_put_` (44 % of a PB training step's GPU time, BENCHMARKS.md)."""
-    out = u.index_select(-1, idx[0])
-    for j in range(1, idx.shape[0]):
-        out = out * u.index_select(-1, idx[j])
-    return out
-
-
-def reference_window(u: torch.Tensor, p: int) -> torch.Tensor:
-    """allcombs signal, time-flipped (quirk 4, docs/liquid.md): products over the p-subsets of the last n_p time
-    indices, the last L of them in reverse lexicographic order; (B, H, L). The index table is built once per
-    (L, p, device) and kept on the device: no host-to-device copy in the forward."""
-    L = u.shape[-1]
-    key = (L, p, u.device)
-    if key not in _WINDOWS:
-        idx = _window_index(L, p)
-        _WINDOWS[key] = None if idx is None else idx.t().contiguous().to(u.device)  # (p, L)
-    idx = _WINDOWS[key]
-    return torch.zeros_like(u) if idx is None else window_products(u, idx)
-
-
-def reference_correlations(u: torch.Tensor, p: int) -> torch.Tensor:
-    """allcombs signal in the public code's time order (before its flip): products over the p-subsets of the last
-    n_p time indices (lexicographic), the last L of them, zero-padded at the end when fewer; (B, H, L)."""
-    return reference_window(u, p).flip(-1)
-
-
-# The same term on a zero-padded batch (CUDA graphs, suite/train/cuda_graphs.py) ----------------------------------
-# The public code's term depends on the batch's length L0 (the window indexes its last positions; KB multiplies
-# spectra on grids of L0 + 1 and 2 L0 points). A graph captured for a padded length L >= L0 computes it for the
-# true L0, given as a device tensor (no .item(), no host sync): index tables cover every L0 <= L, and the
-# KB grids of size L0 + 1 and 2 L0 are evaluated by Bluestein's chirp-z algorithm on FFTs of a fixed size.
-
-_PADDED_WINDOWS: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _padded_window_tables(L: int, p: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every L0 in 0..L: `which[L0]` the row of `rel` for n_p(L0); rel[j, t] the window's indices at output t
-    relative to L0 (in [-n, 0)) for the j-th distinct window size n; (L + 1,) and (windows, L, p)."""
-    key = (L, p, device)
-    if key not in _PADDED_WINDOWS:
-        sizes = [combination_window(L0, p) for L0 in range(p, L + 1)]
-        distinct = sorted(set(sizes))
-        rel = torch.zeros(len(distinct), L, p, dtype=torch.long)
-        for j, n in enumerate(distinct):
-            subsets = torch.combinations(torch.arange(n), p)[-L:].flip(0) - n
-            rel[j, : len(subsets)] = subsets
-        which = torch.tensor([0] * p + [distinct.index(n) for n in sizes], dtype=torch.long)
-        _PADDED_WINDOWS[key] = (which.to(device), rel.to(device))
-    return _PADDED_WINDOWS[key]
-
-
-def padded_reference_window(u: torch.Tensor, p: int, L0: torch.Tensor) -> torch.Tensor:
-    """`reference_window(u[..., :L0], p)` zero-extended to u's length L, for u zero past L0; L0 a 0-dim long
-    tensor on u's device."""
-    L = u.shape[-1]
-    which, rel = _padded_window_tables(L, p, u.device)
-    idx = L0 + rel.index_select(0, which.index_select(0, L0.view(1)))[0]  # (L, p); no 0-dim index: no .item()
-    idx = torch.remainder(idx, L0.clamp(min=1)).clamp(max=L - 1)  # wrap as eager indexing does; rows t >= L0 unused
-    valid = (torch.arange(L, device=u.device) < L0) & (L0 >= p)
-    return torch.where(valid, window_products(u, idx.t().contiguous()), 0.0)
-
-
-def flip_within(x: torch.Tensor, L0: torch.Tensor) -> torch.Tensor:
-    """x[..., :L0].flip(-1) zero-extended to x's length (L0 a 0-dim device tensor)."""
-    t = torch.arange(x.shape[-1], device=x.device)
-    src = (L0 - 1 - t).clamp(min=0)
-    return torch.where(t < L0, x[..., src], 0.0)
-
-
-def _chirp(m: torch.Tensor, N: torch.Tensor, sign: float) -> torch.Tensor:
-    """exp(sign * i pi m^2 / N) in complex128, the phase reduced exactly (integers) before the float step."""
-    phase = (m * m) % (2 * N)
-    return torch.polar(torch.ones_like(phase, dtype=torch.float64), sign * math.pi * phase.double() / N.double())
-
-
-def dft_dynamic(x: torch.Tensor, N: torch.Tensor, sign: float, n_out: int) -> torch.Tensor:
-    """X[f] = sum_{n < N} x[n] exp(sign 2 pi i n f / N) for f < n_out, N a 0-dim device tensor (x[n >= N] are
-    ignored): Bluestein's algorithm, n f = (n^2 + f^2 - (f - n)^2) / 2, one convolution on FFTs of a fixed size
-    M >= x's length + n_out. x (..., n_in) complex128 -> (..., n_out)."""
-    n_in = x.shape[-1]
-    M = n_in + n_out
-    n = torch.arange(max(n_in, n_out), device=x.device)
-    w = _chirp(n, N, sign)
-    a = torch.where(n[:n_in] < N, x * w[:n_in], 0)
-    m = torch.arange(M, device=x.device)
-    lag = torch.where(m < n_out, m, M - m)  # circular lags: f - n in (-n_in, n_out)
-    b = _chirp(lag, N, sign).conj()
-    conv = torch.fft.ifft(torch.fft.fft(a, n=M) * torch.fft.fft(b), n=M)[..., :n_out]
-    return conv * w[:n_out]
-
-
-def padded_kb_spectrum_kernel(k1: torch.Tensor, L0: torch.Tensor, L: int) -> torch.Tensor:
-    """The two-sided kernel whose convolution (on a 2L grid) gives the public KB term's product of spectra on
-    mismatched grids, irfft_{2 L0}(fft_{L0+1}(k1) * rfft_{2 L0}(c))[:L0] = sum_b c[b] h[(t - b) mod 2 L0] with
-    h = irfft_{2 L0}(fft_{L0+1}(k1)); k1 (H, L + 1) the kernel's first L0 + 1 taps, zero past them -> (H, 2L)."""
-    A = dft_dynamic(k1.double().to(torch.complex128), L0 + 1, -1.0, L + 1)  # fft_{L0+1}, bins 0..L (0..L0 used)
-    f = torch.arange(2 * L, device=k1.device)
-    # the Hermitian extension irfft_{2 L0} reads: A[f], conj(A[2 L0 - f]); imaginary parts at 0 and L0 dropped
-    src = torch.where(f <= L0, f, 2 * L0 - f).clamp(0, L)
-    X = A[..., src]
-    X = torch.where(f <= L0, X, X.conj())
-    X = torch.where((f == 0) | (f == L0), X.real.to(X.dtype), X)
-    X = torch.where(f < 2 * L0, X, 0)
-    h = dft_dynamic(X, 2 * L0, 1.0, 2 * L).real / (2 * L0).double()  # (H, 2L), h[d] for d < 2 L0
-    e = 2 * L - f  # kernel taps on the 2L grid: h[d] at d < L0, h[2 L0 - e] at 2L - e for 1 <= e < L0
-    src = torch.where(f < L0, f, 2 * L0 - e).clamp(0, 2 * L - 1)
-    keep = (f < L0) | ((e >= 1) & (e < L0))
-    return torch.where(keep, h[..., src], 0.0).to(k1.dtype)
-
-
-# ------------------------------------------------------------------------------------------------
-
-
 class LiquidS4(S4):
     """S4 with the liquid term. Extra options: liquid_kernel (kb, pb, none), liquid_degree P >= 2,
     liquid_mode (reference: the public code's term, the default; exact: the expansion)."""
@@ -289,19 +143,10 @@ class LiquidS4(S4):
         if liquid_mode == "reference":
             self.freeze_reference()
 
-    @torch.no_grad()
     def freeze_reference(self) -> None:
-        """Quirk 1 (docs/liquid.md): the reference term's coefficients are the current (initial) dt, Lambda,
-        B and raw C, frozen as buffers. Complex values are stored as real (..., 2) views, so that
-        `.to(dtype)` / `.double()` convert them without dropping their imaginary parts."""
-        _, Lambda, _, B, _ = self.system()
-        real = lambda z: torch.view_as_real(z.detach().clone().resolve_conj()).clone()  # noqa: E731
-        for name, value in (("_ref_dt", torch.exp(self.log_dt.detach()).clone()), ("_ref_Lambda", real(Lambda)),
-                            ("_ref_B", real(B)), ("_ref_C", self._C_init.detach().clone())):
-            if name in self._buffers:
-                self._buffers[name] = value.to(self._buffers[name].device)
-            else:
-                self.register_buffer(name, value, persistent=False)
+        """Quirk 1: the reference term's coefficients frozen at their current (initial) values
+        (models/liquid_reference.py)."""
+        liquid_reference.freeze(self)
 
     def _grow(self, L: int) -> None:
         if self._length == 0:
@@ -357,41 +202,8 @@ class LiquidS4(S4):
         return vandermonde(v, torch.log(A_bar), L, use_triton=self.use_triton)
 
     def _reference_term(self, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | None = None) -> torch.Tensor:
-        """The public code's liquid term (docs/liquid.md, "Reference mode"): frozen init-time coefficients
-        (init dt even at rate != 1), the conjugate of the raw C, the last-n_p combination window, time flip;
-        PB pointwise; KB the rate's S4 kernel (two-sided and cut to L + 1 taps when bidirectional) on
-        mismatched FFT grids. u (B, H, L), K the S4 kernel (channels, H, L) if already computed -> (B, H, L)."""
-        dt = self._ref_dt[:, None]
-        Lambda, B = torch.view_as_complex(self._ref_Lambda), torch.view_as_complex(self._ref_B)
-        B_bar = dt * B / (1 - dt * Lambda / 2)  # diagonal part only, (H, N2)
-        s = 2 * B_bar.sum(-1).real  # sum over the conjugate-doubled modes, (H,)
-        L = u.shape[-1]
-        L0 = self.batch_length  # None: the input is the batch itself; else its true length (zero padding past it)
-        out = torch.zeros_like(u)
-        if self.liquid_kernel == "kb":
-            K = self.kernel(L, rate) if K is None else K  # the trainable S4 kernel at this rate, (channels, H, L)
-            if L0 is None:
-                k = K[0] if not self.bidirectional else torch.cat([K[0], K[1].flip(-1)], -1)  # (H, L) or (H, 2L)
-                k_f = torch.fft.fft(k, n=L + 1)  # quirks 13-14: complex FFT of the first L + 1 taps
-            else:  # the same first L0 + 1 taps: K[0][:L0], then 0 or (bidirectional) K[1][L0 - 1]
-                last = (K[1].index_select(-1, (L0 - 1).clamp(min=0).view(1))[:, 0] if self.bidirectional
-                        else torch.zeros_like(K[0][:, 0]))
-                k1 = torch.cat([K[0], torch.zeros_like(K[0][:, :1])], -1)  # (H, L + 1)
-                tap = torch.arange(L + 1, device=u.device)
-                k1 = torch.where(tap < L0, k1, torch.where(tap == L0, last[:, None], 0.0))
-                k_f = torch.fft.rfft(padded_kb_spectrum_kernel(k1, L0, L), n=2 * L)  # the same product, 2L grid
-        for p in range(2, self.liquid_degree + 1):
-            corr = reference_window(u, p) if L0 is None else padded_reference_window(u, p, L0)  # quirk 5: flipped
-            if self.liquid_kernel == "pb":
-                b_p = B_bar * s[:, None] ** (2 ** (p - 1) - 1)  # quirk 11
-                c = 2 * (torch.view_as_complex(self._ref_C).conj() * b_p).sum(-1).real  # (channels, H), quirk 3
-                out = out + c[0][:, None] * corr
-                if self.bidirectional:
-                    out = out + c[1][:, None] * (corr.flip(-1) if L0 is None else flip_within(corr, L0))
-            else:
-                spec = k_f * s[:, None] ** (p - 1) * torch.fft.rfft(corr, n=2 * L)  # quirk 12
-                out = out + torch.fft.irfft(spec, n=2 * L)[..., :L]
-        return out
+        """The public code's liquid term, (B, H, L) (models/liquid_reference.py)."""
+        return liquid_reference.reference_term(self, u, rate, K)
 
     def forward(self, u: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
         """u (B, H, L) -> K * u + D u + liquid term."""

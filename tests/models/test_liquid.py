@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from models.block import ResidualBlock, SSMLayer
-from models.liquid import LiquidS4, combination_window, reference_correlations, window_esp
+from models.liquid import LiquidS4, window_esp
+from models.liquid_reference import combination_window, reference_correlations
 from models.network import SequenceModel
 
 
@@ -137,7 +138,7 @@ def test_full_network_trains_a_step():
 def test_window_products_match_the_gather_and_prod_with_zeros_in_the_input(p):
     """The reference term's window products (one index_select per factor, graph-capturable) equal the plain
     `u[..., idx].prod(-1)`, outputs and gradients, in float64, with zero-padded positions in the input."""
-    from models.liquid import _window_index, window_products
+    from models.liquid_reference import _window_index, window_products
 
     gen = torch.Generator().manual_seed(0)
     u = torch.randn(3, 4, 50, dtype=torch.float64, generator=gen)

@@ -13,7 +13,7 @@ import types
 import pytest
 import torch
 
-from models import liquid
+from models import liquid_reference
 from models.padding import batch_length
 from suite import config
 from suite.train.cuda_graphs import BUCKET, GraphedTraining, KernelLengths, pad_sequence_axis
@@ -108,11 +108,11 @@ def test_without_the_true_length_padding_changes_the_reference_term(model):
 
 def test_the_reference_window_table_is_built_once_per_length_and_device():
     u = torch.randn(2, 3, 40)
-    first = liquid.reference_window(u, 2)
-    assert (40, 2, u.device) in liquid._WINDOWS
-    table = liquid._WINDOWS[(40, 2, u.device)]
-    torch.testing.assert_close(liquid.reference_window(u, 2), first)
-    assert liquid._WINDOWS[(40, 2, u.device)] is table
+    first = liquid_reference.reference_window(u, 2)
+    assert (40, 2, u.device) in liquid_reference._WINDOWS
+    table = liquid_reference._WINDOWS[(40, 2, u.device)]
+    torch.testing.assert_close(liquid_reference.reference_window(u, 2), first)
+    assert liquid_reference._WINDOWS[(40, 2, u.device)] is table
 
 
 def test_cuda_graph_with_mixed_precision_is_refused():
