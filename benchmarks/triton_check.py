@@ -10,8 +10,7 @@ max |diff| / max |float64 value|, beside the same error of the fp32 PyTorch path
 Triton error is at most TOL (absolute, relative to the largest value) or at most twice the fp32
 PyTorch path's error. Then times forward and forward+backward of both paths (CUDA events, median
 of 20). Prints one line per case; raises on a failure. `--bench-cauchy`: after the checks pass, the
-layer benchmark of s4 and liquid_s4_kb with the Triton Cauchy kernel switched on (`S4.triton_cauchy`,
-off by default until this has passed on a GPU).
+layer benchmark of s4 and liquid_s4_kb (the Triton Cauchy kernel is the default, `model.backend: triton`).
 """
 
 from __future__ import annotations
@@ -112,9 +111,7 @@ if __name__ == "__main__":
     args = ap.parse_args()
     main(timing=not args.no_time)
     if args.bench_cauchy:
-        from models.s4 import S4
         from suite.bench import run
 
-        S4.triton_cauchy = True
-        print("layer benchmark with the Triton Cauchy kernel on (S4.triton_cauchy = True):")
+        print("layer benchmark with the Triton Cauchy kernel (model.backend=triton, the default):")
         run(models=["s4", "liquid_s4_kb"], track=False)

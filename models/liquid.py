@@ -125,8 +125,9 @@ class LiquidS4(S4):
 
     def __init__(self, d_model: int, d_state: int = 64, bidirectional: bool = False, n_ssm: int | None = None,
                  dt_min: float = 0.001, dt_max: float = 0.1, l_max: int = 1024, liquid_kernel: str | None = None,
-                 liquid_degree: int = 2, liquid_mode: str = "reference", liquid_norm: str = "none"):
-        super().__init__(d_model, d_state, bidirectional, n_ssm, dt_min, dt_max, l_max)
+                 liquid_degree: int = 2, liquid_mode: str = "reference", liquid_norm: str = "none",
+                 backend: str = "triton"):
+        super().__init__(d_model, d_state, bidirectional, n_ssm, dt_min, dt_max, l_max, backend)
         self.liquid_kernel = liquid_kernel or self.default_kernel
         if self.liquid_kernel not in ("kb", "pb", "none"):
             raise ValueError(f"unknown liquid_kernel {self.liquid_kernel!r}; expected 'kb', 'pb' or 'none'")

@@ -39,10 +39,6 @@ def _full_space(x: torch.Tensor) -> torch.Tensor:
 
 class S4(ConvSSM):
     ssm_roles = {"log_dt": "dt", "A_log_re": "A", "A_im": "A", "P": "A", "B": "B"}
-    # The fused Triton Cauchy kernel (models/kernels/cauchy_triton.py), used on CUDA when triton imports:
-    # checked against float64 on an H100 (benchmarks/triton_check.py, 2026-11-23) and on CPU under
-    # Triton's interpreter. Set False to use the chunked PyTorch Cauchy sums instead.
-    triton_cauchy: bool = True
 
     def __init__(
         self,
@@ -53,8 +49,9 @@ class S4(ConvSSM):
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         l_max: int = 1024,
+        backend: str = "triton",
     ):
-        super().__init__(d_model, bidirectional)
+        super().__init__(d_model, bidirectional, backend)
         self._init_diagonal(d_state, n_ssm, dt_min, dt_max)
         H, N2, n_ssm = d_model, self.N2, self.n_ssm
         Lambda, P, B, _ = nplr_legs(d_state)  # (N2,) complex128 each
@@ -137,8 +134,7 @@ class S4(ConvSSM):
         alpha = (2 / dt).unsqueeze(-1) * (1 - w)  # (H, K)
         left = torch.cat([Ct, P.conj().unsqueeze(0)], dim=0)  # (channels + 1, H, N2): C~ and Q
         right = torch.stack([B, P], dim=0)  # (2, H, N2)
-        fused = self.use_triton and self.triton_cauchy
-        s = cauchy_pairs(left, right, Lambda, alpha, t, use_triton=fused)  # (channels + 1, 2, H, K)
+        s = cauchy_pairs(left, right, Lambda, alpha, t, use_triton=self.use_triton)  # (channels + 1, 2, H, K)
         s_CB, s_CP, s_QB, s_QP = s[:-1, 0], s[:-1, 1], s[-1, 0], s[-1, 1]
         K_hat = s_CB - t * s_CP * s_QB / (2 + t * s_QP)  # (channels, H, K)
         K = torch.fft.irfft(K_hat, n=Lk)  # (channels, H, Lk)

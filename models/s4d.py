@@ -37,8 +37,9 @@ class S4D(ConvSSM):
         disc: str = "zoh",
         dt_min: float = 0.001,
         dt_max: float = 0.1,
+        backend: str = "triton",
     ):
-        super().__init__(d_model, bidirectional)
+        super().__init__(d_model, bidirectional, backend)
         if disc not in ("zoh", "bilinear"):
             raise ValueError(f"unknown discretisation {disc!r}; expected 'zoh' or 'bilinear'")
         self._init_diagonal(d_state, n_ssm, dt_min, dt_max)

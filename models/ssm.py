@@ -15,6 +15,9 @@ from torch import nn
 from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
 
 
+BACKENDS = ("triton", "torch", "plain")  # `backend` of every SSM: see ConvSSM.__init__
+
+
 class ConvSSM(nn.Module, abc.ABC):
     """Base class: convolution mode of an SSM with kernel channels for each direction.
 
@@ -23,19 +26,22 @@ class ConvSSM(nn.Module, abc.ABC):
     """
 
     ssm_roles: dict[str, str] = {}
-    # False selects the plain twins of the fused fast paths (autograd FFT convolution, skip term added
-    # separately, liquid terms one by one): the baseline the fast paths are tested against.
-    fused: bool = True
-    # With `fused`, kernel generation runs fused Triton kernels where they apply (CUDA, complex64,
-    # triton importable); False keeps the PyTorch twins (models/kernels/*_triton.py).
-    triton_kernels: bool = True
 
-    def __init__(self, d_model: int, bidirectional: bool = False):
+    def __init__(self, d_model: int, bidirectional: bool = False, backend: str = "triton"):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.H = d_model
         self.bidirectional = bidirectional
         self.channels = 2 if bidirectional else 1
         self.D = nn.Parameter(torch.randn(d_model))  # (H,) skip connection
+        # plain: the plain twins of the fused fast paths (autograd FFT convolution, skip term added separately,
+        # liquid terms one by one), the baseline the fast paths are tested against; torch: the fused paths with
+        # PyTorch kernels; triton: with the fused Triton kernels where they apply (CUDA, complex64, triton
+        # importable: models/kernels/*_triton.py), the default
+        self.backend = backend
+        self.fused = backend != "plain"
+        self.triton_kernels = backend == "triton"
 
     def _init_diagonal(self, d_state: int, n_ssm: int | None, dt_min: float, dt_max: float) -> None:
         """N2 = d_state // 2 modes, n_ssm (A, B) copies (None = one per feature), log dt ~ U[log dt_min, log dt_max]."""

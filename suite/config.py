@@ -54,6 +54,9 @@ class ModelConfig:
     bidirectional: bool = False
     dt_min: float = 0.001
     dt_max: float = 0.1
+    # the kernels the SSM runs on (models/ssm.py): triton (fused paths, Triton kernels where they apply; the
+    # default), torch (fused paths, PyTorch kernels), plain (the plain twins the fast paths are tested against)
+    backend: Literal["triton", "torch", "plain"] = "triton"
 
     def ssm_options(self) -> dict[str, Any]:
         """The keyword arguments of the model's SSM class: every field that is not a network option."""
@@ -61,7 +64,7 @@ class ModelConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in network}
 
 
-SSM_FIELDS = {"d_state", "n_ssm", "bidirectional", "dt_min", "dt_max"}
+SSM_FIELDS = {"d_state", "n_ssm", "bidirectional", "dt_min", "dt_max", "backend"}
 
 
 @dataclass

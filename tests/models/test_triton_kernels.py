@@ -72,32 +72,31 @@ def fake_gpu(monkeypatch):
     return vdm, cau
 
 
-def test_s4d_kernel_dispatches_unless_fused_or_triton_kernels_is_off(fake_gpu):
+def _seeded(cls, *args, **kw):
+    torch.manual_seed(0)
+    return cls(*args, **kw)
+
+
+def test_s4d_kernel_dispatches_on_the_triton_backend_only(fake_gpu):
     vdm, _ = fake_gpu
-    m = S4D(4, 8)
-    k = m.kernel(32)
+    k = _seeded(S4D, 4, 8).kernel(32)  # backend "triton", the default
     assert vdm.calls == 1
-    m.fused = False
-    torch.testing.assert_close(m.kernel(32), k)
-    m.fused, m.triton_kernels = True, False
-    m.kernel(32)
+    torch.testing.assert_close(_seeded(S4D, 4, 8, backend="plain").kernel(32), k)
+    _seeded(S4D, 4, 8, backend="torch").kernel(32)
     assert vdm.calls == 1
+    with pytest.raises(ValueError, match="unknown backend 'cuda'; expected one of triton, torch, plain"):
+        S4D(4, 8, backend="cuda")
 
 
-def test_kb_liquid_kernels_dispatch_and_s4_cauchy_unless_switched_off(fake_gpu):
+def test_kb_liquid_kernels_and_s4_cauchy_dispatch_on_the_triton_backend_only(fake_gpu):
     vdm, cau = fake_gpu
-    m = LiquidS4(4, 8, l_max=32, liquid_kernel="kb", liquid_mode="exact")
-    m.triton_cauchy = False
     u = torch.randn(2, 4, 32)
-    y = m(u)
-    assert (vdm.calls, cau.calls) == (1, 0)  # the Cauchy kernel switched off: PyTorch Cauchy sums
-    m.triton_cauchy = True  # the default
-    torch.testing.assert_close(m(u), y)  # the spy's s = the PyTorch path's s, reassembled
-    assert (vdm.calls, cau.calls) == (2, 1)
-    s4 = S4(4, 8, l_max=32)
-    s4.triton_cauchy = True
-    s4.triton_kernels = False
-    s4.kernel(32)
+    kw = {"l_max": 32, "liquid_kernel": "kb", "liquid_mode": "exact"}
+    y = _seeded(LiquidS4, 4, 8, backend="torch", **kw)(u)
+    assert (vdm.calls, cau.calls) == (0, 0)  # PyTorch Vandermonde and Cauchy sums
+    torch.testing.assert_close(_seeded(LiquidS4, 4, 8, **kw)(u), y)  # the spies' results, reassembled
+    assert (vdm.calls, cau.calls) == (1, 1)
+    _seeded(S4, 4, 8, l_max=32, backend="torch").kernel(32)
     assert cau.calls == 1
 
 

@@ -54,6 +54,21 @@ def test_every_declared_option_reaches_the_ssm_constructor(model):
     assert set(options) == accepted
 
 
+def test_the_kernel_backend_is_a_config_option_that_reaches_every_layer():
+    """model.backend chooses the kernels per network, by constructor argument (nothing process-wide)."""
+    import types
+
+    from suite.config import resolve
+    from suite.train.build import build_model
+
+    shapes = types.SimpleNamespace(d_input=18, d_output=10, encoder="embedding")
+    plain = build_model(resolve("listops", "s4", "smoke", overrides=["model.backend=plain"]), shapes)
+    default = build_model(resolve("listops", "s4", "smoke"), shapes)
+    ssms = lambda net: [m for m in net.modules() if hasattr(m, "backend")]  # noqa: E731
+    assert ssms(plain) and {(m.backend, m.fused, m.triton_kernels) for m in ssms(plain)} == {("plain", False, False)}
+    assert {(m.backend, m.fused, m.triton_kernels) for m in ssms(default)} == {("triton", True, True)}
+
+
 @pytest.mark.parametrize("model", list(registry.MODELS))
 def test_print_config_shows_only_the_models_own_options(model):
     cfg = resolve("listops", model, "smoke")
