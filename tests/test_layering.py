@@ -100,3 +100,38 @@ def test_the_train_package_init_stays_light():
     mods = imported_after("import suite.train.timelimit")
     for heavy in ("torch", "lightning", "mlflow"):
         assert heavy not in mods, heavy
+
+
+def top_level_imports(source: str) -> set[str]:
+    """The top-level packages `source` imports, at the top or inside a function (relative imports left out)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+    return found
+
+
+def code_modules():
+    for package in ("suite", "models", "tasks"):
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def test_only_suite_tracking_imports_mlflow_and_only_suite_sweep_imports_optuna():
+    assert top_level_imports("import mlflow.tracking\ndef f():\n    from optuna import trial\n") == {"mlflow", "optuna"}
+    owners = {"mlflow": "suite/tracking/", "optuna": "suite/sweep/", "optuna_integration": "suite/sweep/"}
+    for path in code_modules():
+        where = path.relative_to(ROOT).as_posix()
+        for library in top_level_imports(path.read_text()) & set(owners):
+            assert where.startswith(owners[library]), f"{where} imports {library}: only {owners[library]} may"
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function that needs more has more than one job (the reshaping issue's rule for suite/, models/, tasks/)."""
+    long = []
+    for path in code_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, long
