@@ -4,11 +4,14 @@
 # Every stage runs under `timeout` so that the whole command ends by $DEADLINE seconds (default 570, under the
 # device tool's 600 s limit) and the archive of what finished always comes back; check and loop get at most
 # $CHECK_S (200) and $LOOP_S (220) seconds.
-# check: the GPU tests of the graphed paths (training and evaluation graphs against eager, every model);
+# check: the GPU tests of the graphed paths (training and evaluation graphs against eager, every model; with
+#        trainer.compile too);
 # sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
-#       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process;
+#       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process
+#       (SBS_ARGS="--compile" adds the suite's step with trainer.compile: 40-80 s of compilation per model);
 # many: benchmarks/many_runs.py (K runs on one GPU, with and without the CUDA MPS daemon the suite starts);
-# loop: benchmarks/loop_overhead.py (suite run against the step benchmark).
+# loop: benchmarks/loop_overhead.py (suite run against the step benchmark; LOOP_ARGS="--trace --warmup 400" for
+#       the host's CUDA calls over 20 steady steps).
 # Device tool: carry [".gpu-wheels", "public_code"] (both git-ignored; public_code only for sbs).
 set -u
 start=$(date +%s); DEADLINE=${DEADLINE:-570}
@@ -23,7 +26,7 @@ for stage in "$@"; do
   echo "stage $stage: $(left) s left"
   case $stage in
     check)
-      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/suite/test_cuda_graphs.py tests/suite/test_loop.py tests/models/test_fast_paths.py \
+      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/suite/test_cuda_graphs.py tests/suite/test_loop.py tests/models/test_fast_paths.py tests/suite/test_compile.py \
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)
@@ -40,13 +43,13 @@ for stage in "$@"; do
       export PYTHONPATH=$PYTHONPATH:$PUBLIC/s4/extensions/kernels:$PUBLIC/liquid-s4/extensions/cauchy  # build_ext --inplace
       python3 -c "import torch, structured_kernels, cauchy_mult; print('public extensions: importable')"
       timeout "$(left)" python3 benchmarks/side_by_side.py --s4 $PUBLIC/s4 --liquid-s4 $PUBLIC/liquid-s4 --out "$OUT" \
-        --train > "$OUT/sbs.log" 2>&1
+        --train ${SBS_ARGS:-} > "$OUT/sbs.log" 2>&1
       tail -30 "$OUT/side_by_side.md" ;;
     many)
       timeout "$(left)" python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps ${MANY_STEPS:-2000} --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
     loop)
-      timeout "$(cap ${LOOP_S:-220})" python3 benchmarks/loop_overhead.py --case s4d --case pb_reference --out "$OUT/loop" \
+      timeout "$(cap ${LOOP_S:-220})" python3 benchmarks/loop_overhead.py --case s4d --case pb_reference ${LOOP_ARGS:-} --out "$OUT/loop" \
         > "$OUT/loop.log" 2>&1
       tail -15 "$OUT/loop.log" ;;
   esac

@@ -395,8 +395,9 @@ def public_train(public: Public, model: str, cfg, batch: int, length: int, d_sta
 
 
 def train_rows(public: Public, models, d_state: int, batch: int, length: int, warmup: int, rounds: int,
-               steps: int) -> list[dict]:
-    """One row per (model, side): public, suite eager, suite cuda graph (+ liquid exact mode, both paths)."""
+               steps: int, compile: bool = False) -> list[dict]:
+    """One row per (model, side): public, suite eager, suite cuda graph (+ liquid exact mode, both paths; + the
+    cuda graph with trainer.compile's torch.compile when `compile`)."""
     import torch
 
     from suite import config
@@ -407,6 +408,8 @@ def train_rows(public: Public, models, d_state: int, batch: int, length: int, wa
         overrides = [f"model.d_state={d_state}"]
         cfg = config.resolve("listops", model, "paper", overrides=overrides, recipe="liquid_s4")
         variants = [("public", None, False), ("suite eager", [], False), ("suite cuda graph", [], True)]
+        if compile:
+            variants += [("suite cuda graph + compile", [], True)]
         if model.startswith("liquid"):
             variants += [("suite exact eager", ["model.liquid_mode=exact"], False),
                          ("suite exact cuda graph", ["model.liquid_mode=exact"], True)]
@@ -418,7 +421,8 @@ def train_rows(public: Public, models, d_state: int, batch: int, length: int, wa
                     row.update(public_train(public, model, cfg, batch, length, d_state, warmup, rounds, steps))
                 else:
                     r = bench_train(model, torch.device("cuda"), batch, length, warmup, rounds, steps,
-                                    overrides=overrides + extra, cuda_graph=cuda_graph)
+                                    overrides=overrides + extra, cuda_graph=cuda_graph,
+                                    compile=side.endswith("compile"))
                     row.update({k: r[k] for k in ("step_ms", "samples_per_s", "peak_gib", "n_params") if k in r})
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 row["error"] = str(exc).splitlines()[0][:160]
@@ -527,6 +531,8 @@ def main(argv=None) -> int:
     ap.add_argument("--layer", action="store_true", help="layer fwd+bwd at the four shapes")
     ap.add_argument("--train", action="store_true", help="ListOps training step")
     ap.add_argument("--profile", action="store_true", help="top CUDA kernels of one suite ListOps training step")
+    ap.add_argument("--compile", action="store_true",
+                    help="with --train: also the graphed step with torch.compile (trainer.compile; 40-80 s per model)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--shapes", default=None, help="e.g. 50x128x2048,8x256x16384 (default: the four shapes)")
     ap.add_argument("--layer-d-state", type=int, default=64)
@@ -595,7 +601,8 @@ def main(argv=None) -> int:
                              f"({recipe_d[m] // 2} modes; they accept only powers of two)")
         rows = []
         for m in models:
-            rows += train_rows(public, [m], d_train[m], a.batch, a.length, a.train_warmup, a.rounds, a.steps)
+            rows += train_rows(public, [m], d_train[m], a.batch, a.length, a.train_warmup, a.rounds, a.steps,
+                               compile=a.compile)
             report["train"] = rows
             save()
         md += [f"## ListOps training step (paper network of the Liquid-S4 recipe, batch {a.batch} x {a.length}, "

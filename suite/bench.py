@@ -172,12 +172,14 @@ def graphed(net, x, lengths):
 
 
 def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup: int = 10, rounds: int = 5,
-                steps: int = 20, overrides: list[str] | None = None, cuda_graph: bool = False) -> dict:
+                steps: int = 20, overrides: list[str] | None = None, cuda_graph: bool = False,
+                compile: bool = False) -> dict:
     """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
     ListOps `paper` network built by `suite.train.build.build_model`, on random tokens of full length.
 
     Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the
-    network's forward and backward as CUDA graphs (`graphed`); the loss and AdamW stay eager.
+    network's forward and backward as CUDA graphs (`graphed`); the loss and AdamW stay eager. `compile` runs the
+    network through torch.compile (inside the graphs with `cuda_graph`), as `trainer.compile` does.
     """
     import torch
     import torch.nn.functional as F
@@ -189,7 +191,8 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     x = torch.randint(3, LISTOPS_VOCAB, (batch, length), device=device)  # (B, L) tokens
     y = torch.randint(0, LISTOPS_CLASSES, (batch,), device=device)
     lengths = torch.full((batch,), length, device=device)
-    forward = graphed(net, x, lengths) if cuda_graph else net
+    inner = torch.compile(net, dynamic=False) if compile else net
+    forward = graphed(inner, x, lengths) if cuda_graph else inner
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -212,7 +215,8 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
         sync()
         times.append((time.perf_counter() - t0) / steps)
     step_s = statistics.median(times)
-    out = {"model": model, "mode": "cuda graph" if cuda_graph else "eager", "batch": batch, "L": length,
+    mode = ("cuda graph" if cuda_graph else "eager") + (" + compile" if compile else "")
+    out = {"model": model, "mode": mode, "batch": batch, "L": length,
            "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
            "n_params": sum(p.numel() for p in net.parameters())}
     if device.type == "cuda":

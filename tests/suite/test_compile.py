@@ -6,6 +6,7 @@ from __future__ import annotations
 import types
 
 import lightning.pytorch as L
+import pytest
 import torch
 
 from suite import config
@@ -46,3 +47,27 @@ def _fresh_parameters():
     torch.manual_seed(0)
     return list(build_model(cfg, types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES,
                                                         encoder="embedding")).parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="trainer.compile inside CUDA graphs needs a GPU")
+@pytest.mark.parametrize("model", ["s4d", "s4", "liquid_s4_pb", "liquid_s4_kb"])
+def test_compiled_graphed_step_matches_the_eager_step_on_the_gpu(model):
+    """trainer.compile on one GPU: torch.compile inside the CUDA graphs of two length buckets, against the eager
+    step on the collated batch: outputs and every gradient within 1e-4 of the largest value (fp32, no TF32)."""
+    from suite.train.cuda_graphs import GraphedTraining
+    from tests.suite.test_cuda_graphs import gpu_batch, gpu_network
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    net = gpu_network(model, [])
+    graphed = GraphedTraining(torch.compile(net, dynamic=False))
+    gen = torch.Generator().manual_seed(1)
+    for L in (300, 700):
+        x, y, lengths = gpu_batch("tokens", L, gen)
+        results = []
+        for forward in (lambda: graphed(x, lengths), lambda: net(x, lengths)):
+            net.zero_grad(set_to_none=True)
+            out = forward()
+            torch.nn.functional.cross_entropy(out, y).backward()
+            results.append([out.detach()] + [p.grad.clone() for p in net.parameters()])
+        for a, b in zip(*results):
+            assert ((a - b).abs().max() / b.abs().max().clamp(min=1e-12)).item() < 1e-4
