@@ -163,7 +163,7 @@ def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> d
     training)."""
     import lightning.pytorch as L
 
-    from suite.train.datamodule import TaskDataModule, loader_workers
+    from suite.train.datamodule import TaskDataModule, loader_workers, runs_on_gpu
     from suite.train.lightning_module import SequenceModule
 
     class SplitsDataModule(TaskDataModule):
@@ -172,9 +172,9 @@ def _evaluate(cfg: RunConfig, model, data, splits: list[str] | None = None) -> d
             return list(splits) if splits else self.data.eval_splits
 
     t = cfg.trainer
-    on_gpu = t.accelerator in ("gpu", "cuda")
+    on_gpu = runs_on_gpu(t.accelerator)
     datamodule = SplitsDataModule(data, t.batch_size, t.eval_batch_size, loader_workers(t.num_workers, on_gpu),
-                                  pin_memory=on_gpu)
+                                  pin_memory=on_gpu, seed=cfg.seed)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits, to_dict(cfg),
                             eval_rate)

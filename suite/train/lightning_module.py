@@ -105,12 +105,18 @@ class SequenceModule(L.LightningModule):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._shared_step(batch, self.eval_splits[dataloader_idx])
 
+    def on_train_start(self) -> None:
+        # Resumed from a checkpoint taken mid-epoch: the epoch's metrics include the steps before the stop. Put back
+        # here, after the checkpoint is restored: Lightning does not call on_train_epoch_start for the epoch it
+        # resumes. Under DDP only rank 0's sums were saved and every rank restores them: the steps before the stop
+        # then count rank 0's samples once per rank (their mean is rank 0's, the sample count right).
+        if self._resumed_sums is not None:
+            self.meters["train"].sums = torch.tensor(self._resumed_sums, dtype=torch.float64, device=self.device)
+            self._resumed_sums = None
+
     def on_train_epoch_start(self) -> None:
         self.meters["train"].reset()
         self._train_epoch_logged = False
-        if self._resumed_sums is not None:  # resumed mid-epoch: the epoch's metrics include the steps before the stop
-            self.meters["train"].sums = torch.tensor(self._resumed_sums, dtype=torch.float64, device=self.device)
-            self._resumed_sums = None
 
     def on_validation_epoch_start(self) -> None:
         for split in self.eval_splits:
@@ -147,7 +153,8 @@ class SequenceModule(L.LightningModule):
                          on_step=False, on_epoch=True, batch_size=1, add_dataloader_idx=False)
 
     def configure_optimizers(self):
-        opt, sched, interval = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches))
+        opt, sched, interval = make_optimizer(self.model, self.optim_cfg, int(self.trainer.estimated_stepping_batches),
+                                              precision=str(self.trainer.precision))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -67,18 +67,27 @@ def cosine_factor(step: int, warmup: int, horizon: int, clamp: bool = False) -> 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, cfg, total_steps: int):
+def use_fused(on_gpu: bool, precision: str, grad_clip: float) -> bool:
+    """Fused AdamW on a GPU, except under mixed precision with gradient clipping: Lightning's mixed-precision plugin
+    refuses to clip the gradients of a fused optimizer (which unscales them itself)."""
+    return on_gpu and not ("mixed" in precision and grad_clip > 0)
+
+
+def make_optimizer(model: nn.Module, cfg, total_steps: int, precision: str = "32-true"):
     """AdamW and its schedule from an OptimConfig: (optimizer, scheduler, interval).
 
     cosine and constant are LambdaLR factors stepped every optimisation step; `step` halves (x step_gamma)
     the learning rate every `step_epochs` epochs, the reference's MultiStep schedule for BIDMC.
 
     On a GPU, AdamW runs fused (one kernel per parameter group instead of a dozen per group and operation): the
-    same update, and less host time per step, which with CUDA graphs sets the pace (suite/train/cuda_graphs.py).
+    same update, and less host time per step, which with CUDA graphs sets the pace (suite/train/cuda_graphs.py);
+    `use_fused` says when it cannot. Else torch's default, the multi-tensor (foreach) AdamW.
     """
     groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.dt_lr, cfg.ssm_lr, cfg.decay_bias_and_norm)
     on_gpu = all(p.is_cuda for g in groups for p in g["params"])
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True if on_gpu else None)
+    fused = use_fused(on_gpu, precision, cfg.grad_clip)
+    # fused=None, not False: an explicit False also turns the foreach path off
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True if fused else None)
     if cfg.scheduler == "step":
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma), "epoch"
     if cfg.scheduler == "constant":

@@ -67,11 +67,10 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
              resumed: bool, callbacks: list | None = None) -> Fit:
     """The Trainer, LightningModule and data module of the run, with every callback (module docstring)."""
     import lightning.pytorch as L
-    import torch
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
-    from suite.train.datamodule import TaskDataModule, loader_workers
+    from suite.train.datamodule import TaskDataModule, loader_workers, local_processes, runs_on_gpu
     from suite.train.guards import DivergenceGuard
     from suite.train.lightning_module import SequenceModule
     from suite.train.throughput import Throughput
@@ -80,9 +79,9 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
     metric, higher = task_metric(data)
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"val/{metric}",
                                  mode="max" if higher else "min", enable_version_counter=False)
-    on_gpu = t.accelerator in ("gpu", "cuda") or t.accelerator == "auto" and torch.cuda.is_available()
-    workers = loader_workers(t.num_workers, on_gpu, torch.cuda.device_count() if on_gpu else 1)
-    datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, workers, pin_memory=on_gpu)
+    on_gpu = runs_on_gpu(t.accelerator)
+    workers = loader_workers(t.num_workers, on_gpu, local_processes(t.devices) if on_gpu else 1)
+    datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, workers, pin_memory=on_gpu, seed=cfg.seed)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits,
                             to_dict(masked(cfg)), eval_rate, cuda_graph=t.cuda_graph,

@@ -94,7 +94,7 @@ def test_a_checkpoint_taken_mid_epoch_carries_the_training_sums_to_the_resumed_e
 
     after = SequenceModule(torch.nn.Linear(3, 4), "classification", OptimConfig(), ["val"])
     after.on_load_checkpoint(checkpoint)
-    after.on_train_epoch_start()  # the resumed epoch starts with the saved sums
+    after.on_train_start()  # the resumed epoch goes on with the saved sums
     assert after.meters["train"].compute() == before.meters["train"].compute()
     after.on_train_epoch_start()  # the next epoch starts from zero
     assert after.meters["train"].compute() == {}
@@ -146,3 +146,51 @@ def test_in_a_real_fit_the_epoch_metrics_reach_the_callbacks_and_only_a_mid_epoc
     assert "suite_train_epoch_sums" not in saved["end"]
     loss_sum, correct, n = saved["mid"]["suite_train_epoch_sums"]
     assert n == 8 and 0 <= correct <= 8 and loss_sum > 0
+
+
+def test_a_run_resumed_from_a_mid_epoch_checkpoint_counts_every_sample_of_each_epoch_once(tmp_path):
+    """Through Lightning's own resume (fit with ckpt_path): the resumed epoch counts the samples before the stop
+    (from the checkpoint) and after it, the next epoch only its own: 16 and 16 for 4 batches of 4. (Lightning does
+    not call on_train_epoch_start for the epoch it resumes: the sums come back in on_train_start.)"""
+    import lightning.pytorch as L
+
+    from suite.config import OptimConfig
+    from suite.train.lightning_module import SequenceModule
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 5, 3, generator=g), torch.randint(0, 4, (16,), generator=g)
+
+    def loader():
+        return torch.utils.data.DataLoader(list(zip(x, y)), batch_size=4, collate_fn=lambda b: (
+            torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]), None))
+
+    class StopMidEpoch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 1:
+                trainer.save_checkpoint(tmp_path / "mid.ckpt")
+                trainer.should_stop = True  # stops after this batch, as a time limit does
+
+    counted = []
+
+    class Count(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            counted.append(int(pl_module.meters["train"].sums[2]))
+
+    def fit(callback, ckpt_path=None):
+        module = SequenceModule(_Pooled(), "classification", OptimConfig(), ["val"])
+        trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
+        trainer.fit(module, train_dataloaders=loader(), ckpt_path=ckpt_path)
+
+    fit(StopMidEpoch())
+    counted.clear()
+    fit(Count(), ckpt_path=tmp_path / "mid.ckpt")
+    assert counted == [16, 16]
+
+
+def test_fused_adamw_on_a_gpu_except_where_mixed_precision_clips_the_gradients():
+    from suite.train.optim import use_fused
+
+    assert use_fused(True, "32-true", 1.0) and use_fused(True, "bf16-mixed", 0.0)
+    assert not use_fused(True, "bf16-mixed", 1.0) and not use_fused(True, "16-mixed", 0.5)
+    assert not use_fused(False, "32-true", 0.0)
