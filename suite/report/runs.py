@@ -136,12 +136,14 @@ def bundle_record(b) -> RunRecord:
 # logging and checkpoint cadence), data-loading workers, the device kind (CPU, GPU: same computation),
 # the evaluation batch size (evaluation is per sample), CUDA graphs (a replay of the same network),
 # torch.compile (the same network, fused kernels: tests/suite/test_compile.py), the SSM's kernel backend
-# (the same computation: tests/models/test_fast_paths.py) and n_params (follows from the configuration). Everything else, including trainer.devices and
-# num_nodes (the effective batch size under DDP) and precision, splits rows.
+# (the same computation: tests/models/test_fast_paths.py) and n_params (follows from the configuration).
+# Everything else, including trainer.devices and num_nodes (the effective batch size under DDP) and
+# precision, splits rows.
 IGNORED_PARAMS = frozenset({
     "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds", "trainer.num_workers", "trainer.log_every_n_steps",
     "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_minutes", "trainer.accelerator",
-    "trainer.eval_batch_size", "trainer.cuda_graph", "trainer.compile", "model.backend", "data.pathfinder.workers", "data.generator.workers",
+    "trainer.eval_batch_size", "trainer.cuda_graph", "trainer.compile", "model.backend", "data.pathfinder.workers",
+    "data.generator.workers",
     "trainer.time_limit"})
 IGNORED_PREFIXES = ("tracking.",)
 

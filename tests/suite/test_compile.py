@@ -12,6 +12,7 @@ import torch
 from suite import config
 from suite.train.build import build_model
 from suite.train.lightning_module import SequenceModule
+from tests.suite.test_epoch_metrics import full_length_batches
 
 VOCAB, CLASSES = 18, 10
 
@@ -31,8 +32,7 @@ def _trained(compile_network: bool, batches) -> SequenceModule:
 def test_compiled_training_steps_give_the_eager_parameters_and_the_same_checkpoint_keys():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randint(0, VOCAB, (12, 48), generator=g), torch.randint(0, CLASSES, (12,), generator=g)
-    batches = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=4, collate_fn=lambda b: (
-        torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]), None))  # 3 steps of one shape
+    batches = full_length_batches(x, y)  # 3 steps of one shape
     eager, compiled = _trained(False, batches), _trained(True, batches)
     assert compiled._compiled and not eager._compiled
     assert compiled.state_dict().keys() == eager.state_dict().keys()

@@ -100,6 +100,14 @@ def test_a_checkpoint_taken_mid_epoch_carries_the_training_sums_to_the_resumed_e
     assert after.meters["train"].compute() == {}
 
 
+def full_length_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = 4) -> torch.utils.data.DataLoader:
+    """(x, y, lengths=None) batches in order, as a task's collate gives them when every sequence has full length."""
+    def collate(b):
+        return torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]), None
+
+    return torch.utils.data.DataLoader(list(zip(x, y)), batch_size=batch_size, collate_fn=collate)
+
+
 class _Pooled(torch.nn.Module):
     """The smallest network with the suite's signature: (B, L, 3) -> (B, 4)."""
 
@@ -122,9 +130,7 @@ def test_in_a_real_fit_the_epoch_metrics_reach_the_callbacks_and_only_a_mid_epoc
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 5, 3, generator=g), torch.randint(0, 4, (16,), generator=g)
-    batches = torch.utils.data.DataLoader(list(zip(x, y)), batch_size=4,
-                                          collate_fn=lambda b: (torch.stack([s[0] for s in b]),
-                                                                torch.stack([s[1] for s in b]), None))
+    batches = full_length_batches(x, y)
     seen, saved = {}, {}
 
     class Watch(L.Callback):
@@ -160,10 +166,6 @@ def test_a_run_resumed_from_a_mid_epoch_checkpoint_counts_every_sample_of_each_e
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 5, 3, generator=g), torch.randint(0, 4, (16,), generator=g)
 
-    def loader():
-        return torch.utils.data.DataLoader(list(zip(x, y)), batch_size=4, collate_fn=lambda b: (
-            torch.stack([s[0] for s in b]), torch.stack([s[1] for s in b]), None))
-
     class StopMidEpoch(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if batch_idx == 1:
@@ -180,7 +182,7 @@ def test_a_run_resumed_from_a_mid_epoch_checkpoint_counts_every_sample_of_each_e
         module = SequenceModule(_Pooled(), "classification", OptimConfig(), ["val"])
         trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
-        trainer.fit(module, train_dataloaders=loader(), ckpt_path=ckpt_path)
+        trainer.fit(module, train_dataloaders=full_length_batches(x, y), ckpt_path=ckpt_path)
 
     fit(StopMidEpoch())
     counted.clear()
