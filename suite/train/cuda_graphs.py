@@ -15,7 +15,9 @@ S4-family layers extend their kernel length on first sight of a longer input (`_
 a Python-side change that a captured graph would not see: when any layer's length changes (in a
 capture, an eager step or a validation pass), every graph is dropped and recaptured on demand.
 Variable-length batches (tasks whose batches carry `lengths`) are zero-padded along the sequence axis
-to a multiple of BUCKET first, so that a few shapes cover an epoch. That changes nothing in the
+to a multiple of BUCKET first, so that a few shapes cover an epoch, but never past the length the S4 layers'
+kernels were built for (data.l_max; `KernelLengths.room`): padding a 4000-step task to 4096 would double every
+S4 kernel and train C~ at 8000 steps where the eager step trains it at 4000. That changes nothing in the
 result: the network zeroes every position past a sequence's length before each SSM layer and pools
 over valid positions only (models/block.py, models/heads.py), and the two parts that read the batch's
 own length, BatchNorm's training statistics and Liquid-S4's reference term, are given it as a device
@@ -51,12 +53,20 @@ def obstacle(device_type: str, world_size: int, precision: str) -> str | None:
     return None
 
 
-def pad_sequence_axis(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the sequence axis of a network input up to a multiple of `multiple`: the last axis of
-    token ids (B, L) or pairs (B, 2, L) (integer dtype), axis -2 of features (B, L, C) or (B, 2, L, C)."""
+def padded_length(L: int, multiple: int, room: int | None = None) -> int:
+    """L rounded up to a multiple of `multiple`, but not past `room` (the longest input no layer's kernel has to
+    grow for) unless L itself is longer."""
+    up = L + -L % multiple
+    return up if room is None else max(L, min(up, room))
+
+
+def pad_sequence_axis(x: torch.Tensor, multiple: int, room: int | None = None) -> torch.Tensor:
+    """Zero-pad the sequence axis of a network input up to a multiple of `multiple` (not past `room`:
+    padded_length): the last axis of token ids (B, L) or pairs (B, 2, L) (integer dtype), axis -2 of features
+    (B, L, C) or (B, 2, L, C)."""
     axis = -1 if not x.is_floating_point() else -2
     L = x.shape[axis]
-    extra = -L % multiple
+    extra = padded_length(L, multiple, room) - L
     if extra == 0:
         return x
     pad = [0, 0] * (-axis - 1) + [0, extra]  # F.pad lists the last axis first
@@ -96,6 +106,11 @@ class KernelLengths:
     def __call__(self) -> tuple:
         return tuple(m._length for m in self.layers)
 
+    def room(self, rate: float = 1.0) -> int | None:
+        """The longest input at step rate * dt for which no layer's kernel grows (models/s4.py `kernel`), or None
+        when no layer has a stored length."""
+        return min((round(m._length / rate) for m in self.layers), default=None)
+
 
 class GraphedTraining:
     """Calls `model(x, lengths)` for training batches through CUDA graphs, one per batch shape."""
@@ -117,7 +132,7 @@ class GraphedTraining:
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET)
+            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room())
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), _autocast_dtype())
         self._drop_if_grown()  # a layer may have grown in an eager step or a validation pass
         graphed = self.graphs.get(key)

@@ -5,7 +5,7 @@ networks at batch 12 launches a few thousand small kernels, and their launch cos
 on ListOps the two splits cost about a tenth of the epoch eagerly (issue 12, target 2). So when training runs in
 graphs, evaluation does too: one forward-only graph per (batch shape, lengths shape, rate, autocast dtype),
 captured at the first batch of that key under the evaluation's own no-grad / inference mode, replayed after
-copying the batch into its static inputs. Variable-length batches are zero-padded to the bucket length first,
+copying the batch into its static inputs. Variable-length batches are zero-padded to the bucket length first (not past the kernels' length),
 and the modules that read the batch's own length are given it on the device, exactly as in training
 (suite/train/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
 
@@ -83,7 +83,7 @@ class GraphedEvaluation:
         if self.off is not None or torch.is_grad_enabled() or self.model.training:
             return self._eager(x, lengths, rate)
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET)
+            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(rate or 1.0))
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), rate, _autocast_dtype(),
                torch.is_inference_mode_enabled())
         now = self._kernel_lengths()

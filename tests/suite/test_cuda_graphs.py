@@ -16,7 +16,7 @@ import torch
 from models import liquid_reference
 from models.padding import batch_length
 from suite import config
-from suite.train.cuda_graphs import BUCKET, GraphedTraining, KernelLengths, pad_sequence_axis
+from suite.train.cuda_graphs import BUCKET, GraphedTraining, KernelLengths, pad_sequence_axis, padded_length
 from suite.errors import ConfigError
 from tests.conftest import run_suite
 
@@ -55,6 +55,26 @@ def test_the_kernel_lengths_the_graphs_watch_follow_a_layer_that_grows():
     net(torch.randint(0, VOCAB, (2, 2 * max(before) + 1)), None)
     assert all(b < a for b, a in zip(before, lengths())), (before, lengths())
     assert KernelLengths(network("s4d", []))() == ()  # S4D's kernel has no stored length
+
+
+def test_padding_stops_at_the_length_the_kernels_were_built_for():
+    """A 4000-step task (Retrieval, BIDMC) padded to 4096 would double every S4 kernel and train C~ at 8000 steps
+    where the eager step trains it at 4000: the bucket padding stops at the kernels' room, and only an input that
+    is longer already goes past it."""
+    assert padded_length(300, 256) == 512
+    assert padded_length(3900, 256, room=4000) == 4000
+    assert padded_length(3000, 256, room=4000) == 3072
+    assert padded_length(4100, 256, room=4000) == 4100
+    assert pad_sequence_axis(torch.ones(2, 3900, dtype=torch.long), 256, room=4000).shape == (2, 4000)
+    net = network("s4", ["data.l_max=4000"])
+    lengths = KernelLengths(net)
+    assert lengths.room() == 4000 and lengths.room(rate=2.0) == 2000
+    before = lengths()
+    net(pad_sequence_axis(torch.randint(1, VOCAB, (2, 3900)), BUCKET, lengths.room()), torch.tensor([3900, 10]))
+    assert lengths() == before
+    net(pad_sequence_axis(torch.randint(1, VOCAB, (2, 3900)), BUCKET), torch.tensor([3900, 10]))  # uncapped
+    assert lengths() != before
+    assert KernelLengths(network("s4d", [])).room() is None
 
 
 def padded_and_unpadded(net, x, lengths, y):
