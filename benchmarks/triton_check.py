@@ -44,8 +44,8 @@ def time_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
 
 
 def time_vandermonde(kind: str, H: int, L: int, device: str = "cuda") -> dict:
-    from models.kernels.vandermonde import vandermonde
-    from models.kernels.vandermonde_triton import vandermonde_fused
+    from models.ops.vandermonde import vandermonde
+    from models.ops.vandermonde_triton import vandermonde_fused
 
     v, x = vandermonde_inputs(kind, H, L, device)
     v.requires_grad_(), x.requires_grad_()
@@ -57,7 +57,7 @@ def time_vandermonde(kind: str, H: int, L: int, device: str = "cuda") -> dict:
 
 
 def time_cauchy(H: int, L: int) -> dict:
-    from models.kernels.cauchy import cauchy_pairs
+    from models.ops.cauchy import cauchy_pairs
 
     *xs, t = cauchy_inputs(H, L, "cuda")
     xs = [x.requires_grad_() for x in xs]

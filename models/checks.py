@@ -63,7 +63,7 @@ def check_layer(ssm_class: type, B: int = 4, H: int = 32, L: int = 1024, device:
 def kb2_long_error(L: int = 16384, H: int = 16, device: str = "cuda") -> float:
     """The fused KB degree-2 convolution in fp32 against float64 at a long length with inputs of mean 1 (the
     prefix sums' precision), relative to the largest float64 value."""
-    from models.kernels.kb_conv import conv_and_kb2
+    from models.ops.kb_conv import conv_and_kb2
 
     torch.manual_seed(0)
     u = 1 + 0.3 * torch.randn(2, H, L, device=device, dtype=torch.float64)
@@ -102,8 +102,8 @@ def _run_vandermonde(fn, v, x, L, g):
 
 def check_vandermonde(kind: str, H: int, L: int, device: str = "cuda") -> dict:
     """{tensor: (triton error, fp32 PyTorch error)} relative to float64 on the same inputs."""
-    from models.kernels.vandermonde import vandermonde
-    from models.kernels.vandermonde_triton import vandermonde_fused
+    from models.ops.vandermonde import vandermonde
+    from models.ops.vandermonde_triton import vandermonde_fused
 
     v, x = vandermonde_inputs(kind, H, L, device)
     g = torch.randn(v.shape[0], H, L, device=device)
@@ -127,7 +127,7 @@ def cauchy_inputs(H: int, L: int, device: str):
 
 
 def _run_cauchy(use_triton: bool, xs, t, g):
-    from models.kernels.cauchy import cauchy_pairs
+    from models.ops.cauchy import cauchy_pairs
 
     xs = [x.clone().requires_grad_() for x in xs]
     s = cauchy_pairs(*xs, t, use_triton=use_triton)
@@ -148,7 +148,7 @@ def check_cauchy(H: int, L: int, device: str = "cuda") -> dict:
 def check_kb_conv(B: int, H: int, L: int, device: str = "cuda") -> dict:
     """The fused KB degree-2 convolution with its Triton spectral products against float64: output and
     the gradients of u, k, K2, as (Triton error, fp32 PyTorch error) relative to the largest value."""
-    from models.kernels.kb_conv import conv_and_kb2
+    from models.ops.kb_conv import conv_and_kb2
 
     torch.manual_seed(0)
     decay = torch.exp(-torch.arange(L, device=device, dtype=torch.float64) / (L / 4))

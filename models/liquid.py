@@ -33,10 +33,10 @@ from collections import defaultdict
 
 import torch
 
-from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
-from models.kernels.kb_conv import centred_cumsum, conv_and_kb2
+from models.ops.fftconv import fft_conv, fft_conv_autograd, two_sided
+from models.ops.kb_conv import centred_cumsum, conv_and_kb2
 from models import liquid_reference
-from models.kernels.vandermonde import vandermonde
+from models.ops.vandermonde import vandermonde
 from models.s4 import S4
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from models.hippo import nplr_legs
-from models.kernels.cauchy import cauchy_pairs
+from models.ops.cauchy import cauchy_pairs
 from models.ssm import ConvSSM
 
 

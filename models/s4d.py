@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from models.hippo import s4d_init
-from models.kernels.vandermonde import vandermonde
+from models.ops.vandermonde import vandermonde
 from models.ssm import ConvSSM
 
 

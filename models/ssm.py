@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
+from models.ops.fftconv import fft_conv, fft_conv_autograd, two_sided
 
 
 BACKENDS = ("triton", "torch", "plain")  # `backend` of every SSM: see ConvSSM.__init__
@@ -38,7 +38,7 @@ class ConvSSM(nn.Module, abc.ABC):
         # plain: the plain twins of the fused fast paths (autograd FFT convolution, skip term added separately,
         # liquid terms one by one), the baseline the fast paths are tested against; torch: the fused paths with
         # PyTorch kernels; triton: with the fused Triton kernels where they apply (CUDA, complex64, triton
-        # importable: models/kernels/*_triton.py), the default
+        # importable: models/ops/*_triton.py), the default
         self.backend = backend
         self.fused = backend != "plain"
         self.triton_kernels = backend == "triton"

@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from models.checks import check_layer, within
-from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
-from models.kernels.kb_conv import conv_and_kb2
+from models.ops.fftconv import fft_conv, fft_conv_autograd, two_sided
+from models.ops.kb_conv import conv_and_kb2
 from models.liquid import LiquidS4, LiquidS4KB, LiquidS4PB, liquid_kb
 from models.s4 import S4
 from models.s4d import S4D
-from models.kernels.vandermonde import vandermonde
+from models.ops.vandermonde import vandermonde
 
 
 def _grads(fn, *xs):

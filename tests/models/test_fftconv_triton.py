@@ -1,4 +1,4 @@
-"""The Triton kernel of the FFT convolution's backward (models/kernels/fftconv_triton.py) against its
+"""The Triton kernel of the FFT convolution's backward (models/ops/fftconv_triton.py) against its
 PyTorch twin and float64.
 
 On a CPU it runs under Triton's interpreter (TRITON_INTERPRET=1, in a subprocess: the variable must be
@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.kernels import fftconv_triton
-from models.kernels.fftconv import fft_conv
+from models.ops import fftconv_triton
+from models.ops.fftconv import fft_conv
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = """
 import json, torch
-from models.kernels import fftconv_triton
-from models.kernels.fftconv import fft_conv, fft_conv_autograd, two_sided
+from models.ops import fftconv_triton
+from models.ops.fftconv import fft_conv, fft_conv_autograd, two_sided
 
 def grads(fn, u, k):
     u, k = u.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()

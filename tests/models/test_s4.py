@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.kernels.cauchy import cauchy_pairs, cauchy_pairs_reference
+from models.ops.cauchy import cauchy_pairs, cauchy_pairs_ref
 from models.liquid import LiquidS4
 from models.network import SequenceModel
 from models.s4 import S4
@@ -59,7 +59,7 @@ def test_cauchy_chunks_match_reference():
     left, right, lam = c(3, 2, 5), c(2, 2, 5), c(2, 5) - 2
     alpha, t = c(2, 7), c(7)
     torch.testing.assert_close(cauchy_pairs(left, right, lam, alpha, t, chunk=3),
-                               cauchy_pairs_reference(left, right, lam, alpha, t))
+                               cauchy_pairs_ref(left, right, lam, alpha, t))
 
 
 def test_convolution_equals_recurrence():

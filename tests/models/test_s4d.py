@@ -9,8 +9,8 @@ import torch
 
 from models.block import Norm, ResidualBlock, SSMLayer
 from models.hippo import legs, legs_low_rank, nplr_legs, s4d_init
-from models.kernels.fftconv import direct_conv_reference, fft_conv, two_sided
-from models.kernels.vandermonde import vandermonde, vandermonde_reference
+from models.ops.fftconv import direct_conv_ref, fft_conv, two_sided
+from models.ops.vandermonde import vandermonde, vandermonde_ref
 from models.s4d import S4D
 
 INITS = ["legs", "inv", "lin"]
@@ -71,7 +71,7 @@ def test_vandermonde_chunks_match_repeated_multiplication():
     A_bar = torch.polar(torch.rand(3, 5, dtype=torch.float64) * 0.5 + 0.49, torch.rand(3, 5, dtype=torch.float64) * 6)
     v = torch.randn(2, 3, 5, dtype=torch.complex128)
     K = vandermonde(v, torch.log(A_bar), 40, chunk=7)
-    torch.testing.assert_close(K, vandermonde_reference(v, A_bar, 40), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(K, vandermonde_ref(v, A_bar, 40), rtol=1e-12, atol=1e-12)
 
 
 def test_rate_scales_the_step_size():
@@ -93,7 +93,7 @@ def test_shared_ssm_copies():
 def test_fft_conv_is_linear_convolution():
     torch.manual_seed(3)
     u, k = torch.randn(2, 3, 50, dtype=torch.float64), torch.randn(3, 50, dtype=torch.float64)
-    torch.testing.assert_close(fft_conv(u, k).double(), direct_conv_reference(u, k), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fft_conv(u, k).double(), direct_conv_ref(u, k), rtol=1e-5, atol=1e-5)
 
 
 def test_two_sided_kernel_lags():

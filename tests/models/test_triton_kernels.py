@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from models.checks import triton_ok
-from models.kernels import cauchy_triton, vandermonde_triton
-from models.kernels.cauchy import cauchy_pairs
-from models.kernels.vandermonde import vandermonde
+from models.ops import cauchy_triton, vandermonde_triton
+from models.ops.cauchy import cauchy_pairs
+from models.ops.vandermonde import vandermonde
 from models.liquid import LiquidS4
 from models.s4 import S4
 from models.s4d import S4D

@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.kernels import kb_conv_triton
-from models.kernels.fftconv import zero_padded
+from models.ops import kb_conv_triton
+from models.ops.fftconv import zero_padded
 
 
 def centred_cumsum(x: torch.Tensor) -> torch.Tensor:

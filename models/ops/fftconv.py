@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.kernels import fftconv_triton
+from models.ops import fftconv_triton
 
 
 def two_sided(k_fwd: torch.Tensor, k_bwd: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ class _FFTConv(torch.autograd.Function):
         g_f = torch.fft.rfft(zero_padded(g, n))  # (B, H, L+1)
         grad_u = grad_k = None
         if all(ctx.needs_input_grad[:2]) and ctx.use_triton and fftconv_triton.supported(g_f, u_f, k_f):
-            # both spectral products in one pass over G and U (models/kernels/fftconv_triton.py)
+            # both spectral products in one pass over G and U (models/ops/fftconv_triton.py)
             d_u, d_k = fftconv_triton.conv_backward(g_f, u_f, k_f)
             grad_u = torch.fft.irfft(d_u, n=n, norm="forward")[..., :L]  # (B, H, L)
             grad_k = torch.fft.irfft(d_k, n=n)[..., :Lk]  # (H, Lk)
@@ -107,7 +107,7 @@ def fft_conv_autograd(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(u_f * k_f, n=n)[..., :L]
 
 
-def direct_conv_reference(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+def direct_conv_ref(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Plain twin of `fft_conv` for a causal kernel (H, L): y_t = sum_{s<=t} k[t-s] u_s."""
     L = u.shape[-1]
     y = torch.zeros_like(u)

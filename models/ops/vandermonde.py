@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from models.kernels import vandermonde_triton
+from models.ops import vandermonde_triton
 
 
 def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, chunk: int = 4096, use_triton: bool = False) -> torch.Tensor:
@@ -30,7 +30,7 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, chunk: int = 4096, use
     return torch.cat(out, dim=-1)
 
 
-def vandermonde_reference(v: torch.Tensor, A_bar: torch.Tensor, L: int) -> torch.Tensor:
+def vandermonde_ref(v: torch.Tensor, A_bar: torch.Tensor, L: int) -> torch.Tensor:
     """Plain twin of `vandermonde`: explicit powers A_bar^l by repeated multiplication."""
     K = []
     power = torch.ones_like(A_bar)

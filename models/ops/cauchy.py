@@ -3,7 +3,7 @@
     s[a, r, h, k] = sum_n  2 a_n b_n / (alpha_hk - t_k lambda_hn)  +  2 conj(a_n b_n) / (alpha_hk - t_k conj(lambda_hn))
 
 with a = left[a, h, :], b = right[r, h, :]. The fast path walks the frequency nodes in chunks, so it
-holds (H, 2N, chunk) at a time and never more than a fixed budget; `cauchy_pairs_reference` is its plain
+holds (H, 2N, chunk) at a time and never more than a fixed budget; `cauchy_pairs_ref` is its plain
 twin. (pykeops, where it works, would avoid even the chunk; it crashed compiling the S4 Cauchy
 formula on an H100 with pykeops 2.3, so it is not used.)
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from models.kernels import cauchy_triton
+from models.ops import cauchy_triton
 
 
 def cauchy_pairs(left: torch.Tensor, right: torch.Tensor, lam: torch.Tensor, alpha: torch.Tensor, t: torch.Tensor,
@@ -41,7 +41,7 @@ def cauchy_pairs(left: torch.Tensor, right: torch.Tensor, lam: torch.Tensor, alp
     return s.transpose(0, 1).reshape(A, R, H, K)
 
 
-def cauchy_pairs_reference(left, right, lam, alpha, t):
+def cauchy_pairs_ref(left, right, lam, alpha, t):
     """Plain twin of `cauchy_pairs`: one frequency node at a time, explicit sums."""
     A, R, H, K = left.shape[0], right.shape[0], lam.shape[0], alpha.shape[-1]
     out = torch.zeros(A, R, H, K, dtype=torch.promote_types(left.dtype, alpha.dtype))

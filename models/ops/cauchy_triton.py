@@ -3,7 +3,7 @@
     s[j, h, k] = sum_n  v[j, h, n] r1[h, n, k] + conj(v[j, h, n]) r2[h, n, k]
     r1 = 1 / (alpha[h, k] - t[k] lam[h, n]),      r2 = 1 / (alpha[h, k] - t[k] conj(lam[h, n]))
 
-(the twin of `models.kernels.cauchy.cauchy_pairs`, with v = 2 left right flattened over the (a, r)
+(the twin of `models.ops.cauchy.cauchy_pairs`, with v = 2 left right flattened over the (a, r)
 pairs into j). Each program holds an (N, BLOCK_K) tile of reciprocals in registers.
 
 Backward, for a real loss with G = dLoss/ds (PyTorch's convention for complex gradients: for
@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from models.kernels.vandermonde_triton import INTERPRET, triton
+from models.ops.vandermonde_triton import INTERPRET, triton
 
 if triton is not None:
     import triton.language as tl

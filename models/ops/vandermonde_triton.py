@@ -2,7 +2,7 @@
 
     K[c, h, l] = 2 Re sum_n v[c, h, n] z[h, n]^l,      z = exp(x),  l = 0 .. L-1
 
-(the twin of `models.kernels.vandermonde.vandermonde`, which holds (H, N, chunk) powers at a time).
+(the twin of `models.ops.vandermonde.vandermonde`, which holds (H, N, chunk) powers at a time).
 Each program computes z^l = exp(Re x l) (cos phi + i sin phi), phi = Im x l, for a (N, BLOCK_L) tile
 in registers and reduces over n. The phase is formed and reduced to [-pi, pi] in float64, so the fp32
 sine and cosine see small arguments (Im x l reaches 1e5 rad at L = 16384).

@@ -1,1 +1,0 @@
-"""Fast numerical kernels, each with a plain reference twin used by the tests."""
