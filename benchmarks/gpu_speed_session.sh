@@ -5,7 +5,8 @@
 # device tool's 600 s limit) and the archive of what finished always comes back; check and loop get at most
 # $CHECK_S (200) and $LOOP_S (220) seconds.
 # check: the GPU tests of the graphed paths (training and evaluation graphs against eager, every model; with
-#        trainer.compile too);
+#        trainer.compile too; CHECK_TESTS="tests/..." for other files; pytest stops at CHECK_S seconds:
+#        Lightning turns the SIGTERM of `timeout` into a SIGTERMException in the test running then);
 # sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
 #       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process
 #       (SBS_ARGS="--compile" adds the suite's step with trainer.compile: 40-80 s of compilation per model);
@@ -26,7 +27,8 @@ for stage in "$@"; do
   echo "stage $stage: $(left) s left"
   case $stage in
     check)
-      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf tests/suite/test_cuda_graphs.py tests/suite/test_loop.py tests/models/test_fast_paths.py tests/suite/test_compile.py \
+      timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf ${CHECK_TESTS:-tests/suite/test_cuda_graphs.py \
+        tests/suite/test_step_graphs.py tests/suite/test_loop.py tests/models/test_fast_paths.py tests/suite/test_compile.py} \
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)

@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CASES = {
     "s4d": ("s4d", []),
+    "s4d_network": ("s4d", ["trainer.cuda_graph_scope=network"]),  # the network in graphs, loss and AdamW eager
+    "pb_reference_network": ("liquid_s4_pb", ["trainer.cuda_graph_scope=network"]),
     "s4d_workers0": ("s4d", ["trainer.num_workers=0"]),  # batches made on the training thread
     "pb_reference_workers0": ("liquid_s4_pb", ["trainer.num_workers=0"]),
     "pb_exact": ("liquid_s4_pb", ["model.liquid_mode=exact"]),

@@ -178,7 +178,9 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     ListOps `paper` network built by `suite.train.build.build_model`, on random tokens of full length.
 
     Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the
-    network's forward and backward as CUDA graphs (`graphed`); the loss and AdamW stay eager. `compile` runs the
+    `cuda_graph` runs the step as `suite run` does on one GPU: with `trainer.cuda_graph_scope` step (the default;
+    the overrides can set it) the whole step as one graph (suite/train/step_graphs.py), with network the
+    network's forward and backward as CUDA graphs (`graphed`) and the loss and AdamW eager. `compile` runs the
     network through torch.compile (inside the graphs with `cuda_graph`), as `trainer.compile` does.
     """
     import torch
@@ -192,13 +194,21 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     y = torch.randint(0, LISTOPS_CLASSES, (batch,), device=device)
     lengths = torch.full((batch,), length, device=device)
     inner = torch.compile(net, dynamic=False) if compile else net
-    forward = graphed(inner, x, lengths) if cuda_graph else inner
+    whole = cuda_graph and cfg.trainer.cuda_graph_scope == "step"
+    if whole:
+        from suite.train.step_graphs import GraphedStep
+
+        graphed_step = GraphedStep(net, inner, opt, F.cross_entropy, grad_clip=cfg.optim.grad_clip)
+    forward = graphed(inner, x, lengths) if cuda_graph and not whole else inner
 
     def step():
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(forward(x, lengths), y)
-        loss.backward()
-        opt.step()
+        if whole:
+            graphed_step(x, y, lengths)
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(forward(x, lengths), y)
+            loss.backward()
+            opt.step()
         sched.step()
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -215,7 +225,8 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
         sync()
         times.append((time.perf_counter() - t0) / steps)
     step_s = statistics.median(times)
-    mode = ("cuda graph" if cuda_graph else "eager") + (" + compile" if compile else "")
+    mode = ("cuda graph (whole step)" if whole else "cuda graph" if cuda_graph else "eager") + (
+        " + compile" if compile else "")
     out = {"model": model, "mode": mode, "batch": batch, "L": length,
            "step_ms": 1000 * step_s, "samples_per_s": batch / step_s,
            "n_params": sum(p.numel() for p in net.parameters())}

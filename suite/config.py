@@ -144,6 +144,9 @@ class TrainerConfig:
     # same numbers (suite/train/cuda_graphs.py). auto: when training on one CUDA GPU at a precision they cover, else
     # eagerly with a one-line note; true: graphs or an error; false: eager (`suite run --eager`)
     cuda_graph: bool | Literal["auto"] = "auto"
+    # what the graphs hold: step (the default: forward, loss, backward, clipping and the AdamW update, one graph per
+    # batch shape, suite/train/step_graphs.py) or network (forward and backward only; loss, clipping and AdamW eager)
+    cuda_graph_scope: Literal["step", "network"] = "step"
     # the training network through torch.compile (inductor fuses the elementwise chains around the FFT convolution;
     # inside the CUDA graphs when they apply): on an H200 the ListOps step of s4d 1.32x and s4 1.17x faster, after
     # 40-80 s of compilation per batch shape (BENCHMARKS.md, session 12); off by default until measured side by side

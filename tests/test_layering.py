@@ -72,8 +72,8 @@ def test_the_report_package_imports_one_way():
 TRAIN_IMPORTS = {
     "build": set(), "failures": set(), "timelimit": set(), "optim": set(), "datamodule": set(),
     "cuda_graphs": set(), "throughput": set(), "progress": set(), "epoch_metrics": set(),
-    "eval_graphs": {"cuda_graphs"},
-    "lightning_module": {"optim", "cuda_graphs", "eval_graphs", "epoch_metrics", "throughput"},
+    "eval_graphs": {"cuda_graphs"}, "step_graphs": {"cuda_graphs"},
+    "lightning_module": {"optim", "cuda_graphs", "eval_graphs", "step_graphs", "epoch_metrics", "throughput"},
     "guards": {"timelimit", "throughput"},
     "record": {"timelimit", "epoch_metrics"},
     "trainer": {"timelimit", "record", "guards", "progress", "throughput", "datamodule", "lightning_module"},

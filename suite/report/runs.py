@@ -140,11 +140,11 @@ def bundle_record(b) -> RunRecord:
 # Everything else, including trainer.devices and num_nodes (the effective batch size under DDP) and
 # precision, splits rows.
 IGNORED_PARAMS = frozenset({
-    "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds", "trainer.num_workers", "trainer.log_every_n_steps",
-    "trainer.checkpoint_every_n_steps", "trainer.checkpoint_every_minutes", "trainer.accelerator",
-    "trainer.eval_batch_size", "trainer.cuda_graph", "trainer.compile", "model.backend", "data.pathfinder.workers",
-    "data.generator.workers",
-    "trainer.time_limit"})
+    "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds",
+    "trainer.num_workers", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
+    "trainer.checkpoint_every_minutes", "trainer.accelerator", "trainer.eval_batch_size", "trainer.cuda_graph",
+    "trainer.cuda_graph_scope", "trainer.compile", "model.backend", "data.pathfinder.workers",
+    "data.generator.workers", "trainer.time_limit"})
 IGNORED_PREFIXES = ("tracking.",)
 
 

@@ -1,4 +1,6 @@
-"""Training forward and backward as CUDA graphs (`trainer.cuda_graph`: auto, the default, true or false).
+"""Training forward and backward as CUDA graphs (`trainer.cuda_graph`: auto, the default, true or false, with
+`trainer.cuda_graph_scope: network`; the default scope, step, puts the whole step in the graph with the same
+padding, kernel-length watch and shape limit: suite/train/step_graphs.py).
 
 auto uses them when training runs on exactly one CUDA GPU at a precision they cover (GRAPHED_PRECISIONS,
 suite/config.py), and otherwise trains eagerly after one line on stderr saying why (`obstacle`); true makes

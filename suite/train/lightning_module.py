@@ -26,7 +26,7 @@ from suite.train.throughput import is_log_step
 class SequenceModule(L.LightningModule):
     def __init__(self, model: nn.Module, problem: str, optim_cfg, eval_splits: list[str],
                  config: dict | None = None, eval_rate: dict[str, float] | None = None, cuda_graph: bool | str = False,
-                 compile_network: bool = False):
+                 compile_network: bool = False, cuda_graph_scope: str = "step"):
         super().__init__()
         self.model = model
         self.problem = problem
@@ -39,6 +39,8 @@ class SequenceModule(L.LightningModule):
         self._resumed_sums: list[float] | None = None  # the training meter's sums of a checkpoint taken mid-epoch
         self.cuda_graph = cuda_graph
         self.compile_network = compile_network
+        self.cuda_graph_scope = cuda_graph_scope
+        self._step = None  # suite.train.step_graphs.GraphedStep: the whole training step in graphs (scope step)
         self._compiled: tuple[nn.Module, ...] = ()  # (torch.compile(model),): a tuple, so not a submodule
         self._graphed = None  # suite.train.cuda_graphs.GraphedTraining, made at the first training batch
         self._graphed_eval = None  # suite.train.eval_graphs.GraphedEvaluation, beside it
@@ -54,7 +56,10 @@ class SequenceModule(L.LightningModule):
         if why is None:
             from suite.train.eval_graphs import GraphedEvaluation
 
-            self._graphed = GraphedTraining(self._training_network(graphs=True))
+            if self.cuda_graph_scope == "step":
+                self._step_in_graphs()
+            else:
+                self._graphed = GraphedTraining(self._training_network(graphs=True))
             self._graphed_eval = GraphedEvaluation(self.model)  # the evaluation splits of every epoch, likewise
         elif self.cuda_graph is True:
             raise ConfigError(f"config: trainer.cuda_graph = true cannot apply to this run: {why}.",
@@ -62,6 +67,16 @@ class SequenceModule(L.LightningModule):
                                    "on one GPU (--devices 1) at --precision 32-true")
         elif self.trainer.is_global_zero:
             print(f"note: CUDA graphs off: {why}; training eagerly", file=sys.stderr)
+
+    def _step_in_graphs(self) -> None:
+        """trainer.cuda_graph_scope = step (suite/train/step_graphs.py): forward, loss, backward, clipping and the
+        AdamW update replayed as one graph per batch shape; Lightning's backward, zero_grad and clipping skipped."""
+        from suite.train.step_graphs import GraphedStep
+
+        optimizer = self.optimizers().optimizer
+        self._step = GraphedStep(self.model, self._training_network(graphs=True), optimizer, self._loss,
+                                 grad_clip=self.optim_cfg.grad_clip)
+        optimizer.update_in_graph = True
 
     def _training_network(self, graphs: bool = False) -> nn.Module:
         """trainer.compile: the network through torch.compile, sharing its parameters (static shapes under the
@@ -81,17 +96,22 @@ class SequenceModule(L.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out.squeeze(-1), y.float())
 
+    def _output(self, split: str, x, lengths) -> torch.Tensor:
+        if split == "train" and self._graphed is not None:
+            return self._graphed(x, lengths)  # the same network, replayed as CUDA graphs
+        if split != "train" and self._graphed_eval is not None:
+            return self._graphed_eval(x, lengths, self.eval_rate.get(split))  # forward-only graphs, likewise
+        if split == "train":
+            return self._training_network()(x, lengths, None)
+        return self(x, lengths, self.eval_rate.get(split))
+
     def _shared_step(self, batch, split: str) -> torch.Tensor:
         x, y, lengths = batch
-        if split == "train" and self._graphed is not None:
-            out = self._graphed(x, lengths)  # the same network, replayed as CUDA graphs
-        elif split != "train" and self._graphed_eval is not None:
-            out = self._graphed_eval(x, lengths, self.eval_rate.get(split))  # forward-only graphs, likewise
-        elif split == "train":
-            out = self._training_network()(x, lengths, None)
+        if split == "train" and self._step is not None:
+            out, loss = self._step(x, y, lengths)  # the whole step, update included, replayed as a CUDA graph
         else:
-            out = self(x, lengths, self.eval_rate.get(split))
-        loss = self._loss(out, y)
+            out = self._output(split, x, lengths)
+            loss = self._loss(out, y)
         self.meters[split].update(loss, out if self.problem == "classification" else out.squeeze(-1), y)
         if split == "train" and is_log_step(self.trainer):
             # not prog_bar: Lightning reads progress-bar values at every step (a wait for the GPU);
@@ -101,6 +121,19 @@ class SequenceModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         return self._shared_step(batch, "train")
+
+    # With the whole step in graphs (self._step) the update is made: Lightning's parts of it are skipped.
+    def backward(self, loss, *args, **kwargs) -> None:
+        if self._step is None:
+            super().backward(loss, *args, **kwargs)
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer) -> None:
+        if self._step is None:
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if self._step is None:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._shared_step(batch, self.eval_splits[dataloader_idx])

@@ -67,6 +67,22 @@ def cosine_factor(step: int, warmup: int, horizon: int, clamp: bool = False) -> 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+class AdamW(torch.optim.AdamW):
+    """torch's AdamW, whose update can run inside a CUDA graph of the whole training step
+    (suite/train/step_graphs.py): with `update_in_graph` set, step(closure) runs the closure, whose replay of the
+    graph made the update, and nothing more. Same name, state and checkpoints as torch's."""
+
+    update_in_graph = False
+
+    def step(self, closure=None):
+        if not self.update_in_graph:
+            return super().step(closure)
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+
 def use_fused(on_gpu: bool, precision: str, grad_clip: float) -> bool:
     """Fused AdamW on a GPU, except under mixed precision with gradient clipping: Lightning's mixed-precision plugin
     refuses to clip the gradients of a fused optimizer (which unscales them itself)."""
@@ -87,7 +103,7 @@ def make_optimizer(model: nn.Module, cfg, total_steps: int, precision: str = "32
     on_gpu = all(p.is_cuda for g in groups for p in g["params"])
     fused = use_fused(on_gpu, precision, cfg.grad_clip)
     # fused=None, not False: an explicit False also turns the foreach path off
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True if fused else None)
+    opt = AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True if fused else None)
     if cfg.scheduler == "step":
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.step_gamma), "epoch"
     if cfg.scheduler == "constant":

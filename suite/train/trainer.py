@@ -85,7 +85,7 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits,
                             to_dict(masked(cfg)), eval_rate, cuda_graph=t.cuda_graph,
-                            compile_network=t.compile)
+                            compile_network=t.compile, cuda_graph_scope=t.cuda_graph_scope)
     logger = (ResumedMLFlowLogger(record.already_logged, tracking_uri=record.uri, run_id=record.run_id)
               if rank_zero else SilentLogger())
     progress, lines = _callbacks(t, record, rank_zero, resumed)
