@@ -97,7 +97,8 @@ def _trace_summary(prof, steps: int, rows: int = 40) -> str:
 
 
 def _n_graphs(pl_module) -> int:
-    return len(pl_module._graphed.graphs) if pl_module._graphed is not None else 0
+    graphed = pl_module._step or pl_module._graphed  # the whole step's graphs, or the network's
+    return len(graphed.graphs) if graphed is not None else 0
 
 
 def _probe(warmup: int, steps: int, record: dict, gpu: bool, profile: Path | None = None, trace: Path | None = None):

@@ -184,3 +184,40 @@ def test_the_graphed_whole_step_is_the_eager_step_on_the_gpu(case, max_graphs, m
     assert len(step.graphs) == (min(2, max_graphs) if not regression else 1)
     assert all(s["step"].item() == 4 for s in opt_g.state.values())
     assert all(isinstance(g["lr"], float) and not g["capturable"] for g in opt_g.param_groups)
+
+
+def _fit_on_gpu(scope: str, batches) -> SequenceModule:
+    cfg = config.resolve("listops", "s4d", "smoke", overrides=["optim.warmup_steps=2", "model.dropout=0.0"])
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, grad_clip=0.05))
+    shapes = types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES, encoder="embedding")
+    torch.manual_seed(0)
+    module = SequenceModule(build_model(cfg, shapes), "classification", cfg.optim, ["val"], cuda_graph=True,
+                            cuda_graph_scope=scope)
+    trainer = L.Trainer(max_epochs=2, accelerator="gpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        gradient_clip_val=0.05)
+    trainer.fit(module, train_dataloaders=batches)
+    return module
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_fit_with_the_step_in_graphs_trains_as_the_network_graphs_do_on_the_gpu():
+    """Through Lightning on one GPU (six steps, clipping, warm-up and cosine): scope step, whose update runs in the
+    graph, ends with the parameters of scope network, whose update Lightning makes, within 1e-4 of each largest."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randint(0, VOCAB, (12, 48), generator=g), torch.randint(0, CLASSES, (12,), generator=g)
+    batches = full_length_batches(x, y)
+    step, network = _fit_on_gpu("step", batches), _fit_on_gpu("network", batches)
+    assert step._step is not None and step._step.graphs and network._step is None
+    for (name, a), b in zip(network.model.named_parameters(), step.model.parameters()):
+        err = ((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
+        assert err < 1e-4, f"{name}: {err:.2e}"
+    assert any(not torch.equal(a.cpu(), b) for a, b in zip(step.model.parameters(), _fresh()))  # it trained
+
+
+def _fresh():
+    cfg = config.resolve("listops", "s4d", "smoke", overrides=["model.dropout=0.0"])
+    torch.manual_seed(0)
+    shapes = types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES, encoder="embedding")
+    return list(build_model(cfg, shapes).parameters())
