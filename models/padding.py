@@ -39,18 +39,72 @@ def batch_length(model: nn.Module, L0: torch.Tensor | None):
 
 def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor) -> torch.Tensor:
     """`bn(x[..., :L0])` zero-extended to x's length, in training mode: the batch statistics and the running-stat
-    update (unbiased variance, as BatchNorm) over the first L0 positions. x (B, H, L)."""
+    update (unbiased variance, as BatchNorm) over the first L0 positions. x (B, H, L).
+
+    The forward and backward passes are written out (`_MaskedBatchNorm`: about half the passes over x of the
+    composite autograd graph of `batch_norm_first_ref`, its plain twin, which the tests compare it with)."""
+    valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)
+    n = (x.shape[0] * L0).to(x.dtype)
+    weight = bn.weight if bn.affine else torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
+    bias = bn.bias if bn.affine else torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)
+    y, mean, var = _MaskedBatchNorm.apply(x, valid, n, weight, bias, bn.eps)
+    if bn.track_running_stats and bn.running_mean is not None:
+        _update_running_stats(bn, mean, var, n)
+    return y
+
+
+@torch.no_grad()
+def _update_running_stats(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, n: torch.Tensor) -> None:
+    bn.num_batches_tracked.add_(1)
+    m = bn.momentum if bn.momentum is not None else 1 / bn.num_batches_tracked  # None: cumulative average
+    bn.running_mean.lerp_(mean, m)
+    bn.running_var.lerp_(var * n / (n - 1).clamp(min=1), m)
+
+
+class _MaskedBatchNorm(torch.autograd.Function):
+    """Per channel h, over the valid positions (v_l = 1 for l < L0) of the (B, H, L) input, n = B L0:
+
+        mean = sum v x / n,   c = (x - mean) v,   var = sum c^2 / n,   r = (var + eps)^(-1/2)
+        y = (w r c + b) v
+
+    and for an upstream gradient g, with d = sum g v and e = sum g c r (the bias and weight gradients):
+
+        dx = w r (g - d / n) v - w r^2 (e / n) c
+
+    (the usual BatchNorm backward, restricted to the valid positions; dx is 0 past L0). Returns y and the batch
+    mean and biased variance (no gradient) for the running statistics."""
+
+    @staticmethod
+    def forward(ctx, x, valid, n, weight, bias, eps):
+        mean = (x * valid).sum((0, 2)) / n  # (H,)
+        c = (x - mean[:, None]) * valid  # (B, H, L)
+        var = torch.linalg.vector_norm(c, dim=(0, 2)).square() / n  # (H,)
+        r = torch.rsqrt(var + eps)
+        y = torch.addcmul(bias[:, None] * valid, c, (weight * r)[:, None])  # (B, H, L)
+        ctx.save_for_backward(c, valid, n, weight, r)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, g, _mean, _var):
+        c, valid, n, weight, r = ctx.saved_tensors
+        d = (g * valid).sum((0, 2))  # (H,) the bias gradient
+        e = (g * c).sum((0, 2)) * r  # (H,) the weight gradient (c is 0 past L0)
+        wr = weight * r
+        dx = torch.addcmul(-(wr * d / n)[:, None] * valid, g, wr[:, None] * valid)  # w r (g - d / n) v
+        dx = torch.addcmul(dx, c, (-wr * r * e / n)[:, None])
+        return dx, None, None, e, d, None
+
+
+def batch_norm_first_ref(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor) -> torch.Tensor:
+    """`batch_norm_first` as plain autograd operations, formula by formula (its test twin)."""
     valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)
     n = (x.shape[0] * L0).to(x.dtype)
     mean = (x * valid).sum((0, 2)) / n
     centred = (x - mean[:, None]) * valid
     var = centred.pow(2).sum((0, 2)) / n
     if bn.track_running_stats and bn.running_mean is not None:
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            m = bn.momentum if bn.momentum is not None else 1 / bn.num_batches_tracked  # None: cumulative average
-            bn.running_mean.lerp_(mean.detach(), m)
-            bn.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), m)
+        _update_running_stats(bn, mean.detach(), var.detach(), n)
     y = centred * torch.rsqrt(var + bn.eps)[:, None]
     if bn.affine:
         y = y * bn.weight[:, None] + bn.bias[:, None]

@@ -57,9 +57,9 @@ def obstacle(device_type: str, world_size: int, precision: str) -> str | None:
 
 def padded_length(L: int, multiple: int, room: int | None = None) -> int:
     """L rounded up to a multiple of `multiple`, but not past `room` (the longest input no layer's kernel has to
-    grow for) unless L itself is longer."""
+    grow for); an input longer than `room` makes the kernels grow anyway (by doubling), and is rounded up."""
     up = L + -L % multiple
-    return up if room is None else max(L, min(up, room))
+    return up if room is None or L > room else min(up, room)
 
 
 def pad_sequence_axis(x: torch.Tensor, multiple: int, room: int | None = None) -> torch.Tensor:

@@ -1,0 +1,71 @@
+"""models/padding.py: BatchNorm over the first L0 positions of a zero-padded batch, the fast op against its plain
+twin and against BatchNorm on the unpadded batch (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from models.padding import batch_norm_first, batch_norm_first_ref
+
+
+def _bn(affine: bool, momentum: float | None = 0.1) -> nn.BatchNorm1d:
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(5, affine=affine, momentum=momentum).double().train()
+    if affine:
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    return bn
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_masked_batch_norm_is_its_plain_twin_in_output_gradients_and_running_statistics(affine, momentum):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 40, generator=g, dtype=torch.float64) * 2 + 1
+    L0 = torch.tensor(29)
+    up = torch.randn(3, 5, 40, generator=g, dtype=torch.float64)
+    results = []
+    for fn in (batch_norm_first, batch_norm_first_ref):
+        bn, xi = _bn(affine, momentum), x.clone().requires_grad_()
+        for _ in range(2):  # the running statistics after two batches (num_batches_tracked, cumulative average)
+            y = fn(xi, bn, L0)
+        (y * up).sum().backward()
+        grads = [xi.grad] + ([bn.weight.grad, bn.bias.grad] if affine else [])
+        results.append([y.detach(), *grads, bn.running_mean, bn.running_var, bn.num_batches_tracked])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_masked_batch_norm_is_batch_norm_on_the_unpadded_batch_zero_extended():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 5, 23, generator=g, dtype=torch.float64)
+    padded = torch.cat([x, torch.randn(4, 5, 9, generator=g, dtype=torch.float64)], -1)  # junk past L0
+    bn_a, bn_b = _bn(True), _bn(True)
+    xa, xb = x.clone().requires_grad_(), padded.clone().requires_grad_()
+    ya, yb = bn_a(xa), batch_norm_first(xb, bn_b, torch.tensor(23))
+    torch.testing.assert_close(yb[..., :23], ya)
+    assert not yb[..., 23:].any()
+    up = torch.randn_like(ya)
+    (ya * up).sum().backward()
+    (yb[..., :23] * up).sum().backward()
+    torch.testing.assert_close(xb.grad[..., :23], xa.grad)
+    assert not xb.grad[..., 23:].any()
+    for p, q in zip(bn_a.parameters(), bn_b.parameters()):
+        torch.testing.assert_close(q.grad, p.grad)
+    torch.testing.assert_close(bn_b.running_mean, bn_a.running_mean)
+    torch.testing.assert_close(bn_b.running_var, bn_a.running_var)
+
+
+def test_masked_batch_norm_passes_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, generator=g, dtype=torch.float64).add(0.5).requires_grad_()
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    from models.padding import _MaskedBatchNorm
+
+    valid = (torch.arange(11) < 7).double()
+    n = torch.tensor(14.0, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x, w, b: _MaskedBatchNorm.apply(x, valid, n, w, b, 1e-5)[0], (x, w, b))
