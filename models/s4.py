@@ -120,6 +120,12 @@ class S4(ConvSSM):
         # C M = C~  <=>  M^T C^T = C~^T
         return torch.linalg.solve(M.transpose(-1, -2).unsqueeze(0), Ct.unsqueeze(-1)).squeeze(-1)
 
+    @property
+    def kernel_length(self) -> int:
+        """The length C~ refers to: data.l_max from construction; `kernel` doubles it for a longer input (the
+        reference's behaviour), which the CUDA graphs watch (suite/train/cuda_graphs.py, KernelLengths)."""
+        return self._length
+
     # Convolution mode -------------------------------------------------------------------------
 
     def kernel(self, L: int, rate: float = 1.0) -> torch.Tensor:

@@ -13,7 +13,7 @@ one launch each way. The loss, the metrics, gradient clipping and AdamW stay eag
 
 A graph is captured per batch shape, at the first training batch of that shape, into one shared
 memory pool; at most MAX_GRAPHS shapes are kept, later new shapes run eagerly (with one notice).
-S4-family layers extend their kernel length on first sight of a longer input (`_length`, models/s4.py),
+S4-family layers extend their kernel length on first sight of a longer input (`kernel_length`, models/s4.py),
 a Python-side change that a captured graph would not see: when any layer's length changes (in a
 capture, an eager step or a validation pass), every graph is dropped and recaptured on demand.
 Variable-length batches (tasks whose batches carry `lengths`) are zero-padded along the sequence axis
@@ -99,19 +99,19 @@ class _Forward(nn.Module):
 
 
 class KernelLengths:
-    """The kernel length of every layer whose kernel can grow (models/s4.py sets `_length` in __init__), read at
+    """The kernel length of every layer whose kernel can grow (S4's `kernel_length`, models/s4.py), read at
     each step; the layers are found once (walking every module at every step cost the host ~0.3 ms a step)."""
 
     def __init__(self, model: nn.Module):
-        self.layers = [m for m in model.modules() if hasattr(m, "_length")]
+        self.layers = [m for m in model.modules() if hasattr(m, "kernel_length")]
 
     def __call__(self) -> tuple:
-        return tuple(m._length for m in self.layers)
+        return tuple(m.kernel_length for m in self.layers)
 
     def room(self, rate: float = 1.0) -> int | None:
         """The longest input at step rate * dt for which no layer's kernel grows (models/s4.py `kernel`), or None
         when no layer has a stored length."""
-        return min((round(m._length / rate) for m in self.layers), default=None)
+        return min((round(m.kernel_length / rate) for m in self.layers), default=None)
 
 
 class GraphedTraining:

@@ -10,7 +10,7 @@ and the modules that read the batch's own length are given it on the device, exa
 (suite/train/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
 
 The graphs read the parameters and BatchNorm's running statistics in place, so they see every optimizer step.
-A layer that extends its kernel length (S4's `_length`) drops them all, as in training. More than MAX_GRAPHS keys,
+A layer that extends its kernel length (S4's `kernel_length`) drops them all, as in training. More than MAX_GRAPHS keys,
 or a capture that fails, and evaluation runs eagerly from then on (one note).
 """
 
