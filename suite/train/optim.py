@@ -73,6 +73,15 @@ class AdamW(torch.optim.AdamW):
     graph made the update, and nothing more. Same name, state and checkpoints as torch's."""
 
     update_in_graph = False
+    IMPLEMENTATION = ("fused", "foreach", "capturable")  # how the update is computed, not what it computes
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """The state and hyperparameters of the checkpoint, with this instance's implementation flags: a run
+        resumed from a checkpoint of foreach AdamW runs fused like a new run (and its step counters come to the
+        device, as fused AdamW keeps them), not as the run that wrote it."""
+        groups = [dict(saved, **{k: now[k] for k in self.IMPLEMENTATION if k in now})
+                  for saved, now in zip(state_dict["param_groups"], self.param_groups)]
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     def step(self, closure=None):
         if not self.update_in_graph:

@@ -37,9 +37,12 @@ from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, KernelLengths, _Forward,
 
 def init_adam_state(opt: torch.optim.Optimizer, params_with_grad: list[nn.Parameter]) -> None:
     """AdamW's state for each parameter that has none, as its first step creates it (torch/optim/adam.py
-    `_init_group`, fused or capturable: the step count a float32 tensor on the parameter's device)."""
+    `_init_group`, fused or capturable: the step count a float32 tensor on the parameter's device); a step count
+    on the host (a checkpoint of non-fused AdamW) moved to the device, which a captured update needs."""
     for p in params_with_grad:
         state = opt.state[p]
+        if "step" in state and state["step"].device != p.device:
+            state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
         if len(state) == 0:
             state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -94,6 +94,29 @@ def test_the_state_made_before_a_capture_is_the_state_adamw_makes_at_its_first_s
         assert ours.state[p]["step"].item() == 0 and not ours.state[p]["exp_avg"].any()
 
 
+def test_a_checkpoint_of_foreach_adamw_resumes_as_fused_adamw_with_the_same_state():
+    """Run 1 of the ListOps reproduction began with foreach AdamW (step counters on the host); resumed by today's
+    suite, whose AdamW is fused on a GPU, it kept foreach from the checkpoint and its captured update failed."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(4))
+    p.grad = torch.randn(4)
+    old = AdamW([p], lr=0.1, foreach=True)
+    old.step()
+    assert old.state[p]["step"].device.type == "cpu"
+    new = AdamW([p], lr=0.5, fused=True)
+    new.load_state_dict(old.state_dict())
+    group = new.param_groups[0]
+    assert group["fused"] is True and group["foreach"] is None and group["lr"] == 0.1  # the flags stay, the lr loads
+    assert new.state[p]["step"].dtype == torch.float32 and new.state[p]["step"].item() == 1
+    torch.testing.assert_close(new.state[p]["exp_avg"], old.state[p]["exp_avg"])
+    if torch.cuda.is_available():  # a host step counter is moved to the device before a capture
+        q = torch.nn.Parameter(torch.randn(3, device="cuda"))
+        opt = AdamW([q], lr=0.1, fused=True)
+        opt.state[q] = {"step": torch.tensor(5.0), "exp_avg": torch.zeros_like(q), "exp_avg_sq": torch.zeros_like(q)}
+        init_adam_state(opt, [q])
+        assert opt.state[q]["step"].device == q.device and opt.state[q]["step"].item() == 5
+
+
 def test_the_suite_adamw_runs_only_the_closure_when_the_graph_updates():
     p = torch.nn.Parameter(torch.ones(2))
     p.grad = torch.ones(2)
