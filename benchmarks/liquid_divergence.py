@@ -111,9 +111,9 @@ def network(kind: str, degree: int, d_model: int, n_layers: int, L: int, seed: i
     from models.network import SequenceModel
 
     torch.manual_seed(seed)
-    make = lambda H: LiquidS4(H, 7, l_max=L, dt_min=0.002, dt_max=0.2, liquid_kernel=kind,  # noqa: E731
-                              liquid_degree=degree, liquid_mode="exact", liquid_norm=norm)
-    return SequenceModel(make, d_input=40, d_output=10, d_model=d_model, n_layers=n_layers, norm="batch",
+    options = dict(d_state=7, l_max=L, dt_min=0.002, dt_max=0.2, liquid_kernel=kind, liquid_degree=degree,
+                   liquid_mode="exact", liquid_norm=norm)
+    return SequenceModel(LiquidS4, options, d_input=40, d_output=10, d_model=d_model, n_layers=n_layers, norm="batch",
                          prenorm=True, dropout=0.0)
 
 

@@ -66,11 +66,11 @@ def profile_layer(model: str, rows: int, shape=(50, 128, 2048)) -> None:
 
     from models.block import SSMLayer
     from suite import registry
-    from suite.train.build import ssm_factory
+    from suite.train.build import build_ssm
 
     B, H, L = shape
     options = registry.model(model).options(name=model, d_state=64)
-    layer = SSMLayer(ssm_factory(options, L)(H)).cuda()
+    layer = SSMLayer(build_ssm(options, L, H)).cuda()
     u = torch.randn(B, H, L, device="cuda", requires_grad=True)
     for _ in range(5):
         layer(u).sum().backward()

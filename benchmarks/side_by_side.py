@@ -317,11 +317,11 @@ def _fresh():
 def suite_layer(model: str, H: int, L: int, d_state: int, liquid_mode: str | None):
     from models.block import SSMLayer
     from suite import registry
-    from suite.train.build import ssm_factory
+    from suite.train.build import build_ssm
 
     extra = {"liquid_mode": liquid_mode} if liquid_mode else {}
     options = registry.model(model).options(name=model, d_state=d_state, **extra)
-    return SSMLayer(ssm_factory(options, L)(H))
+    return SSMLayer(build_ssm(options, L, H))
 
 
 def layer_rows(public: Public, models, shapes, d_state: int, warmup: int, repeats: int) -> list[dict]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -13,7 +11,7 @@ from models.ssm import ConvSSM
 
 
 class SequenceModel(nn.Module):
-    """Sequence classifier or regressor.
+    """Sequence classifier or regressor: n_layers residual blocks around `ssm(d_model, **ssm_options)`.
 
     encoder "embedding": x (B, L) integer tokens, d_input = vocabulary size.
     encoder "linear":    x (B, L, d_input) real features.
@@ -22,7 +20,8 @@ class SequenceModel(nn.Module):
 
     def __init__(
         self,
-        make_ssm: Callable[[int], ConvSSM],
+        ssm: type[ConvSSM],
+        ssm_options: dict | None,
         d_input: int,
         d_output: int,
         encoder: str = "embedding",
@@ -45,7 +44,8 @@ class SequenceModel(nn.Module):
         if decoder not in HEADS:
             raise ValueError(f"unknown decoder {decoder!r}; expected one of {sorted(HEADS)}")
         self.blocks = nn.ModuleList(
-            ResidualBlock(SSMLayer(make_ssm(d_model), dropout, tie_dropout), norm, prenorm, dropout, tie_dropout)
+            ResidualBlock(SSMLayer(ssm(d_model, **(ssm_options or {})), dropout, tie_dropout), norm, prenorm, dropout,
+                          tie_dropout)
             for _ in range(n_layers)
         )
         self.final_norm = Norm(d_model, norm) if prenorm else nn.Identity()

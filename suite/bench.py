@@ -51,10 +51,10 @@ def bench_layer(model: str, B: int, H: int, L: int, device, warmup: int = 5, rep
     import torch
 
     from models.block import SSMLayer
-    from suite.train.build import ssm_factory
+    from suite.train.build import build_ssm
 
     options = registry.model(model).options(name=model, d_state=d_state)
-    layer = SSMLayer(ssm_factory(options, L)(H)).to(device)
+    layer = SSMLayer(build_ssm(options, L, H)).to(device)
     u = torch.randn(B, H, L, device=device, requires_grad=True)
     measure = _timer(device)
 

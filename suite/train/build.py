@@ -14,14 +14,20 @@ from suite.config import DataConfig, ModelConfig, RunConfig
 from suite.paths import default_data_root
 
 
-def ssm_factory(m: ModelConfig, l_max: int):
-    """d_model -> the model's SSM layer, built with exactly the options the model declares (suite/config.py;
-    validation refused any other) plus the data's length where the SSM takes it (S4's C~ is set up for it)."""
+def ssm_spec(m: ModelConfig, l_max: int) -> tuple[type, dict]:
+    """The model's SSM class and its options: exactly the options the model declares (suite/config.py; validation
+    refused any other) plus the data's length where the SSM takes it (S4's C~ is set up for it)."""
     ssm_cls = registry.resolve(registry.model(m.name))
     kwargs = m.ssm_options()
     if "l_max" in inspect.signature(ssm_cls).parameters:
         kwargs["l_max"] = l_max
-    return lambda d_model: ssm_cls(d_model, **kwargs)
+    return ssm_cls, kwargs
+
+
+def build_ssm(m: ModelConfig, l_max: int, d_model: int):
+    """One SSM layer of the model at width d_model (the layer benchmarks time it alone)."""
+    ssm_cls, kwargs = ssm_spec(m, l_max)
+    return ssm_cls(d_model, **kwargs)
 
 
 def build_model(cfg: RunConfig, data):
@@ -30,7 +36,7 @@ def build_model(cfg: RunConfig, data):
 
     m = cfg.model
     return SequenceModel(
-        make_ssm=ssm_factory(m, cfg.data.l_max),
+        *ssm_spec(m, cfg.data.l_max),
         d_input=data.d_input,
         d_output=data.d_output,
         encoder=data.encoder,

@@ -127,8 +127,8 @@ def test_combination_window():
 
 def test_full_network_trains_a_step():
     torch.manual_seed(6)
-    model = SequenceModel(lambda H: LiquidS4(H, 7, l_max=64, liquid_kernel="pb"), d_input=10, d_output=3, d_model=8,
-                          n_layers=2)
+    model = SequenceModel(LiquidS4, dict(d_state=7, l_max=64, liquid_kernel="pb"), d_input=10, d_output=3,
+                          d_model=8, n_layers=2)
     out = model(torch.randint(0, 10, (4, 64)), torch.tensor([64, 50, 30, 10]))
     torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 2, 0])).backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -16,7 +16,7 @@ from models.s4d import S4D
 def test_padding_does_not_change_predictions(decoder, bidirectional):
     """A sequence padded with arbitrary tokens gives the same output as the sequence alone (eval mode)."""
     torch.manual_seed(0)
-    model = SequenceModel(lambda H: S4D(H, d_state=8, bidirectional=bidirectional), d_input=12, d_output=5,
+    model = SequenceModel(S4D, dict(d_state=8, bidirectional=bidirectional), d_input=12, d_output=5,
                           d_model=16, n_layers=2, decoder=decoder, norm="batch").double().eval()
     x = torch.randint(1, 12, (1, 20))
     alone = model(x, torch.tensor([20]))
@@ -25,14 +25,14 @@ def test_padding_does_not_change_predictions(decoder, bidirectional):
 
 
 def test_linear_encoder_and_regression_shape():
-    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=2, d_output=1, encoder="linear", d_model=8,
+    model = SequenceModel(S4D, dict(d_state=4), d_input=2, d_output=1, encoder="linear", d_model=8,
                           n_layers=1, norm="layer")
     assert model(torch.randn(3, 50, 2)).shape == (3, 1)
 
 
 def test_rate_reaches_every_layer():
     torch.manual_seed(1)
-    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2).eval()
+    model = SequenceModel(S4D, dict(d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2).eval()
     x = torch.randint(0, 6, (2, 30))
     assert not torch.allclose(model(x, rate=1.0), model(x, rate=2.0))
 
@@ -43,7 +43,7 @@ def test_rate_scales_the_step_size_of_every_block(n_layers):
     the output at rate 2 equals the output at rate 1 after log(dt) += log 2 in every block. A rate that reached
     only some blocks would give a third, different output."""
     torch.manual_seed(1)
-    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8,
+    model = SequenceModel(S4D, dict(d_state=4), d_input=6, d_output=2, d_model=8,
                           n_layers=n_layers).double().eval()
     x = torch.randint(0, 6, (2, 30))
     at_rate_2 = model(x, rate=2.0)
@@ -57,7 +57,7 @@ def test_rate_scales_the_step_size_of_every_block(n_layers):
 def test_the_models_own_rate_is_the_default():
     """SequenceModel(rate=r) without a rate at call time runs at r (what `model.rate` in a config sets)."""
     torch.manual_seed(2)
-    model = SequenceModel(lambda H: S4D(H, d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2,
+    model = SequenceModel(S4D, dict(d_state=4), d_input=6, d_output=2, d_model=8, n_layers=2,
                           rate=0.5).double().eval()
     x = torch.randint(0, 6, (2, 30))
     torch.testing.assert_close(model(x), model(x, rate=0.5), rtol=0, atol=0)

@@ -91,9 +91,9 @@ def count(model) -> int:
 
 def test_parameter_counts_of_the_speech_configurations():
     """docs/models.md §6: Liquid-S4 SC config 224,675 parameters (paper: 224K); S4 V3 SC config 306,851 (307K)."""
-    liquid = SequenceModel(lambda H: LiquidS4(H, d_state=7, l_max=16000), d_input=1, d_output=35, encoder="linear",
+    liquid = SequenceModel(LiquidS4, dict(d_state=7, l_max=16000), d_input=1, d_output=35, encoder="linear",
                            d_model=128, n_layers=6, norm="batch", prenorm=True)
-    s4 = SequenceModel(lambda H: S4(H, d_state=64, bidirectional=True, n_ssm=2, l_max=16000), d_input=1, d_output=35,
+    s4 = SequenceModel(S4, dict(d_state=64, bidirectional=True, n_ssm=2, l_max=16000), d_input=1, d_output=35,
                        encoder="linear", d_model=128, n_layers=6, norm="batch", prenorm=True)
     assert abs(count(liquid) - 224_000) / 224_000 < 0.01 and count(liquid) == 224_675
     assert abs(count(s4) - 307_000) / 307_000 < 0.01 and count(s4) == 306_851

@@ -13,7 +13,7 @@ from suite.train.optim import cosine_factor, make_optimizer, param_groups
 
 
 def small_model():
-    return SequenceModel(lambda H: S4D(H, d_state=4), d_input=10, d_output=3, d_model=8, n_layers=2)
+    return SequenceModel(S4D, dict(d_state=4), d_input=10, d_output=3, d_model=8, n_layers=2)
 
 
 def test_ssm_parameters_get_their_own_lr_and_no_weight_decay():

@@ -261,14 +261,14 @@ def test_collate_pads_both_documents_to_one_length():
 
 def pair_network(seed: int = 0) -> SequenceModel:
     torch.manual_seed(seed)
-    return SequenceModel(lambda H: S4D(H, d_state=8), d_input=12, d_output=2, encoder="embedding",
+    return SequenceModel(S4D, dict(d_state=8), d_input=12, d_output=2, encoder="embedding",
                          d_model=16, n_layers=2, decoder="retrieval").eval()
 
 
 def test_retrieval_head_encodes_both_documents_with_one_backbone():
     net = pair_network()
     torch.manual_seed(0)
-    single = SequenceModel(lambda H: S4D(H, d_state=8), d_input=12, d_output=2, encoder="embedding",
+    single = SequenceModel(S4D, dict(d_state=8), d_input=12, d_output=2, encoder="embedding",
                            d_model=16, n_layers=2, decoder="pool")
     n_params = lambda m: sum(p.numel() for p in m.parameters())
     assert n_params(net) - n_params(net.decoder) == n_params(single) - n_params(single.decoder)  # one backbone
