@@ -177,8 +177,8 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     """Samples/s of whole training steps (forward, cross-entropy, backward, AdamW, schedule) of the
     ListOps `paper` network built by `suite.train.build.build_model`, on random tokens of full length.
 
-    Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the
-    `cuda_graph` runs the step as `suite run` does on one GPU: with `trainer.cuda_graph_scope` step (the default;
+    Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the step as
+    `suite run` does on one GPU: with `trainer.cuda_graph_scope` step (the default;
     the overrides can set it) the whole step as one graph (suite/train/step_graphs.py), with network the
     network's forward and backward as CUDA graphs (`graphed`) and the loss and AdamW eager. `compile` runs the
     network through torch.compile (inside the graphs with `cuda_graph`), as `trainer.compile` does.
@@ -198,12 +198,13 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     if whole:
         from suite.train.step_graphs import GraphedStep
 
-        graphed_step = GraphedStep(net, inner, opt, F.cross_entropy, grad_clip=cfg.optim.grad_clip)
+        graphed_step = GraphedStep(net, inner, opt, F.cross_entropy)  # no clipping, as the other modes
+        opt.update_in_graph = True  # opt.step(closure) runs the closure: the replay makes the update
     forward = graphed(inner, x, lengths) if cuda_graph and not whole else inner
 
     def step():
         if whole:
-            graphed_step(x, y, lengths)
+            opt.step(lambda: graphed_step(x, y, lengths))  # as Lightning calls it
         else:
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(forward(x, lengths), y)

@@ -134,7 +134,7 @@ class GraphedTraining:
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room())
+            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(getattr(self.model, "rate", 1.0)))
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), _autocast_dtype())
         self._drop_if_grown()  # a layer may have grown in an eager step or a validation pass
         graphed = self.graphs.get(key)

@@ -83,7 +83,7 @@ class GraphedEvaluation:
         if self.off is not None or torch.is_grad_enabled() or self.model.training:
             return self._eager(x, lengths, rate)
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(rate or 1.0))
+            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(rate or getattr(self.model, "rate", 1.0)))
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), rate, _autocast_dtype(),
                torch.is_inference_mode_enabled())
         now = self._kernel_lengths()

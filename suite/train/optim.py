@@ -79,6 +79,8 @@ class AdamW(torch.optim.AdamW):
         """The state and hyperparameters of the checkpoint, with this instance's implementation flags: a run
         resumed from a checkpoint of foreach AdamW runs fused like a new run (and its step counters come to the
         device, as fused AdamW keeps them), not as the run that wrote it."""
+        if len(state_dict["param_groups"]) != len(self.param_groups):
+            return super().load_state_dict(state_dict)  # torch's error: a different number of groups
         groups = [dict(saved, **{k: now[k] for k in self.IMPLEMENTATION if k in now})
                   for saved, now in zip(state_dict["param_groups"], self.param_groups)]
         super().load_state_dict({**state_dict, "param_groups": groups})

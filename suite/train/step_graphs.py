@@ -18,10 +18,12 @@ module skips Lightning's backward, zero_grad and clipping (suite/train/lightning
 Before a capture the step runs twice on a side stream without updating anything (cuFFT plans, Triton kernels,
 lazily built tables), on copies of the buffers, which are then put back (BatchNorm's running statistics see
 each batch once, as in the eager step), and AdamW's state is created for the parameters that get a gradient,
-as its first step would. Each graph writes the gradients into its own buffers and keeps them; `p.grad` is not
-read by anything else. Variable lengths, the kernel-length watch and MAX_GRAPHS are those of the network
-graphs: a shape beyond MAX_GRAPHS runs the same step eagerly (`eager`).
-"""
+as its first step would. Each graph writes the gradients into its own buffers, which it keeps (`last.grads`,
+valid right after its replay); `p.grad` stays None, so a callback that reads gradients before the optimizer
+step finds none rather than another graph's. The hyperparameters other than the learning rate (betas, eps,
+weight decay) are constants of a captured update: a change of them drops the graphs. Variable lengths (padded
+up to a bucket, not past the S4 kernels' length at the network's rate), the kernel-length watch and MAX_GRAPHS
+are those of the network graphs: a shape beyond MAX_GRAPHS runs the same step eagerly (`eager`)."""
 
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ class _StepGraph:
             with torch.cuda.graph(self.graph, pool=step.pool):
                 self.out, self.loss = step.update(self.x, self.y, self.lengths)
         self.grads = [p.grad for p in step.params]  # written at each replay; held so the pool keeps them
+        for p in step.params:  # p.grad would show this graph's last gradients whichever graph ran last
+            p.grad = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None):
         self.x.copy_(x)
@@ -86,6 +90,7 @@ class GraphedStep:
         self._lr: list[torch.Tensor] = []  # the learning rate of each group, on the device, read by the graphs
         self.last: _StepGraph | None = None  # the graph of the last step (None: it ran eagerly)
         self.off: str | None = None  # why the steps run eagerly, once a capture failed
+        self._hyper = self._fixed()
 
     def update(self, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None):
         """The step itself, eager or under capture: gradients from None, clipped, then AdamW's update."""
@@ -107,9 +112,10 @@ class GraphedStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None):
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room())
+            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(getattr(self.model, "rate", 1.0)))
         key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype, None if lengths is None else tuple(lengths.shape))
         self._drop_if_grown()
+        self._drop_if_retuned()
         graph = self.graphs.get(key)
         if graph is None and len(self.graphs) < MAX_GRAPHS and self.off is None:
             graph = self._capture(key, x, y, lengths)
@@ -142,6 +148,17 @@ class GraphedStep:
         if now != self.lengths:  # an S4 kernel grew (an input longer than data.l_max): the graphs are stale
             self.graphs.clear()
             self.lengths = now
+
+    def _fixed(self) -> list[tuple]:
+        """What a captured update holds as constants: every group's hyperparameters but the learning rate."""
+        return [tuple((k, v) for k, v in sorted(g.items()) if k not in ("params", "lr", "initial_lr"))
+                for g in self.opt.param_groups]
+
+    def _drop_if_retuned(self) -> None:
+        now = self._fixed()
+        if now != self._hyper:  # betas, eps or weight decay changed since the captures (not a schedule we use)
+            self.graphs.clear()
+            self._hyper = now
 
     def _write_learning_rates(self) -> None:
         for lr, group in zip(self._lr, self.opt.param_groups):

@@ -77,6 +77,19 @@ def test_padding_stops_at_the_length_the_kernels_were_built_for():
     assert KernelLengths(network("s4d", [])).room() is None
 
 
+def test_the_padding_cap_follows_the_networks_rate():
+    """At rate 2 (model.rate) an S4 kernel of length 1000 serves inputs of 500 steps: a 480-step batch is padded
+    to 500, not to the 512 that would double the kernels."""
+    net = network("s4", ["data.l_max=1000", "model.rate=2"])
+    lengths = KernelLengths(net)
+    assert net.rate == 2 and lengths.room(net.rate) == 500
+    x = pad_sequence_axis(torch.randint(1, VOCAB, (2, 480)), BUCKET, lengths.room(net.rate))
+    assert x.shape[-1] == 500
+    before = lengths()
+    net(x, torch.tensor([480, 7]))
+    assert lengths() == before
+
+
 def padded_and_unpadded(net, x, lengths, y):
     """Outputs and gradients of one training step on the batch as collated (padded to its longest sequence) and
     on the same batch zero-padded to the CUDA-graph bucket, given its true length (models/padding.py)."""

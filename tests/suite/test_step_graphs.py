@@ -117,6 +117,28 @@ def test_a_checkpoint_of_foreach_adamw_resumes_as_fused_adamw_with_the_same_stat
         assert opt.state[q]["step"].device == q.device and opt.state[q]["step"].item() == 5
 
 
+def test_a_state_with_another_number_of_groups_is_refused_as_torch_refuses_it():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    two = AdamW([{"params": [a]}, {"params": [b]}], lr=0.1)
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        AdamW([a, b], lr=0.1).load_state_dict(two.state_dict())
+
+
+def test_a_change_of_the_hyperparameters_a_capture_holds_drops_the_graphs():
+    """The learning rate is copied into the graphs at every step; betas, eps and weight decay are constants of a
+    captured update: changing one drops the graphs (recaptured at the next step)."""
+    net = torch.nn.Linear(3, 2)
+    opt = AdamW(net.parameters(), lr=0.1)
+    step = GraphedStep(net, net, opt, F.cross_entropy)
+    step.graphs["a shape"] = object()
+    opt.param_groups[0]["lr"] = 0.05  # the schedule's business: kept
+    step._drop_if_retuned()
+    assert step.graphs
+    opt.param_groups[0]["weight_decay"] = 0.5
+    step._drop_if_retuned()
+    assert not step.graphs
+
+
 def test_the_suite_adamw_runs_only_the_closure_when_the_graph_updates():
     p = torch.nn.Parameter(torch.ones(2))
     p.grad = torch.ones(2)
