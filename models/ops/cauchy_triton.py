@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from models.ops.vandermonde_triton import INTERPRET, triton
+from models.ops._triton import INTERPRET, triton
 
 if triton is not None:
     import triton.language as tl

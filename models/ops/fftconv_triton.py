@@ -11,32 +11,18 @@ compile-time constant, as in `kb_conv_triton`: the interpreter takes no runtime 
 and U once, writes dU and accumulates dK in registers: no atomics, deterministic. Complex tensors are
 read as interleaved float32 pairs (torch.view_as_real), as in `kb_conv_triton`.
 
-Runs on CUDA tensors, or on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1 set before
-triton is imported), which the CPU tests use.
+Runs where models/ops/_triton.py says (CUDA, or the CPU under Triton's interpreter).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:  # triton ships with torch's CUDA wheels; absent on some CPU-only installs
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from models.ops._triton import INTERPRET, complex64_spectra, tl, triton  # noqa: F401 (INTERPRET: the tests read it)
 BLOCK_F = 512
 
 
-def supported(*tensors: torch.Tensor) -> bool:
-    """Whether the kernel takes these spectra: triton importable, all complex64, on CUDA (or any device
-    under the interpreter)."""
-    if triton is None or any(t.dtype != torch.complex64 for t in tensors):
-        return False
-    return all(t.is_cuda for t in tensors) or INTERPRET
+supported = complex64_spectra  # whether the kernels take these spectra (models/ops/_triton.py)
 
 
 if triton is not None:

@@ -14,32 +14,18 @@ the batch sums need no atomics (deterministic; the batch size is a compile-time 
 partial sums per block are added in PyTorch.
 Complex tensors are read as interleaved float32 pairs (torch.view_as_real).
 
-Runs on CUDA tensors, or on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1 set before
-triton is imported), which the CPU tests use.
+Runs where models/ops/_triton.py says (CUDA, or the CPU under Triton's interpreter).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-try:  # triton ships with torch's CUDA wheels; absent on some CPU-only installs
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from models.ops._triton import INTERPRET, complex64_spectra, tl, triton  # noqa: F401 (INTERPRET: the tests read it)
 BLOCK_F = 512
 
 
-def supported(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels take these spectra: triton importable, all complex64, on CUDA (or any device
-    under the interpreter)."""
-    if triton is None or any(t.dtype != torch.complex64 for t in tensors):
-        return False
-    return all(t.is_cuda for t in tensors) or INTERPRET
+supported = complex64_spectra  # whether the kernels take these spectra (models/ops/_triton.py)
 
 
 if triton is not None:

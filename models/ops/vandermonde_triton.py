@@ -17,35 +17,23 @@ Backward, for a real loss with g = dLoss/dK (C, H, L) and PyTorch's convention f
 and v l z^l.) The backward kernel reduces over l in SPLIT contiguous ranges per (c, h); the partial
 sums (C, SPLIT, H, N, 4) are added in PyTorch.
 
-Runs on CUDA tensors, or on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1 set before
-triton is imported), which the CPU tests use.
+Runs where models/ops/_triton.py says (CUDA, or the CPU under Triton's interpreter).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
-try:  # triton ships with torch's CUDA wheels; absent on some CPU-only installs
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from models.ops._triton import INTERPRET, complex64_spectra, tl, triton  # noqa: F401 (INTERPRET: the tests read it)
 MAX_N = 256  # modes per feature held in one tile
 
 
 def supported(v: torch.Tensor, x: torch.Tensor) -> bool:
     """Whether the Triton kernel can take these inputs: triton importable, complex64 on CUDA (or any
     device under the interpreter), at most MAX_N modes."""
-    if triton is None or v.dtype != torch.complex64 or x.dtype != torch.complex64:
-        return False
-    if x.shape[-1] > MAX_N or v.dim() != 3 or x.dim() != 2:
-        return False
-    return (v.is_cuda and x.is_cuda) or INTERPRET
+    return x.shape[-1] <= MAX_N and v.dim() == 3 and x.dim() == 2 and complex64_spectra(v, x)
 
 
 if triton is not None:
