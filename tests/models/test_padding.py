@@ -122,3 +122,29 @@ def test_the_triton_kernels_are_the_masked_batch_norm_under_the_interpreter():
     for case, got in json.loads(proc.stdout.strip().splitlines()[-1]).items():
         assert got["supported"], case
         assert got["err"] < 1e-5, (case, got)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("L,L0", [(2048, 1800), (768, 768), (512, 3)])
+def test_the_triton_kernels_are_the_masked_batch_norm_on_the_gpu(L, L0, monkeypatch):
+    """At the ListOps network's sizes (12 x 128 x L), float32: output, gradients and running statistics within
+    1e-5 of the largest value of the PyTorch formulas."""
+    from models import padding
+    from models.ops import _triton
+
+    if _triton.triton is None:
+        pytest.skip("triton is not installed")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(12, 128, L, device="cuda", generator=g) * 2 + 1
+    up = torch.randn(12, 128, L, device="cuda", generator=g)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(padding, "TRITON_NORM", fused)
+        torch.manual_seed(0)
+        bn = _bn(True).float().cuda()
+        xi = x.clone().requires_grad_()
+        y = batch_norm_first(xi, bn, torch.tensor(L0, device="cuda"))
+        (y * up).sum().backward()
+        results.append([y.detach(), xi.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var])
+    for a, b in zip(*results):
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-5
