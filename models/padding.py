@@ -50,13 +50,13 @@ def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor) -> t
     The forward and backward passes are written out (`_MaskedBatchNorm`: about half the passes over x of the
     composite autograd graph of `batch_norm_first_ref`, its plain twin, which the tests compare it with); with
     SUITE_TRITON_NORM=1, in fused Triton kernels where they run (models/ops/masked_norm_triton.py)."""
-    valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)
     n = (x.shape[0] * L0).to(x.dtype)
     weight = bn.weight if bn.affine else torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
     bias = bn.bias if bn.affine else torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)
     if TRITON_NORM and masked_norm_triton.supported(x):
         y, mean, var = masked_norm_triton.MaskedBatchNorm.apply(x, L0.reshape(()), weight, bias, bn.eps)
     else:
+        valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)
         y, mean, var = _MaskedBatchNorm.apply(x, valid, n, weight, bias, bn.eps)
     if bn.track_running_stats and bn.running_mean is not None:
         _update_running_stats(bn, mean, var, n)

@@ -100,18 +100,33 @@ class _Forward(nn.Module):
 
 class KernelLengths:
     """The kernel length of every layer whose kernel can grow (S4's `kernel_length`, models/s4.py), read at
-    each step; the layers are found once (walking every module at every step cost the host ~0.3 ms a step)."""
+    each step; the layers are found once (walking every module at every step cost the host ~0.3 ms a step).
+    Each holder of graphs (training, whole step, evaluation) keeps one: it pads variable-length batches within
+    the kernels' room (`pad`) and says when a layer grew since it last looked (`grew`: every graph is stale)."""
 
     def __init__(self, model: nn.Module):
         self.layers = [m for m in model.modules() if hasattr(m, "kernel_length")]
+        self.rate = getattr(model, "rate", 1.0)  # the network's own step-size multiplier (model.rate)
+        self.seen = self()
 
     def __call__(self) -> tuple:
         return tuple(m.kernel_length for m in self.layers)
 
-    def room(self, rate: float = 1.0) -> int | None:
-        """The longest input at step rate * dt for which no layer's kernel grows (models/s4.py `kernel`), or None
-        when no layer has a stored length."""
+    def room(self, rate: float | None = None) -> int | None:
+        """The longest input at step rate * dt (default: the network's rate) for which no layer's kernel grows
+        (models/s4.py `kernel`), or None when no layer has a stored length."""
+        rate = self.rate if rate is None else rate
         return min((round(m.kernel_length / rate) for m in self.layers), default=None)
+
+    def pad(self, x: torch.Tensor, rate: float | None = None) -> torch.Tensor:
+        """x zero-padded along the sequence axis to the bucket length, not past the room at `rate`."""
+        return pad_sequence_axis(x, BUCKET, self.room(rate))
+
+    def grew(self) -> bool:
+        """Whether a layer's kernel length changed since the last call (or since this was made)."""
+        now = self()
+        grew, self.seen = now != self.seen, now
+        return grew
 
 
 class GraphedTraining:
@@ -123,18 +138,15 @@ class GraphedTraining:
         self.pool = None
         self.told = False
         self._kernel_lengths = KernelLengths(model)
-        self.lengths = self._kernel_lengths()
 
     def _drop_if_grown(self) -> None:
         """Forget every graph when a layer's kernel length changed since they were captured."""
-        now = self._kernel_lengths()
-        if now != self.lengths:
+        if self._kernel_lengths.grew():
             self.graphs.clear()
-            self.lengths = now
 
     def __call__(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(getattr(self.model, "rate", 1.0)))
+            x = self._kernel_lengths.pad(x)
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), _autocast_dtype())
         self._drop_if_grown()  # a layer may have grown in an eager step or a validation pass
         graphed = self.graphs.get(key)

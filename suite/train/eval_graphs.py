@@ -5,13 +5,13 @@ networks at batch 12 launches a few thousand small kernels, and their launch cos
 on ListOps the two splits cost about a tenth of the epoch eagerly (issue 12, target 2). So when training runs in
 graphs, evaluation does too: one forward-only graph per (batch shape, lengths shape, rate, autocast dtype),
 captured at the first batch of that key under the evaluation's own no-grad / inference mode, replayed after
-copying the batch into its static inputs. Variable-length batches are zero-padded to the bucket length first (not past the kernels' length),
-and the modules that read the batch's own length are given it on the device, exactly as in training
-(suite/train/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
+copying the batch into its static inputs. Variable-length batches are zero-padded to the bucket length first
+(not past the kernels' length), and the modules that read the batch's own length are given it on the device,
+exactly as in training (suite/train/cuda_graphs.py; models/padding.py): the scores are those of the eager pass.
 
 The graphs read the parameters and BatchNorm's running statistics in place, so they see every optimizer step.
-A layer that extends its kernel length (S4's `kernel_length`) drops them all, as in training. More than MAX_GRAPHS keys,
-or a capture that fails, and evaluation runs eagerly from then on (one note).
+A layer that extends its kernel length (S4's `kernel_length`) drops them all, as in training. More than
+MAX_GRAPHS keys, or a capture that fails, and evaluation runs eagerly from then on (one note).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import torch
 from torch import nn
 
-from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, KernelLengths, _autocast_dtype, pad_sequence_axis
+from suite.train.cuda_graphs import MAX_GRAPHS, KernelLengths, _autocast_dtype
 
 
 class _Eval(nn.Module):
@@ -74,7 +74,6 @@ class GraphedEvaluation:
         self.pool = None
         self.off: str | None = None  # why evaluation went back to eager, once it did
         self._kernel_lengths = KernelLengths(model)
-        self.lengths = self._kernel_lengths()
 
     def _eager(self, x, lengths, rate):
         return self.model(x, lengths, rate)
@@ -83,13 +82,11 @@ class GraphedEvaluation:
         if self.off is not None or torch.is_grad_enabled() or self.model.training:
             return self._eager(x, lengths, rate)
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(rate or getattr(self.model, "rate", 1.0)))
+            x = self._kernel_lengths.pad(x, rate)
         key = (tuple(x.shape), x.dtype, None if lengths is None else tuple(lengths.shape), rate, _autocast_dtype(),
                torch.is_inference_mode_enabled())
-        now = self._kernel_lengths()
-        if now != self.lengths:  # a layer grew (a longer batch, here or in training): the graphs are stale
+        if self._kernel_lengths.grew():  # a layer grew (a longer batch, here or in training): the graphs are stale
             self.graphs.clear()
-            self.lengths = now
         graph = self.graphs.get(key)
         if graph is None:
             if len(self.graphs) >= MAX_GRAPHS:
@@ -103,8 +100,7 @@ class GraphedEvaluation:
                 self.graphs.clear()
                 print(f"note: evaluation in CUDA graphs failed ({self.off}); evaluating eagerly", file=sys.stderr)
                 return self._eager(x, lengths, rate)
-            if self._kernel_lengths() != self.lengths:  # the warm-up grew a layer: the older graphs are stale
-                self.lengths = self._kernel_lengths()
+            if self._kernel_lengths.grew():  # the warm-up grew a layer: the older graphs are stale
                 self.graphs.clear()
             self.graphs[key] = graph
         return graph(x, lengths)

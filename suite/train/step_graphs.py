@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from suite.train.cuda_graphs import BUCKET, MAX_GRAPHS, KernelLengths, _Forward, pad_sequence_axis
+from suite.train.cuda_graphs import MAX_GRAPHS, KernelLengths, _Forward
 
 
 def init_adam_state(opt: torch.optim.Optimizer, params_with_grad: list[nn.Parameter]) -> None:
@@ -86,7 +86,6 @@ class GraphedStep:
         self.pool = None
         self.told = False
         self._kernel_lengths = KernelLengths(model)
-        self.lengths = self._kernel_lengths()
         self._lr: list[torch.Tensor] = []  # the learning rate of each group, on the device, read by the graphs
         self.last: _StepGraph | None = None  # the graph of the last step (None: it ran eagerly)
         self.off: str | None = None  # why the steps run eagerly, once a capture failed
@@ -112,7 +111,7 @@ class GraphedStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None):
         if lengths is not None:
-            x = pad_sequence_axis(x, BUCKET, self._kernel_lengths.room(getattr(self.model, "rate", 1.0)))
+            x = self._kernel_lengths.pad(x)
         key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype, None if lengths is None else tuple(lengths.shape))
         self._drop_if_grown()
         self._drop_if_retuned()
@@ -144,15 +143,12 @@ class GraphedStep:
         return self.graphs[key]
 
     def _drop_if_grown(self) -> None:
-        now = self._kernel_lengths()
-        if now != self.lengths:  # an S4 kernel grew (an input longer than data.l_max): the graphs are stale
+        if self._kernel_lengths.grew():  # an S4 kernel grew (an input longer than data.l_max): the graphs are stale
             self.graphs.clear()
-            self.lengths = now
 
-    def _fixed(self) -> list[tuple]:
+    def _fixed(self) -> list[dict]:
         """What a captured update holds as constants: every group's hyperparameters but the learning rate."""
-        return [tuple((k, v) for k, v in sorted(g.items()) if k not in ("params", "lr", "initial_lr"))
-                for g in self.opt.param_groups]
+        return [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")} for g in self.opt.param_groups]
 
     def _drop_if_retuned(self) -> None:
         now = self._fixed()
