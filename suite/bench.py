@@ -178,10 +178,10 @@ def bench_train(model: str, device, batch: int = 12, length: int = 2048, warmup:
     ListOps `paper` network built by `suite.train.build.build_model`, on random tokens of full length.
 
     Median over `rounds` rounds of `steps` steps each, after `warmup` steps. `cuda_graph` runs the step as
-    `suite run` does on one GPU: with `trainer.cuda_graph_scope` step (the default;
-    the overrides can set it) the whole step as one graph (suite/train/step_graphs.py), with network the
-    network's forward and backward as CUDA graphs (`graphed`) and the loss and AdamW eager. `compile` runs the
-    network through torch.compile (inside the graphs with `cuda_graph`), as `trainer.compile` does.
+    `suite run` does on one GPU: with `trainer.cuda_graph_scope` step (the default; the overrides can set it)
+    the whole step as one graph (suite/train/step_graphs.py), with network the network's forward and backward
+    as CUDA graphs (`graphed`) and the loss and AdamW eager. `compile` runs the network through torch.compile
+    (inside the graphs with `cuda_graph`), as `trainer.compile` does.
     """
     import torch
     import torch.nn.functional as F

@@ -22,6 +22,7 @@ from suite.train.build import build_model
 from suite.train.lightning_module import SequenceModule
 from suite.train.optim import AdamW, make_optimizer
 from suite.train.step_graphs import GraphedStep, init_adam_state
+from tests.suite.test_compile import _fresh_parameters
 from tests.suite.test_epoch_metrics import full_length_batches
 
 VOCAB, CLASSES = 18, 10
@@ -258,11 +259,5 @@ def test_a_fit_with_the_step_in_graphs_trains_as_the_network_graphs_do_on_the_gp
     for (name, a), b in zip(network.model.named_parameters(), step.model.parameters()):
         err = ((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
         assert err < 1e-4, f"{name}: {err:.2e}"
-    assert any(not torch.equal(a.cpu(), b) for a, b in zip(step.model.parameters(), _fresh()))  # it trained
-
-
-def _fresh():
-    cfg = config.resolve("listops", "s4d", "smoke", overrides=["model.dropout=0.0"])
-    torch.manual_seed(0)
-    shapes = types.SimpleNamespace(d_input=VOCAB, d_output=CLASSES, encoder="embedding")
-    return list(build_model(cfg, shapes).parameters())
+    fresh = _fresh_parameters()  # the network before training, the same seed
+    assert any(not torch.equal(a.cpu(), b) for a, b in zip(step.model.parameters(), fresh))  # it trained
