@@ -395,11 +395,13 @@ def public_train(public: Public, model: str, cfg, batch: int, length: int, d_sta
 
 
 def train_rows(public: Public, models, d_state: int, batch: int, length: int, warmup: int, rounds: int,
-               steps: int, compile: bool = False) -> list[dict]:
+               steps: int, compile: bool = False, triton_norm: bool = False) -> list[dict]:
     """One row per (model, side): public, suite eager, suite cuda graph (+ liquid exact mode, both paths; + the
-    cuda graph with trainer.compile's torch.compile when `compile`)."""
+    cuda graph with trainer.compile's torch.compile when `compile`; + the cuda graph with the masked BatchNorm's
+    Triton kernels, models/ops/masked_norm_triton.py, when `triton_norm`)."""
     import torch
 
+    from models import padding
     from suite import config
     from suite.bench import bench_train
 
@@ -410,12 +412,15 @@ def train_rows(public: Public, models, d_state: int, batch: int, length: int, wa
         variants = [("public", None, False), ("suite eager", [], False), ("suite cuda graph", [], True)]
         if compile:
             variants += [("suite cuda graph + compile", [], True)]
+        if triton_norm:
+            variants += [("suite cuda graph + triton norm", [], True)]
         if model.startswith("liquid"):
             variants += [("suite exact eager", ["model.liquid_mode=exact"], False),
                          ("suite exact cuda graph", ["model.liquid_mode=exact"], True)]
         for side, extra, cuda_graph in variants:
             row = {"model": model, "side": side, "d_state": d_state, "batch": batch, "L": length}
             _fresh()
+            default_norm, padding.TRITON_NORM = padding.TRITON_NORM, side.endswith("triton norm") or padding.TRITON_NORM
             try:
                 if side == "public":
                     row.update(public_train(public, model, cfg, batch, length, d_state, warmup, rounds, steps))
@@ -426,6 +431,8 @@ def train_rows(public: Public, models, d_state: int, batch: int, length: int, wa
                     row.update({k: r[k] for k in ("step_ms", "samples_per_s", "peak_gib", "n_params") if k in r})
             except (RuntimeError, torch.OutOfMemoryError) as exc:
                 row["error"] = str(exc).splitlines()[0][:160]
+            finally:
+                padding.TRITON_NORM = default_norm
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -533,6 +540,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="top CUDA kernels of one suite ListOps training step")
     ap.add_argument("--compile", action="store_true",
                     help="with --train: also the graphed step with torch.compile (trainer.compile; 40-80 s per model)")
+    ap.add_argument("--triton-norm", action="store_true",
+                    help="with --train: also the graphed step with the masked BatchNorm's Triton kernels")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--shapes", default=None, help="e.g. 50x128x2048,8x256x16384 (default: the four shapes)")
     ap.add_argument("--layer-d-state", type=int, default=64)
@@ -602,7 +611,7 @@ def main(argv=None) -> int:
         rows = []
         for m in models:
             rows += train_rows(public, [m], d_train[m], a.batch, a.length, a.train_warmup, a.rounds, a.steps,
-                               compile=a.compile)
+                               compile=a.compile, triton_norm=a.triton_norm)
             report["train"] = rows
             save()
         md += [f"## ListOps training step (paper network of the Liquid-S4 recipe, batch {a.batch} x {a.length}, "

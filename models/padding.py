@@ -25,8 +25,10 @@ from torch import nn
 
 from models.ops import masked_norm_triton
 
-# the fused Triton kernels of the masked BatchNorm (models/ops/masked_norm_triton.py): off until measured on a GPU
-TRITON_NORM = os.environ.get("SUITE_TRITON_NORM") == "1"
+# the fused Triton kernels of the masked BatchNorm (models/ops/masked_norm_triton.py), where they run: on by
+# default (a ListOps step of s4d 6.3 ms against 8.2 with _MaskedBatchNorm on an H200, BENCHMARKS.md);
+# SUITE_TRITON_NORM=0 turns them off
+TRITON_NORM = os.environ.get("SUITE_TRITON_NORM", "1") != "0"
 
 
 @contextmanager
@@ -48,8 +50,8 @@ def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor) -> t
     update (unbiased variance, as BatchNorm) over the first L0 positions. x (B, H, L).
 
     The forward and backward passes are written out (`_MaskedBatchNorm`: about half the passes over x of the
-    composite autograd graph of `batch_norm_first_ref`, its plain twin, which the tests compare it with); with
-    SUITE_TRITON_NORM=1, in fused Triton kernels where they run (models/ops/masked_norm_triton.py)."""
+    composite autograd graph of `batch_norm_first_ref`, its plain twin, which the tests compare it with); in fused
+    Triton kernels where they run (models/ops/masked_norm_triton.py; SUITE_TRITON_NORM=0 turns them off)."""
     n = (x.shape[0] * L0).to(x.dtype)
     weight = bn.weight if bn.affine else torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
     bias = bn.bias if bn.affine else torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)

@@ -9,7 +9,7 @@ replay), with n = B L0, v_l = [l < L0] and r = (var + eps)^(-1/2), one program p
 (models.padding._MaskedBatchNorm writes the same formulas with PyTorch operations, and is the twin the tests
 compare with). Forward reads x three times and writes y once; backward reads x and g twice and writes dx once;
 the channel sums need no atomics. B and L are compile-time constants (a graph's shape; Triton's interpreter
-takes no runtime loop bounds). Off until measured on a GPU: models.padding uses it when SUITE_TRITON_NORM=1.
+takes no runtime loop bounds). models.padding uses them by default (SUITE_TRITON_NORM=0 turns them off).
 
 Runs where models/ops/_triton.py says (CUDA, or the CPU under Triton's interpreter).
 """

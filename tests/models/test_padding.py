@@ -10,9 +10,9 @@ from torch import nn
 from models.padding import batch_norm_first, batch_norm_first_ref
 
 
-def _bn(affine: bool, momentum: float | None = 0.1) -> nn.BatchNorm1d:
+def _bn(affine: bool, momentum: float | None = 0.1, channels: int = 5) -> nn.BatchNorm1d:
     torch.manual_seed(0)
-    bn = nn.BatchNorm1d(5, affine=affine, momentum=momentum).double().train()
+    bn = nn.BatchNorm1d(channels, affine=affine, momentum=momentum).double().train()
     if affine:
         with torch.no_grad():
             bn.weight.uniform_(0.5, 1.5)
@@ -141,7 +141,7 @@ def test_the_triton_kernels_are_the_masked_batch_norm_on_the_gpu(L, L0, monkeypa
     for fused in (True, False):
         monkeypatch.setattr(padding, "TRITON_NORM", fused)
         torch.manual_seed(0)
-        bn = _bn(True).float().cuda()
+        bn = _bn(True, channels=128).float().cuda()
         xi = x.clone().requires_grad_()
         y = batch_norm_first(xi, bn, torch.tensor(L0, device="cuda"))
         (y * up).sum().backward()
