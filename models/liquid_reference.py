@@ -122,12 +122,31 @@ def _chirp(m: torch.Tensor, N: torch.Tensor, sign: float) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase, dtype=torch.float64), sign * math.pi * phase.double() / N.double())
 
 
+def fast_fft_size(n: int) -> int:
+    """The smallest 2^a 3^b 5^c 7^d >= n: a length the FFT libraries split into small radices (a length with a
+    large prime factor, such as 2 L + 2 = 4098 = 2 * 3 * 683, is several times slower)."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p7 = 1
+    while p7 < best:
+        p5 = p7
+        while p5 < best:
+            p3 = p5
+            while p3 < best:
+                m = p3 << max((n - 1) // p3, 0).bit_length()  # p3 * 2^k >= n, the smallest such k
+                best = min(best, m)
+                p3 *= 3
+            p5 *= 5
+        p7 *= 7
+    return best
+
+
 def dft_dynamic(x: torch.Tensor, N: torch.Tensor, sign: float, n_out: int) -> torch.Tensor:
     """X[f] = sum_{n < N} x[n] exp(sign 2 pi i n f / N) for f < n_out, N a 0-dim device tensor (x[n >= N] are
-    ignored): Bluestein's algorithm, n f = (n^2 + f^2 - (f - n)^2) / 2, one convolution on FFTs of a fixed size
-    M >= x's length + n_out. x (..., n_in) complex128 -> (..., n_out)."""
+    ignored): Bluestein's algorithm, n f = (n^2 + f^2 - (f - n)^2) / 2, one circular convolution on FFTs of a
+    fixed size M >= x's length + n_out - 1 (the lags f - n lie in (-n_in, n_out); the taps of b between them are
+    never read). x (..., n_in) complex128 -> (..., n_out)."""
     n_in = x.shape[-1]
-    M = n_in + n_out
+    M = fast_fft_size(n_in + n_out)
     n = torch.arange(max(n_in, n_out), device=x.device)
     w = _chirp(n, N, sign)
     a = torch.where(n[:n_in] < N, x * w[:n_in], 0)
@@ -143,14 +162,13 @@ def padded_kb_spectrum_kernel(k1: torch.Tensor, L0: torch.Tensor, L: int) -> tor
     mismatched grids, irfft_{2 L0}(fft_{L0+1}(k1) * rfft_{2 L0}(c))[:L0] = sum_b c[b] h[(t - b) mod 2 L0] with
     h = irfft_{2 L0}(fft_{L0+1}(k1)); k1 (H, L + 1) the kernel's first L0 + 1 taps, zero past them -> (H, 2L)."""
     A = dft_dynamic(k1.double().to(torch.complex128), L0 + 1, -1.0, L + 1)  # fft_{L0+1}, bins 0..L (0..L0 used)
+    # irfft_{2 L0} of the bins 0..L0, its Hermitian pairs (f, 2 L0 - f) folded: h[d] = Re sum_f c_f A[f] w^(f d) / 2 L0
+    # with w = exp(i pi / L0), c_f = 2 for 0 < f < L0 and A's real part alone at f = 0 and L0 (irfft drops the rest)
+    g = torch.arange(L + 1, device=k1.device)
+    Y = torch.where((g == 0) | (g == L0), A.real.to(A.dtype), 2 * A)
+    Y = torch.where(g <= L0, Y, 0)
+    h = dft_dynamic(Y, 2 * L0, 1.0, 2 * L).real / (2 * L0).double()  # (H, 2L), h[d] for d < 2 L0
     f = torch.arange(2 * L, device=k1.device)
-    # the Hermitian extension irfft_{2 L0} reads: A[f], conj(A[2 L0 - f]); imaginary parts at 0 and L0 dropped
-    src = torch.where(f <= L0, f, 2 * L0 - f).clamp(0, L)
-    X = A[..., src]
-    X = torch.where(f <= L0, X, X.conj())
-    X = torch.where((f == 0) | (f == L0), X.real.to(X.dtype), X)
-    X = torch.where(f < 2 * L0, X, 0)
-    h = dft_dynamic(X, 2 * L0, 1.0, 2 * L).real / (2 * L0).double()  # (H, 2L), h[d] for d < 2 L0
     e = 2 * L - f  # kernel taps on the 2L grid: h[d] at d < L0, h[2 L0 - e] at 2L - e for 1 <= e < L0
     src = torch.where(f < L0, f, 2 * L0 - e).clamp(0, 2 * L - 1)
     keep = (f < L0) | ((e >= 1) & (e < L0))
