@@ -439,11 +439,14 @@ def train_rows(public: Public, models, d_state: int, batch: int, length: int, wa
 
 
 def profile_step(models, out: Path, n: int = 15) -> dict:
-    """Top n CUDA kernels of one suite ListOps training step, default path (eager, the recipe as is)."""
+    """Top n CUDA kernels of one suite ListOps training step as the default path computes it: the batch's true
+    length given as a device tensor (the masked BatchNorm, the reference liquid term's padded path), as the whole
+    step's CUDA graph replays it, but run eagerly so that the profiler names each kernel; the recipe as is."""
     import torch
     import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
+    from models.padding import batch_length
     from suite.bench import LISTOPS_CLASSES as C
     from suite.bench import LISTOPS_VOCAB as V
     from suite.bench import listops_network
@@ -461,7 +464,9 @@ def profile_step(models, out: Path, n: int = 15) -> dict:
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x, lengths), y).backward()
+            with batch_length(net, lengths.max()):  # as the graphs compute (suite/train/cuda_graphs.py _Forward)
+                loss = F.cross_entropy(net(x, lengths), y)
+            loss.backward()
             opt.step()
             sched.step()
 
@@ -483,7 +488,8 @@ def profile_step(models, out: Path, n: int = 15) -> dict:
         result[model] = {"d_state": cfg.model.d_state, "batch": batch, "L": length,
                          "liquid_mode": getattr(cfg.model, "liquid_mode", None), "kernel_launches": len(kernels),
                          "kernel_ms": total_ms, "step_wall_ms_profiled": wall_ms, "top": top}
-        head = (f"### {model}: one training step, eager, d_state {cfg.model.d_state}, batch {batch} x {length}"
+        head = (f"### {model}: one training step as the graphs compute it, run eagerly, d_state {cfg.model.d_state}, "
+                f"batch {batch} x {length}"
                 + (f", liquid_mode {cfg.model.liquid_mode}" if hasattr(cfg.model, "liquid_mode") else "")
                 + f"\n\n{len(kernels)} kernel launches, {total_ms:.2f} ms of kernel time, "
                   f"{wall_ms:.2f} ms wall (under the profiler)\n")
