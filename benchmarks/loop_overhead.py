@@ -47,8 +47,8 @@ CASES = {
     "s4d": ("s4d", []),
     "s4d_network": ("s4d", ["trainer.cuda_graph_scope=network"]),  # the network in graphs, loss and AdamW eager
     "pb_reference_network": ("liquid_s4_pb", ["trainer.cuda_graph_scope=network"]),
-    "s4d_triton_norm": ("s4d", []),  # the masked BatchNorm in Triton kernels (models/ops/masked_norm_triton.py)
-    "pb_reference_triton_norm": ("liquid_s4_pb", []),
+    "s4d_torch_norm": ("s4d", []),  # the masked BatchNorm in PyTorch operations (SUITE_TRITON_NORM=0), not in
+    "pb_reference_torch_norm": ("liquid_s4_pb", []),  # Triton kernels (models/ops/masked_norm_triton.py)
     "s4d_workers0": ("s4d", ["trainer.num_workers=0"]),  # batches made on the training thread
     "pb_reference_workers0": ("liquid_s4_pb", ["trainer.num_workers=0"]),
     "pb_exact": ("liquid_s4_pb", ["model.liquid_mode=exact"]),
@@ -196,7 +196,7 @@ def run_case(name: str, args, out: Path) -> dict:
     from models import padding
 
     model, overrides = CASES[name]
-    padding.TRITON_NORM = name.endswith("_triton_norm")  # for the run and its bench alike
+    padding.TRITON_NORM = not name.endswith("_torch_norm")  # for the run and its bench alike
     n_eval = max(args.n_train // 48, 12)
     sets = ["data.source=generated", f"data.generator.n_train={args.n_train}", f"data.generator.n_val={n_eval}",
             f"data.generator.n_test={n_eval}", *overrides]

@@ -77,10 +77,13 @@ class SSMLayer(nn.Module):
 
 
 class Norm(nn.Module):
-    """BatchNorm1d or LayerNorm over the feature axis of a (B, H, L) tensor."""
+    """BatchNorm1d or LayerNorm over the feature axis of a (B, H, L) tensor. `triton`: BatchNorm over a padded
+    batch's true length may run as fused Triton kernels (models/padding.py); off with the SSM's `backend` torch or
+    plain, as every other Triton kernel."""
 
-    def __init__(self, H: int, kind: str):
+    def __init__(self, H: int, kind: str, triton: bool = True):
         super().__init__()
+        self.triton = triton
         if kind not in ("batch", "layer"):
             raise ValueError(f"unknown norm {kind!r}; expected 'batch' or 'layer'")
         self.kind = kind
@@ -90,7 +93,7 @@ class Norm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "batch":
             if self.batch_length is not None and self.training:
-                return batch_norm_first(x, self.norm, self.batch_length)  # statistics of the unpadded batch
+                return batch_norm_first(x, self.norm, self.batch_length, self.triton)  # the unpadded batch's
             return self.norm(x)
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
@@ -100,7 +103,7 @@ class ResidualBlock(nn.Module):
                  tie_dropout: bool = True):
         super().__init__()
         self.layer = layer
-        self.norm = Norm(layer.ssm.H, norm)
+        self.norm = Norm(layer.ssm.H, norm, triton=layer.ssm.triton_kernels)
         self.prenorm = prenorm
         self.dropout = TiedDropout(dropout, tie_dropout)
 

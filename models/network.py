@@ -48,7 +48,8 @@ class SequenceModel(nn.Module):
                           tie_dropout)
             for _ in range(n_layers)
         )
-        self.final_norm = Norm(d_model, norm) if prenorm else nn.Identity()
+        triton = all(b.layer.ssm.triton_kernels for b in self.blocks)  # the SSMs' backend (models/ssm.py)
+        self.final_norm = Norm(d_model, norm, triton=triton) if prenorm else nn.Identity()
         self.decoder = HEADS[decoder](d_model, d_output)
         self.rate = rate
         # decoder "retrieval": inputs are document pairs, x (B, 2, L[, C]) with lengths (B, 2)

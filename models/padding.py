@@ -45,17 +45,19 @@ def batch_length(model: nn.Module, L0: torch.Tensor | None):
             m.batch_length = None
 
 
-def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor) -> torch.Tensor:
+def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor, triton: bool = True) -> torch.Tensor:
     """`bn(x[..., :L0])` zero-extended to x's length, in training mode: the batch statistics and the running-stat
     update (unbiased variance, as BatchNorm) over the first L0 positions. x (B, H, L).
 
     The forward and backward passes are written out (`_MaskedBatchNorm`: about half the passes over x of the
     composite autograd graph of `batch_norm_first_ref`, its plain twin, which the tests compare it with); in fused
-    Triton kernels where they run (models/ops/masked_norm_triton.py; SUITE_TRITON_NORM=0 turns them off)."""
+    Triton kernels where they run (models/ops/masked_norm_triton.py) unless `triton` is False or
+    SUITE_TRITON_NORM=0, and not inside torch.compile (which fuses the PyTorch formulas itself)."""
     n = (x.shape[0] * L0).to(x.dtype)
     weight = bn.weight if bn.affine else torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
     bias = bn.bias if bn.affine else torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)
-    if TRITON_NORM and masked_norm_triton.supported(x):
+    fused = triton and TRITON_NORM and not torch.compiler.is_compiling()
+    if fused and masked_norm_triton.supported(x) and weight.numel() == x.shape[1] and L0.device == x.device:
         y, mean, var = masked_norm_triton.MaskedBatchNorm.apply(x, L0.reshape(()), weight, bias, bn.eps)
     else:
         valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)

@@ -22,6 +22,17 @@ def git_commit() -> str:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def commit_history(tags: dict[str, str], current: str | None = None) -> str:
+    """The `suite.git_commits` tag of a run about to be resumed: the commits its earlier commands ran, in order
+    (`suite.git_commit`, the first one, for a run that has no history yet), with this checkout's appended
+    when it differs from the last. A run trained in several commands may span several versions of the code."""
+    commits = (tags.get("suite.git_commits") or tags.get("suite.git_commit") or "").split()
+    current = current or git_commit()
+    if not commits or commits[-1] != current:
+        commits.append(current)
+    return " ".join(commits)
+
+
 def device_name(accelerator: str) -> str:
     import torch
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from suite.config import RunConfig, from_stored, load_yaml
 from suite.errors import ResumeError, TrackingError
 from suite.ranks import is_rank_zero
-from suite.tracking import liveness, probe, store, uris
+from suite.tracking import liveness, probe, provenance, store, uris
 from suite.train.record import run_checkpoint_dir
 from suite.train.run import train
 
@@ -88,7 +88,8 @@ def resume(run_id: str, args) -> str:
 
     check(cfg)
     if rank_zero:
-        tags = {**liveness.owner_tags(), "suite.resumed": str(int(run.data.tags.get("suite.resumed", "0")) + 1)}
+        tags = {**liveness.owner_tags(), "suite.resumed": str(int(run.data.tags.get("suite.resumed", "0")) + 1),
+                "suite.git_commits": provenance.commit_history(run.data.tags)}
         if changes:
             tags["suite.resume_changes"] = ", ".join(f"trainer.{k}={v}" for k, v in changes.items())
         store.reopen_run(uri, run_id, tags)

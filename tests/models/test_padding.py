@@ -148,3 +148,15 @@ def test_the_triton_kernels_are_the_masked_batch_norm_on_the_gpu(L, L0, monkeypa
         results.append([y.detach(), xi.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var])
     for a, b in zip(*results):
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-5
+
+
+@pytest.mark.parametrize("backend,fused", [("triton", True), ("torch", False), ("plain", False)])
+def test_the_norms_follow_the_ssms_backend(backend, fused):
+    """`model.backend` torch or plain keeps every Triton kernel out, the masked BatchNorm's too."""
+    from models.network import SequenceModel
+    from models.s4d import S4D
+
+    net = SequenceModel(S4D, {"d_state": 4, "backend": backend}, d_input=3, d_output=2, d_model=4,
+                        n_layers=2)
+    norms = [m for m in net.modules() if hasattr(m, "batch_length")]
+    assert len(norms) == 3 and all(m.triton is fused for m in norms)

@@ -101,6 +101,7 @@ def test_time_limited_run_moves_through_a_bundle_to_another_store_and_finishes_t
     assert not (final / "last.ckpt").exists()
     assert summary["best"]["test/accuracy"] == finished.data.metrics["best/test/accuracy"]
     assert summary["gpu_hours"] == 0.0 and summary["wall_hours"] > 0
+    assert summary["git_commits"] == [summary["git_commit"]]  # two commands, one version of the code
     rows = (final / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,step,train/accuracy,train/loss,val/accuracy")
     assert torch.load(final / "best.ckpt", weights_only=True)["optimizer_states"] == []

@@ -126,6 +126,7 @@ def test_sigkill_mid_epoch_then_resume_has_every_epoch_exactly_once(tmp_path, st
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["suite.resumed"] == "1"
+    assert run.data.tags["suite.git_commits"] == run.data.tags["suite.git_commit"]  # one version of the code
     assert len(client.search_runs([run.info.experiment_id])) == 1  # the same run, not a new one
     for key, hist in epoch_histories(client, run_id).items():
         steps = [s for s, _, _ in hist]

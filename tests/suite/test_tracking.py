@@ -76,3 +76,14 @@ def test_experiments_are_marked_for_the_ui_when_created_and_when_used_again(tmp_
     assert MlflowClient(uri).get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     assert ui.runs_url(exp_id) == ("http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning"
                                    "&viewStateShareKey=suite-results")
+
+
+def test_a_resumed_run_keeps_the_order_of_the_commits_it_ran():
+    """`suite.git_commits`: the first command's commit, then each later command's where the code changed."""
+    from suite.tracking.provenance import commit_history
+
+    assert commit_history({"suite.git_commit": "aaa"}, current="aaa") == "aaa"
+    assert commit_history({"suite.git_commit": "aaa"}, current="bbb") == "aaa bbb"
+    assert commit_history({"suite.git_commit": "aaa", "suite.git_commits": "aaa bbb"}, current="bbb") == "aaa bbb"
+    assert commit_history({"suite.git_commit": "aaa", "suite.git_commits": "aaa bbb"}, current="aaa") == "aaa bbb aaa"
+    assert commit_history({}, current="ccc") == "ccc"
