@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device command for issue 12's side-by-side and many-runs figures (docs/benchmarks.md):
-#   bash benchmarks/gpu_speed_session.sh [check] [sbs] [many] [loop]      (results in $OUT/results.tgz)
+#   bash benchmarks/gpu_speed_session.sh [check] [sbs] [profile] [many] [loop]      (results in $OUT/results.tgz)
 # Every stage runs under `timeout` so that the whole command ends by $DEADLINE seconds (default 570, under the
 # device tool's 600 s limit) and the archive of what finished always comes back; check and loop get at most
 # $CHECK_S (200) and $LOOP_S (220) seconds.
@@ -10,6 +10,8 @@
 # sbs:  builds the public CUDA extensions from public_code/ (benchmarks/side_by_side_prepare.sh made it) and runs
 #       benchmarks/side_by_side.py --train: the ListOps training step of every model, public and suite, same process
 #       (SBS_ARGS="--compile" adds the suite's step with trainer.compile: 40-80 s of compilation per model);
+# profile: benchmarks/side_by_side.py --profile: the top CUDA kernels of one ListOps step as the default graphs
+#       compute it (PROFILE_MODELS, default liquid_s4_kb,liquid_s4_pb,s4d), in profile/profile.md;
 # many: benchmarks/many_runs.py (K runs on one GPU, with and without the CUDA MPS daemon the suite starts);
 # loop: benchmarks/loop_overhead.py (suite run against the step benchmark; LOOP_ARGS="--trace --warmup 400" for
 #       the host's CUDA calls over 20 steady steps).
@@ -48,6 +50,10 @@ for stage in "$@"; do
       timeout "$(left)" python3 benchmarks/side_by_side.py --s4 $PUBLIC/s4 --liquid-s4 $PUBLIC/liquid-s4 --out "$OUT" \
         --train ${SBS_ARGS:-} > "$OUT/sbs.log" 2>&1
       tail -30 "$OUT/side_by_side.md" ;;
+    profile)
+      timeout "$(left)" python3 benchmarks/side_by_side.py --profile --models ${PROFILE_MODELS:-liquid_s4_kb,liquid_s4_pb,s4d} \
+        --out "$OUT/profile" > "$OUT/profile.log" 2>&1
+      grep -h "^###\|kernel launches" "$OUT/profile/profile.md" ;;
     many)
       timeout "$(left)" python3 benchmarks/many_runs.py --model s4d --workers 1 4 --steps ${MANY_STEPS:-2000} --out "$OUT/many" > "$OUT/many.log" 2>&1
       tail -12 "$OUT/many.log"; rm -rf "$OUT/many/data" "$OUT/many/checkpoints" "$OUT/many/mlruns" "$OUT/many/many_runs.db"* ;;
