@@ -184,8 +184,10 @@ def committed_figures(table: Table, img_dir: Path, page_dir: Path) -> list[Commi
             refs = [(ref.name, paper[ref.name].cells[col.key].mean)] if (
                 ref is not None and col.key in paper[ref.name].cells
                 and paper[ref.name].cells[col.key].mean is not None) else []
+            lr_key = next((k for k in sorted({k for r in b.epochs for k in r})
+                           if k.startswith("lr-") and k.endswith("/default")), None)  # LearningRateMonitor's name
             panels.append(Panel(b.name, curves, b.max_epochs, f"{row.model}, seed {run.seed}: {b.progress_text()}",
-                                refs))
+                                refs, b.curve(lr_key) if lr_key else []))
             lines.append(_committed_line(run, col))
         col = entries[0][1]
         dest = img_dir / table.family / f"committed--{task}.png"

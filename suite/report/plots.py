@@ -91,6 +91,18 @@ def curves_figure(histories: dict[str, list[tuple[int, float]]], epochs: dict[in
     return fig
 
 
+def _lr_axis(ax, lr: list[tuple[int, float]]) -> list:
+    """The learning rate on a right-hand axis of `ax` (a schedule's restarts explain a curve's dips); the line."""
+    right = ax.twinx()
+    (line,) = right.plot([e for e, _ in lr], [v for _, v in lr], color="0.55", lw=0.9, ls=":", marker=".",
+                         markersize=3, label="learning rate (epoch start)")
+    right.set_ylim(bottom=0)
+    right.set_ylabel("learning rate", fontsize=7, color="0.45")
+    right.tick_params(labelsize=7, colors="0.45")
+    right.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    return [line]
+
+
 @dataclass
 class Panel:
     """One committed run: its per-epoch values of the headline metric and where it stands."""
@@ -100,6 +112,7 @@ class Panel:
     max_epochs: int | None  # the recipe's epochs: the x axis spans them, so an unfinished curve ends where it is
     subtitle: str = ""  # e.g. "12/40 epochs, unfinished"
     references: list[tuple[str, float]] = field(default_factory=list)  # published numbers, drawn as lines
+    lr: list[tuple[int, float]] = field(default_factory=list)  # (epoch, the backbone's learning rate at its start)
 
 
 def run_panels(panels: list[Panel], ylabel: str, higher_is_better: bool, out: Path, columns: int = 3) -> Path:
@@ -125,6 +138,7 @@ def panels_figure(panels: list[Panel], ylabel: str, higher_is_better: bool, colu
             ax.axvline(best, color="0.6", lw=0.8, zorder=1, label=f"best val (epoch {best})")
         for name, value in panel.references:
             ax.axhline(value, color="0.35", lw=0.9, ls=(0, (6, 3)), zorder=1, label=f"{name} {value:g}")
+        extra = _lr_axis(ax, panel.lr) if panel.lr else []
         done = [e for points in panel.curves.values() for e, _ in points]
         last = max(panel.max_epochs - 1 if panel.max_epochs else 0, max(done, default=0))
         epoch_axis(ax, 0, last)
@@ -132,7 +146,8 @@ def panels_figure(panels: list[Panel], ylabel: str, higher_is_better: bool, colu
         ax.set_title(panel.title + (f"\n{panel.subtitle}" if panel.subtitle else ""), fontsize=9)
         ax.grid(alpha=0.3)
         if done or panel.references:
-            ax.legend(fontsize=7, loc="best")
+            handles, labels = ax.get_legend_handles_labels()
+            ax.legend(handles + extra, labels + [h.get_label() for h in extra], fontsize=7, loc="best")
         else:
             ax.text(0.5, 0.5, "no epoch validated yet", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[len(panels):]:

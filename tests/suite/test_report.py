@@ -91,3 +91,16 @@ def test_backticks_render_as_code_in_the_html_page(tmp_path):
     assert "counterparts" in parsed.code and "suite run" in " ".join(parsed.code)
     assert render.html_text("a `<b>` c") == "a <code>&lt;b&gt;</code> c"  # escaped inside the code span too
     assert re.search(r"<p class=\"caption\">[^<]*FINISHED <code>suite run</code>", page)
+
+
+def test_a_committed_runs_panel_shows_its_learning_rate_on_a_second_axis():
+    """The schedule beside the curve: an unclamped cosine's restart is why a run's accuracy falls mid-run."""
+    lr = [(0, 0.0), (1, 0.002), (2, 0.001), (3, 0.0), (4, 0.001)]
+    panel = plots.Panel("run", {"val": [(e, 50.0 + e) for e in range(5)]}, 40, "5/40 epochs, unfinished", [], lr)
+    fig = plots.panels_figure([panel], "accuracy (%)", True)
+    axes = _axes_of(fig)
+    assert len(axes) == 2  # the panel and its learning-rate axis
+    lines = [line for ax in axes for line in ax.get_lines() if line.get_label().startswith("learning rate")]
+    assert len(lines) == 1 and list(lines[0].get_ydata()) == [v for _, v in lr]
+    assert "learning rate (epoch start)" in [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert len(_axes_of(plots.panels_figure([plots.Panel("run", panel.curves, 40)], "accuracy (%)", True))) == 1
