@@ -57,7 +57,7 @@ def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor, trit
     weight = bn.weight if bn.affine else torch.ones(x.shape[1], device=x.device, dtype=x.dtype)
     bias = bn.bias if bn.affine else torch.zeros(x.shape[1], device=x.device, dtype=x.dtype)
     fused = triton and TRITON_NORM and not torch.compiler.is_compiling()
-    if fused and masked_norm_triton.supported(x) and weight.numel() == x.shape[1] and L0.device == x.device:
+    if fused and masked_norm_triton.supported(x, L0, weight):
         y, mean, var = masked_norm_triton.MaskedBatchNorm.apply(x, L0.reshape(()), weight, bias, bn.eps)
     else:
         valid = (torch.arange(x.shape[-1], device=x.device) < L0).to(x.dtype)  # (L,)

@@ -21,9 +21,11 @@ import torch
 from models.ops._triton import runs_on, tl, triton
 
 
-def supported(x: torch.Tensor) -> bool:
-    """Whether the kernels take this input: (B, H, L) float32 where a Triton kernel may run."""
-    return x.dim() == 3 and x.dtype == torch.float32 and runs_on(x)
+def supported(x: torch.Tensor, L0: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the kernels take these inputs: x (B, H, L) float32, one weight per channel, L0 one element on x's
+    device, where a Triton kernel may run."""
+    return (x.dim() == 3 and x.dtype == torch.float32 and weight.shape == (x.shape[1],) and L0.numel() == 1
+            and L0.device == x.device and runs_on(x, weight))
 
 
 def _block(L: int) -> int:
