@@ -237,7 +237,7 @@ def _summary(uri: str, run, config: dict, records: list[dict], rows: list[dict],
         "num_nodes": params.get("trainer.num_nodes"),
         "suite_version": tags.get("suite.version"),
         "git_commit": tags.get("suite.git_commit"),
-        "git_commits": (tags.get("suite.git_commits") or tags.get("suite.git_commit") or "").split(),
+        "git_commits": provenance.run_commits(tags),
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "exported_by": {"suite_version": __version__, "git_commit": provenance.git_commit()},
     }

@@ -22,11 +22,17 @@ def git_commit() -> str:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def run_commits(tags: dict[str, str]) -> list[str]:
+    """The commits a run's commands ran, in order, from its tags: `suite.git_commits`, or for a run never
+    resumed (or resumed before that tag existed) its one `suite.git_commit`."""
+    return (tags.get("suite.git_commits") or tags.get("suite.git_commit") or "").split()
+
+
 def commit_history(tags: dict[str, str], current: str | None = None) -> str:
-    """The `suite.git_commits` tag of a run about to be resumed: the commits its earlier commands ran, in order
-    (`suite.git_commit`, the first one, for a run that has no history yet), with this checkout's appended
-    when it differs from the last. A run trained in several commands may span several versions of the code."""
-    commits = (tags.get("suite.git_commits") or tags.get("suite.git_commit") or "").split()
+    """The `suite.git_commits` tag of a run about to be resumed: `run_commits`, with this checkout's commit
+    appended when it differs from the last. A run trained in several commands may span several versions of the
+    code."""
+    commits = run_commits(tags)
     current = current or git_commit()
     if not commits or commits[-1] != current:
         commits.append(current)
