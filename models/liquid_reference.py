@@ -14,6 +14,9 @@ import math
 
 import torch
 
+from models.ops import kb_taps_triton
+from models.padding import batch_constant
+
 # ------------------------------------------------------------------------------------------------
 # The public implementation's correlation signal
 # ------------------------------------------------------------------------------------------------
@@ -77,7 +80,8 @@ def reference_correlations(u: torch.Tensor, p: int) -> torch.Tensor:
 # The public code's term depends on the batch's length L0 (the window indexes its last positions; KB multiplies
 # spectra on grids of L0 + 1 and 2 L0 points). A graph captured for a padded length L >= L0 computes it for the
 # true L0, given as a device tensor (no .item(), no host sync): index tables cover every L0 <= L, and the
-# KB grids of size L0 + 1 and 2 L0 are evaluated by Bluestein's chirp-z algorithm on FFTs of a fixed size.
+# KB product on grids of L0 + 1 and 2 L0 points is a convolution with a kernel that is a closed-form linear map of
+# the S4 kernel's taps (kb_tap_map_ref).
 
 _PADDED_WINDOWS: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -116,63 +120,49 @@ def flip_within(x: torch.Tensor, L0: torch.Tensor) -> torch.Tensor:
     return torch.where(t < L0, x[..., src], 0.0)
 
 
-def _chirp(m: torch.Tensor, N: torch.Tensor, sign: float) -> torch.Tensor:
-    """exp(sign * i pi m^2 / N) in complex128, the phase reduced exactly (integers) before the float step."""
-    phase = (m * m) % (2 * N)
-    return torch.polar(torch.ones_like(phase, dtype=torch.float64), sign * math.pi * phase.double() / N.double())
+def sin_pi(r: torch.Tensor, N: torch.Tensor) -> torch.Tensor:
+    """sin(pi r / N) in float64 for integer tensors r and N > 0, r reduced exactly to s in [-N/2, N/2] first
+    (r = k N + s, sin(pi r / N) = (-1)^k sin(pi s / N)): full relative precision near every zero."""
+    r = torch.remainder(r, 2 * N)
+    k = torch.div(2 * r + N, 2 * N, rounding_mode="floor")  # round(r / N) in {0, 1, 2}
+    sign = 1 - 2 * (k % 2)
+    return sign * torch.sin(math.pi * (r - k * N).double() / N.double())
 
 
-def fast_fft_size(n: int) -> int:
-    """The smallest 2^a 3^b 5^c 7^d >= n: a length the FFT libraries split into small radices (a length with a
-    large prime factor, such as 2 L + 2 = 4098 = 2 * 3 * 683, is several times slower)."""
-    best = 1 << max(n - 1, 0).bit_length()
-    p7 = 1
-    while p7 < best:
-        p5 = p7
-        while p5 < best:
-            p3 = p5
-            while p3 < best:
-                m = p3 << max((n - 1) // p3, 0).bit_length()  # p3 * 2^k >= n, the smallest such k
-                best = min(best, m)
-                p3 *= 3
-            p5 *= 5
-        p7 *= 7
-    return best
+def kb_tap_map_ref(L0: torch.Tensor, L: int) -> torch.Tensor:
+    """The linear map from the kernel's first L0 + 1 taps k1 to the two-sided kernel on the 2L grid whose
+    convolution gives the public KB term's product of spectra on mismatched grids (docs/liquid.md, "Padded
+    batches"): irfft_{2 L0}(fft_{L0+1}(k1) * rfft_{2 L0}(c))[:L0] = sum_b c[b] h[(t - b) mod 2 L0] with
+    h = irfft_{2 L0}(fft_{L0+1}(k1)) = G k1 in closed form, a Dirichlet kernel. G (2L, L + 1) float64, L0 a 0-dim
+    integer tensor on the device (no host sync): the PyTorch twin of models/ops/kb_taps_triton.py."""
+    dev = L0.device
+    j = torch.arange(2 * L, device=dev)  # tap on the 2L grid: lag j (j < L0) or -(2L - j)
+    e = 2 * L - j
+    d = torch.where(j < L0, j, 2 * L0 - e)  # the index into h, whose period is 2 L0
+    keep = (j < L0) | ((e >= 1) & (e < L0))
+    n = torch.arange(L + 1, device=dev)
+    P = L0 * (L0 + 1)
+    q = d[:, None] * (L0 + 1) - 2 * n * L0  # (2L, L + 1): h's phase theta = pi d / L0 - 2 pi n / (L0 + 1) = pi q / P
+    at_zero = torch.remainder(q, 2 * P) == 0
+    ratio = sin_pi((2 * L0 - 1) * q, 2 * P) / torch.where(at_zero, 1.0, sin_pi(q, 2 * P))  # sin((L0 - 1/2) th) / sin(th / 2)
+    ratio = torch.where(at_zero, (2 * L0 - 1).double(), ratio)
+    last = torch.cos(math.pi * torch.remainder(q, 2 * (L0 + 1)).double() / (L0 + 1).double())  # cos(L0 theta)
+    G = (ratio + last) / (2 * L0).double()
+    return torch.where(keep[:, None] & (n <= L0), G, 0.0)
 
 
-def dft_dynamic(x: torch.Tensor, N: torch.Tensor, sign: float, n_out: int) -> torch.Tensor:
-    """X[f] = sum_{n < N} x[n] exp(sign 2 pi i n f / N) for f < n_out, N a 0-dim device tensor (x[n >= N] are
-    ignored): Bluestein's algorithm, n f = (n^2 + f^2 - (f - n)^2) / 2, one circular convolution on FFTs of a
-    fixed size M >= x's length + n_out - 1 (the lags f - n lie in (-n_in, n_out); the taps of b between them are
-    never read). x (..., n_in) complex128 -> (..., n_out)."""
-    n_in = x.shape[-1]
-    M = fast_fft_size(n_in + n_out)
-    n = torch.arange(max(n_in, n_out), device=x.device)
-    w = _chirp(n, N, sign)
-    a = torch.where(n[:n_in] < N, x * w[:n_in], 0)
-    m = torch.arange(M, device=x.device)
-    lag = torch.where(m < n_out, m, M - m)  # circular lags: f - n in (-n_in, n_out)
-    b = _chirp(lag, N, sign).conj()
-    conv = torch.fft.ifft(torch.fft.fft(a, n=M) * torch.fft.fft(b), n=M)[..., :n_out]
-    return conv * w[:n_out]
+def kb_tap_map(L0: torch.Tensor, L: int, use_triton: bool = True) -> torch.Tensor:
+    """`kb_tap_map_ref`, in one Triton kernel where it runs (models/ops/kb_taps_triton.py)."""
+    fused = use_triton and kb_taps_triton.supported(L0)
+    return kb_taps_triton.kb_tap_map(L0, L) if fused else kb_tap_map_ref(L0, L)
 
 
-def padded_kb_spectrum_kernel(k1: torch.Tensor, L0: torch.Tensor, L: int) -> torch.Tensor:
-    """The two-sided kernel whose convolution (on a 2L grid) gives the public KB term's product of spectra on
-    mismatched grids, irfft_{2 L0}(fft_{L0+1}(k1) * rfft_{2 L0}(c))[:L0] = sum_b c[b] h[(t - b) mod 2 L0] with
-    h = irfft_{2 L0}(fft_{L0+1}(k1)); k1 (H, L + 1) the kernel's first L0 + 1 taps, zero past them -> (H, 2L)."""
-    A = dft_dynamic(k1.double().to(torch.complex128), L0 + 1, -1.0, L + 1)  # fft_{L0+1}, bins 0..L (0..L0 used)
-    # irfft_{2 L0} of the bins 0..L0, its Hermitian pairs (f, 2 L0 - f) folded: h[d] = Re sum_f c_f A[f] w^(f d) / 2 L0
-    # with w = exp(i pi / L0), c_f = 2 for 0 < f < L0 and A's real part alone at f = 0 and L0 (irfft drops the rest)
-    g = torch.arange(L + 1, device=k1.device)
-    Y = torch.where((g == 0) | (g == L0), A.real.to(A.dtype), 2 * A)
-    Y = torch.where(g <= L0, Y, 0)
-    h = dft_dynamic(Y, 2 * L0, 1.0, 2 * L).real / (2 * L0).double()  # (H, 2L), h[d] for d < 2 L0
-    f = torch.arange(2 * L, device=k1.device)
-    e = 2 * L - f  # kernel taps on the 2L grid: h[d] at d < L0, h[2 L0 - e] at 2L - e for 1 <= e < L0
-    src = torch.where(f < L0, f, 2 * L0 - e).clamp(0, 2 * L - 1)
-    keep = (f < L0) | ((e >= 1) & (e < L0))
-    return torch.where(keep, h[..., src], 0.0).to(k1.dtype)
+def padded_kb_spectrum_kernel(k1: torch.Tensor, L0: torch.Tensor, L: int, use_triton: bool = True) -> torch.Tensor:
+    """The two-sided kernel (H, 2L) of `kb_tap_map_ref` for the kernel's first L0 + 1 taps k1 (H, L + 1), zero past
+    them: one float64 matrix product; the map is built once per batch and shared by the layers (models/padding.py
+    `batch_constant`)."""
+    G = batch_constant(("kb_tap_map", L, k1.device, use_triton), lambda: kb_tap_map(L0, L, use_triton))
+    return (k1.double() @ G.t()).to(k1.dtype)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,7 +208,7 @@ def reference_term(ssm, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | No
             k1 = torch.cat([K[0], torch.zeros_like(K[0][:, :1])], -1)  # (H, L + 1)
             tap = torch.arange(L + 1, device=u.device)
             k1 = torch.where(tap < L0, k1, torch.where(tap == L0, last[:, None], 0.0))
-            k_f = torch.fft.rfft(padded_kb_spectrum_kernel(k1, L0, L), n=2 * L)  # the same product, 2L grid
+            k_f = torch.fft.rfft(padded_kb_spectrum_kernel(k1, L0, L, ssm.use_triton), n=2 * L)  # the same product, 2L grid
     for p in range(2, ssm.liquid_degree + 1):
         corr = reference_window(u, p) if L0 is None else padded_reference_window(u, p, L0)  # quirk 5: flipped
         if ssm.liquid_kernel == "pb":

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,6 +33,10 @@ from models.ops import masked_norm_triton
 TRITON_NORM = os.environ.get("SUITE_TRITON_NORM", "1") != "0"
 
 
+# the values that depend on the batch's length alone, built once per `batch_length` scope (see batch_constant)
+_PER_BATCH: ContextVar[dict | None] = ContextVar("per_batch", default=None)
+
+
 @contextmanager
 def batch_length(model: nn.Module, L0: torch.Tensor | None):
     """While active, every module of `model` with a `batch_length` attribute (models.block.Norm,
@@ -38,11 +44,25 @@ def batch_length(model: nn.Module, L0: torch.Tensor | None):
     layers = [m for m in model.modules() if hasattr(m, "batch_length")]
     for m in layers:
         m.batch_length = L0
+    token = _PER_BATCH.set({})
     try:
         yield
     finally:
+        _PER_BATCH.reset(token)
         for m in layers:
             m.batch_length = None
+
+
+def batch_constant(key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`build()`, a tensor that depends only on the batch's length L0 and on `key`, built once per `batch_length`
+    scope and shared by every layer that asks for it in that scope (one per forward pass, so a CUDA graph captures
+    it once and a new L0 rebuilds it); outside a scope, built at each call."""
+    memo = _PER_BATCH.get()
+    if memo is None:
+        return build()
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]
 
 
 def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor, triton: bool = True) -> torch.Tensor:

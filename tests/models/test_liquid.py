@@ -9,7 +9,7 @@ import torch
 
 from models.block import ResidualBlock, SSMLayer
 from models.liquid import LiquidS4, window_esp
-from models.liquid_reference import combination_window, dft_dynamic, fast_fft_size, reference_correlations
+from models.liquid_reference import combination_window, reference_correlations
 from models.network import SequenceModel
 
 
@@ -153,27 +153,3 @@ def test_window_products_match_the_gather_and_prod_with_zeros_in_the_input(p):
         outs.append((y.detach(), v.grad))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-14, atol=0)
     torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-14, atol=1e-15)
-
-
-def test_fast_fft_size_is_the_smallest_7_smooth_length_not_below_n():
-    def smooth(m: int) -> bool:
-        for p in (2, 3, 5, 7):
-            while m % p == 0:
-                m //= p
-        return m == 1
-
-    for n in [1, 2, 11, 13, 513, 2050, 4097, 4098, 6145, 8192, 8193]:
-        m = fast_fft_size(n)
-        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m)), (n, m)
-    assert fast_fft_size(4098) == 4116  # 2 L + 2 at L = 2048, 2 * 3 * 683 before
-
-
-@pytest.mark.parametrize("N,n_out", [(1, 5), (7, 7), (30, 44), (513, 600)])
-def test_the_dynamic_dft_is_the_fft_of_the_first_n_points(N, n_out):
-    """Bluestein's algorithm on FFTs of a fast size, for a transform length given as a device tensor: the DFT
-    of x[:N] (its later entries ignored), bins 0..n_out - 1 read periodically, against torch.fft (float64)."""
-    torch.manual_seed(0)
-    x = torch.randn(3, 600, dtype=torch.complex128)
-    got = dft_dynamic(x, torch.tensor(N), -1.0, n_out)
-    want = torch.fft.fft(x[:, :N])[:, torch.arange(n_out) % N]
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10 * N)

@@ -1,0 +1,98 @@
+"""One Triton kernel that writes the KB tap map of a zero-padded batch (models/liquid_reference.py `kb_tap_map_ref`,
+its PyTorch twin, which the tests compare it with; the formula in docs/liquid.md, "Padded batches").
+
+For the batch's true length L0 (a device scalar: a CUDA graph reads a new one at each replay) and a padded length
+L, G (2L, L + 1) float64 with, for the 2L-grid tap j and the kernel tap n,
+
+    d = j (j < L0),  2 L0 - (2L - j) (0 < 2L - j < L0),  else the row is zero;  q = d (L0 + 1) - 2 n L0
+    G[j, n] = (sin((2 L0 - 1) pi q / 2P) / sin(pi q / 2P) + cos(pi q / (L0 + 1))) / (2 L0),   P = L0 (L0 + 1)
+
+(2 L0 - 1 in place of the ratio where q = 0 mod 2P; zero for n > L0). Every sine's argument is reduced exactly in
+integers to [-pi/2, pi/2] before the float64 step (`_sin_pi`), so that the ratio keeps its relative precision where
+both sines vanish. One pass that writes 2L (L + 1) float64 (67 MB at L = 2048), against some forty passes of the
+PyTorch twin over int64 and float64 tables of that size.
+
+Runs where models/ops/_triton.py says (CUDA, or the CPU under Triton's interpreter).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.ops._triton import INTERPRET, runs_on, tl, triton
+
+BLOCK_J, BLOCK_N = 16, 128
+
+
+def supported(L0: torch.Tensor) -> bool:
+    """Whether the kernel takes this length: one integer element, where a Triton kernel may run."""
+    return L0.numel() == 1 and not L0.is_floating_point() and not L0.is_complex() and runs_on(L0)
+
+
+if triton is not None:
+    from triton.language.extra import libdevice
+
+    if INTERPRET:  # the interpreter has no libdevice; its tl.sin and tl.cos are numpy's, float64 in float64
+
+        @triton.jit
+        def _sin(x):
+            return tl.sin(x)
+
+        @triton.jit
+        def _cos(x):
+            return tl.cos(x)
+
+    else:  # libdevice's float64 sine and cosine (tl.sin and tl.cos may lower to approximations)
+
+        @triton.jit
+        def _sin(x):
+            return libdevice.sin(x)
+
+        @triton.jit
+        def _cos(x):
+            return libdevice.cos(x)
+
+    @triton.jit
+    def _floor_mod(r, m):
+        """r mod m in [0, m) for m > 0 (Triton's % keeps the dividend's sign, as C)."""
+        r = r % m
+        return tl.where(r < 0, r + m, r)
+
+    @triton.jit
+    def _sin_pi(r, N):
+        """sin(pi r / N) for integers r and N > 0, r reduced to s in [-N/2, N/2] first: sin(pi r / N) =
+        (-1)^k sin(pi s / N) with r = k N + s."""
+        r = _floor_mod(r, 2 * N)
+        k = (2 * r + N) // (2 * N)  # round(r / N) in {0, 1, 2}; operands >= 0, so // is the floor
+        s = r - k * N
+        sign = 1.0 - 2.0 * (k % 2).to(tl.float64)
+        return sign * _sin(3.141592653589793 * s.to(tl.float64) / N.to(tl.float64))
+
+    @triton.jit
+    def _kb_taps(G, L0_ptr, L, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
+        L0 = tl.load(L0_ptr).to(tl.int64)
+        j = (tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)).to(tl.int64)  # (BLOCK_J,)
+        n = (tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # (BLOCK_N,)
+        e = 2 * L - j
+        d = tl.where(j < L0, j, 2 * L0 - e)
+        keep_row = (j < L0) | ((e >= 1) & (e < L0))
+        P = L0 * (L0 + 1)
+        q = d[:, None] * (L0 + 1) - 2 * n[None, :] * L0  # (BLOCK_J, BLOCK_N); theta = pi q / P
+        den = _sin_pi(q, 2 * P)  # sin(theta / 2)
+        num = _sin_pi((2 * L0 - 1) * q, 2 * P)  # sin((L0 - 1/2) theta)
+        at_zero = _floor_mod(q, 2 * P) == 0
+        ratio = tl.where(at_zero, (2 * L0 - 1).to(tl.float64), num / tl.where(at_zero, 1.0, den))
+        last = _cos(3.141592653589793 * _floor_mod(q, 2 * (L0 + 1)).to(tl.float64)
+                             / (L0 + 1).to(tl.float64))  # cos(L0 theta)
+        g = (ratio + last) / (2 * L0).to(tl.float64)
+        g = tl.where(keep_row[:, None] & (n <= L0)[None, :], g, 0.0)
+        mask = (j < 2 * L)[:, None] & (n <= L)[None, :]
+        tl.store(G + j[:, None] * (L + 1) + n[None, :], g, mask=mask)
+
+
+def kb_tap_map(L0: torch.Tensor, L: int) -> torch.Tensor:
+    """G (2L, L + 1) float64 on L0's device (see the module's docstring); L0 a 0-dim or 1-element integer tensor."""
+    G = torch.empty(2 * L, L + 1, dtype=torch.float64, device=L0.device)
+    grid = (triton.cdiv(2 * L, BLOCK_J), triton.cdiv(L + 1, BLOCK_N))
+    _kb_taps[grid](G, L0.reshape(1), L, BLOCK_J=BLOCK_J, BLOCK_N=BLOCK_N)
+    return G
