@@ -143,17 +143,21 @@ def kb_tap_map_ref(L0: torch.Tensor, L: int) -> torch.Tensor:
     n = torch.arange(L + 1, device=dev)
     P = L0 * (L0 + 1)
     q = d[:, None] * (L0 + 1) - 2 * n * L0  # (2L, L + 1): h's phase theta = pi d / L0 - 2 pi n / (L0 + 1) = pi q / P
+    half = sin_pi(q, 2 * P)  # sin(theta / 2), reduced exactly: it divides
+    a, b = math.pi * d.double() / (2 * L0).double(), math.pi * n.double() / (L0 + 1).double()  # theta / 2 = a - b
+    cos_half = torch.cos(a)[:, None] * torch.cos(b) + torch.sin(a)[:, None] * torch.sin(b)
+    parity = (1 - 2 * torch.remainder(d, 2)).double()[:, None]  # L0 theta = pi d + 2 b
+    cos_L0, sin_L0 = parity * torch.cos(2 * b), parity * torch.sin(2 * b)
+    num = sin_L0 * cos_half - cos_L0 * half  # sin((L0 - 1/2) theta)
     at_zero = torch.remainder(q, 2 * P) == 0
-    ratio = sin_pi((2 * L0 - 1) * q, 2 * P) / torch.where(at_zero, 1.0, sin_pi(q, 2 * P))  # sin((L0 - 1/2) th) / sin(th / 2)
-    ratio = torch.where(at_zero, (2 * L0 - 1).double(), ratio)
-    last = torch.cos(math.pi * torch.remainder(q, 2 * (L0 + 1)).double() / (L0 + 1).double())  # cos(L0 theta)
-    G = (ratio + last) / (2 * L0).double()
+    ratio = torch.where(at_zero, (2 * L0 - 1).double(), num / torch.where(at_zero, 1.0, half))
+    G = (ratio + cos_L0) / (2 * L0).double()
     return torch.where(keep[:, None] & (n <= L0), G, 0.0)
 
 
 def kb_tap_map(L0: torch.Tensor, L: int, use_triton: bool = True) -> torch.Tensor:
     """`kb_tap_map_ref`, in one Triton kernel where it runs (models/ops/kb_taps_triton.py)."""
-    fused = use_triton and kb_taps_triton.supported(L0)
+    fused = use_triton and kb_taps_triton.supported(L0, L)
     return kb_taps_triton.kb_tap_map(L0, L) if fused else kb_tap_map_ref(L0, L)
 
 

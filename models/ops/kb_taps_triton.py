@@ -22,11 +22,15 @@ import torch
 from models.ops._triton import INTERPRET, runs_on, tl, triton
 
 BLOCK_J, BLOCK_N = 16, 128
+MAX_L = 16384  # int32 phases: 4 L0 (L0 + 1) < 2^31
+PI = tl.constexpr(3.141592653589793) if tl is not None else None
 
 
-def supported(L0: torch.Tensor) -> bool:
-    """Whether the kernel takes this length: one integer element, where a Triton kernel may run."""
-    return L0.numel() == 1 and not L0.is_floating_point() and not L0.is_complex() and runs_on(L0)
+def supported(L0: torch.Tensor, L: int) -> bool:
+    """Whether the kernel takes this length: one integer element, a padded length L <= MAX_L, where a Triton
+    kernel may run."""
+    return (L0.numel() == 1 and not L0.is_floating_point() and not L0.is_complex() and L <= MAX_L
+            and runs_on(L0))
 
 
 if triton is not None:
@@ -66,32 +70,37 @@ if triton is not None:
         k = (2 * r + N) // (2 * N)  # round(r / N) in {0, 1, 2}; operands >= 0, so // is the floor
         s = r - k * N
         sign = 1.0 - 2.0 * (k % 2).to(tl.float64)
-        return sign * _sin(3.141592653589793 * s.to(tl.float64) / N.to(tl.float64))
+        return sign * _sin(PI * s.to(tl.float64) / N.to(tl.float64))
 
     @triton.jit
     def _kb_taps(G, L0_ptr, L, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
-        L0 = tl.load(L0_ptr).to(tl.int64)
-        j = (tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)).to(tl.int64)  # (BLOCK_J,)
-        n = (tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # (BLOCK_N,)
+        L0 = tl.load(L0_ptr).to(tl.int32)
+        j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)  # (BLOCK_J,) int32: every product below < 2^31
+        n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
         e = 2 * L - j
         d = tl.where(j < L0, j, 2 * L0 - e)
         keep_row = (j < L0) | ((e >= 1) & (e < L0))
         P = L0 * (L0 + 1)
         q = d[:, None] * (L0 + 1) - 2 * n[None, :] * L0  # (BLOCK_J, BLOCK_N); theta = pi q / P
-        den = _sin_pi(q, 2 * P)  # sin(theta / 2)
-        num = _sin_pi((2 * L0 - 1) * q, 2 * P)  # sin((L0 - 1/2) theta)
+        half = _sin_pi(q, 2 * P)  # sin(theta / 2), reduced exactly: it divides
+        a = PI * d.to(tl.float64) / (2 * L0).to(tl.float64)  # theta / 2 = a - b
+        b = PI * n.to(tl.float64) / (L0 + 1).to(tl.float64)
+        cos_half = _cos(a)[:, None] * _cos(b)[None, :] + _sin(a)[:, None] * _sin(b)[None, :]
+        parity = (1.0 - 2.0 * _floor_mod(d, 2).to(tl.float64))[:, None]  # L0 theta = pi d + 2 b
+        cos_L0 = parity * _cos(2.0 * b)[None, :]
+        sin_L0 = parity * _sin(2.0 * b)[None, :]
+        num = sin_L0 * cos_half - cos_L0 * half  # sin((L0 - 1/2) theta)
         at_zero = _floor_mod(q, 2 * P) == 0
-        ratio = tl.where(at_zero, (2 * L0 - 1).to(tl.float64), num / tl.where(at_zero, 1.0, den))
-        last = _cos(3.141592653589793 * _floor_mod(q, 2 * (L0 + 1)).to(tl.float64)
-                             / (L0 + 1).to(tl.float64))  # cos(L0 theta)
-        g = (ratio + last) / (2 * L0).to(tl.float64)
+        ratio = tl.where(at_zero, (2 * L0 - 1).to(tl.float64), num / tl.where(at_zero, 1.0, half))
+        g = (ratio + cos_L0) / (2 * L0).to(tl.float64)
         g = tl.where(keep_row[:, None] & (n <= L0)[None, :], g, 0.0)
         mask = (j < 2 * L)[:, None] & (n <= L)[None, :]
-        tl.store(G + j[:, None] * (L + 1) + n[None, :], g, mask=mask)
+        tl.store(G + j[:, None].to(tl.int64) * (L + 1) + n[None, :], g, mask=mask)
 
 
 def kb_tap_map(L0: torch.Tensor, L: int) -> torch.Tensor:
-    """G (2L, L + 1) float64 on L0's device (see the module's docstring); L0 a 0-dim or 1-element integer tensor."""
+    """G (2L, L + 1) float64 on L0's device (see the module's docstring); L0 a 0-dim or 1-element integer tensor,
+    L <= MAX_L."""
     G = torch.empty(2 * L, L + 1, dtype=torch.float64, device=L0.device)
     grid = (triton.cdiv(2 * L, BLOCK_J), triton.cdiv(L + 1, BLOCK_N))
     _kb_taps[grid](G, L0.reshape(1), L, BLOCK_J=BLOCK_J, BLOCK_N=BLOCK_N)
