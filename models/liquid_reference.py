@@ -15,6 +15,7 @@ import math
 import torch
 
 from models.ops import kb_taps_triton
+from models.ops.fftconv import fft_conv
 from models.padding import batch_constant
 
 # ------------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def reference_term(ssm, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | No
             k1 = torch.cat([K[0], torch.zeros_like(K[0][:, :1])], -1)  # (H, L + 1)
             tap = torch.arange(L + 1, device=u.device)
             k1 = torch.where(tap < L0, k1, torch.where(tap == L0, last[:, None], 0.0))
-            k_f = torch.fft.rfft(padded_kb_spectrum_kernel(k1, L0, L, ssm.use_triton), n=2 * L)  # the same product, 2L grid
+            k2 = padded_kb_spectrum_kernel(k1, L0, L, ssm.use_triton)  # the same product: a 2L-tap convolution
     for p in range(2, ssm.liquid_degree + 1):
         corr = reference_window(u, p) if L0 is None else padded_reference_window(u, p, L0)  # quirk 5: flipped
         if ssm.liquid_kernel == "pb":
@@ -221,7 +222,9 @@ def reference_term(ssm, u: torch.Tensor, rate: float = 1.0, K: torch.Tensor | No
             out = out + c[0][:, None] * corr
             if ssm.bidirectional:
                 out = out + c[1][:, None] * (corr.flip(-1) if L0 is None else flip_within(corr, L0))
-        else:
+        elif L0 is None:
             spec = k_f * s[:, None] ** (p - 1) * torch.fft.rfft(corr, n=2 * L)  # quirk 12
             out = out + torch.fft.irfft(spec, n=2 * L)[..., :L]
+        else:  # the same, as a two-sided FFT convolution (its written-out backward)
+            out = out + fft_conv(corr, k2 * s[:, None] ** (p - 1), ssm.use_triton)
     return out
