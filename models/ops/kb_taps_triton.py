@@ -21,7 +21,7 @@ import torch
 
 from models.ops._triton import INTERPRET, runs_on, tl, triton
 
-BLOCK_J, BLOCK_N = 16, 128
+BLOCK_N, NUM_WARPS = 256, 4  # two float64 entries per thread
 MAX_L = 16384  # int32 phases: 4 L0 (L0 + 1) < 2^31
 PI = tl.constexpr(3.141592653589793) if tl is not None else None
 
@@ -73,35 +73,36 @@ if triton is not None:
         return sign * _sin(PI * s.to(tl.float64) / N.to(tl.float64))
 
     @triton.jit
-    def _kb_taps(G, L0_ptr, L, BLOCK_J: tl.constexpr, BLOCK_N: tl.constexpr):
+    def _kb_taps(G, L0_ptr, L, BLOCK_N: tl.constexpr):
+        """One program per row j of G and block of BLOCK_N columns n: the row's quantities are scalars, the
+        columns' vectors (a few float64 values per thread: no register spills)."""
         L0 = tl.load(L0_ptr).to(tl.int32)
-        j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)  # (BLOCK_J,) int32: every product below < 2^31
+        j = tl.program_id(0)  # int32: every product below is < 2^31
         n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
         e = 2 * L - j
         d = tl.where(j < L0, j, 2 * L0 - e)
         keep_row = (j < L0) | ((e >= 1) & (e < L0))
         P = L0 * (L0 + 1)
-        q = d[:, None] * (L0 + 1) - 2 * n[None, :] * L0  # (BLOCK_J, BLOCK_N); theta = pi q / P
+        q = d * (L0 + 1) - 2 * n * L0  # theta = pi q / P
         half = _sin_pi(q, 2 * P)  # sin(theta / 2), reduced exactly: it divides
         a = PI * d.to(tl.float64) / (2 * L0).to(tl.float64)  # theta / 2 = a - b
         b = PI * n.to(tl.float64) / (L0 + 1).to(tl.float64)
-        cos_half = _cos(a)[:, None] * _cos(b)[None, :] + _sin(a)[:, None] * _sin(b)[None, :]
-        parity = (1.0 - 2.0 * _floor_mod(d, 2).to(tl.float64))[:, None]  # L0 theta = pi d + 2 b
-        cos_L0 = parity * _cos(2.0 * b)[None, :]
-        sin_L0 = parity * _sin(2.0 * b)[None, :]
+        cos_half = _cos(a) * _cos(b) + _sin(a) * _sin(b)
+        parity = 1.0 - 2.0 * _floor_mod(d, 2).to(tl.float64)  # L0 theta = pi d + 2 b
+        cos_L0 = parity * _cos(2.0 * b)
+        sin_L0 = parity * _sin(2.0 * b)
         num = sin_L0 * cos_half - cos_L0 * half  # sin((L0 - 1/2) theta)
         at_zero = _floor_mod(q, 2 * P) == 0
         ratio = tl.where(at_zero, (2 * L0 - 1).to(tl.float64), num / tl.where(at_zero, 1.0, half))
         g = (ratio + cos_L0) / (2 * L0).to(tl.float64)
-        g = tl.where(keep_row[:, None] & (n <= L0)[None, :], g, 0.0)
-        mask = (j < 2 * L)[:, None] & (n <= L)[None, :]
-        tl.store(G + j[:, None].to(tl.int64) * (L + 1) + n[None, :], g, mask=mask)
+        g = tl.where(keep_row & (n <= L0), g, 0.0)
+        tl.store(G + j.to(tl.int64) * (L + 1) + n, g, mask=n <= L)
 
 
-def kb_tap_map(L0: torch.Tensor, L: int) -> torch.Tensor:
+def kb_tap_map(L0: torch.Tensor, L: int, block_n: int = BLOCK_N, num_warps: int = NUM_WARPS) -> torch.Tensor:
     """G (2L, L + 1) float64 on L0's device (see the module's docstring); L0 a 0-dim or 1-element integer tensor,
-    L <= MAX_L."""
+    L <= MAX_L. `block_n`, `num_warps`: the launch configuration (benchmarks/kb_taps_bench.py compares some)."""
     G = torch.empty(2 * L, L + 1, dtype=torch.float64, device=L0.device)
-    grid = (triton.cdiv(2 * L, BLOCK_J), triton.cdiv(L + 1, BLOCK_N))
-    _kb_taps[grid](G, L0.reshape(1), L, BLOCK_J=BLOCK_J, BLOCK_N=BLOCK_N)
+    grid = (2 * L, triton.cdiv(L + 1, block_n))
+    _kb_taps[grid](G, L0.reshape(1), L, BLOCK_N=block_n, num_warps=num_warps)
     return G
