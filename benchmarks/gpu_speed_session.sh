@@ -31,7 +31,7 @@ for stage in "$@"; do
     check)
       timeout "$(cap ${CHECK_S:-200})" python3 -m pytest -q -p no:cacheprovider -rf ${CHECK_TESTS:-tests/suite/test_cuda_graphs.py \
         tests/suite/test_step_graphs.py tests/models/test_padding.py tests/suite/test_loop.py tests/models/test_fast_paths.py \
-        tests/suite/test_compile.py} \
+        tests/models/test_kb_taps.py tests/suite/test_compile.py} \
         > "$OUT/check.log" 2>&1
       tail -8 "$OUT/check.log" ;;
     sbs)

@@ -166,7 +166,7 @@ def padded_kb_spectrum_kernel(k1: torch.Tensor, L0: torch.Tensor, L: int, use_tr
     """The two-sided kernel (H, 2L) of `kb_tap_map_ref` for the kernel's first L0 + 1 taps k1 (H, L + 1), zero past
     them: one float64 matrix product; the map is built once per batch and shared by the layers (models/padding.py
     `batch_constant`)."""
-    G = batch_constant(("kb_tap_map", L, k1.device, use_triton), lambda: kb_tap_map(L0, L, use_triton))
+    G = batch_constant(("kb_tap_map", L, use_triton), L0, lambda: kb_tap_map(L0, L, use_triton))  # on L0's device
     return (k1.double() @ G.t()).to(k1.dtype)
 
 

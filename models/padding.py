@@ -53,16 +53,19 @@ def batch_length(model: nn.Module, L0: torch.Tensor | None):
             m.batch_length = None
 
 
-def batch_constant(key: tuple, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+def batch_constant(key: tuple, L0: torch.Tensor, build: Callable[[], torch.Tensor]) -> torch.Tensor:
     """`build()`, a tensor that depends only on the batch's length L0 and on `key`, built once per `batch_length`
-    scope and shared by every layer that asks for it in that scope (one per forward pass, so a CUDA graph captures
-    it once and a new L0 rebuilds it); outside a scope, built at each call."""
+    scope and shared by every layer that asks for it with the same L0 in that scope (one per forward pass, so a
+    CUDA graph captures it once and a new L0 rebuilds it); outside a scope, and under torch.compile (which does
+    not trace the scope's context variable), built at each call."""
+    if torch.compiler.is_compiling():
+        return build()
     memo = _PER_BATCH.get()
     if memo is None:
         return build()
-    if key not in memo:
-        memo[key] = build()
-    return memo[key]
+    if key not in memo or memo[key][0] is not L0:
+        memo[key] = (L0, build())
+    return memo[key][1]
 
 
 def batch_norm_first(x: torch.Tensor, bn: nn.BatchNorm1d, L0: torch.Tensor, triton: bool = True) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from models.ops._triton import INTERPRET, runs_on, tl, triton
 
 BLOCK_N, NUM_WARPS = 256, 4  # two float64 entries per thread
-MAX_L = 16384  # int32 phases: 4 L0 (L0 + 1) < 2^31
+MAX_L = 16384  # int32 phases: the largest intermediate, r + N / 2 < 5 L0 (L0 + 1) in _sin_pi, stays < 2^31
 PI = tl.constexpr(3.141592653589793) if tl is not None else None
 
 
@@ -64,10 +64,10 @@ if triton is not None:
 
     @triton.jit
     def _sin_pi(r, N):
-        """sin(pi r / N) for integers r and N > 0, r reduced to s in [-N/2, N/2] first: sin(pi r / N) =
+        """sin(pi r / N) for integers r and even N > 0, r reduced to s in [-N/2, N/2] first: sin(pi r / N) =
         (-1)^k sin(pi s / N) with r = k N + s."""
         r = _floor_mod(r, 2 * N)
-        k = (2 * r + N) // (2 * N)  # round(r / N) in {0, 1, 2}; operands >= 0, so // is the floor
+        k = (r + N // 2) // N  # round(r / N) in {0, 1, 2} for even N; operands >= 0, so // is the floor
         s = r - k * N
         sign = 1.0 - 2.0 * (k % 2).to(tl.float64)
         return sign * _sin(PI * s.to(tl.float64) / N.to(tl.float64))
@@ -77,7 +77,7 @@ if triton is not None:
         """One program per row j of G and block of BLOCK_N columns n: the row's quantities are scalars, the
         columns' vectors (a few float64 values per thread: no register spills)."""
         L0 = tl.load(L0_ptr).to(tl.int32)
-        j = tl.program_id(0)  # int32: every product below is < 2^31
+        j = tl.program_id(0)  # int32: every intermediate below is < 2^31 for L <= MAX_L
         n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
         e = 2 * L - j
         d = tl.where(j < L0, j, 2 * L0 - e)

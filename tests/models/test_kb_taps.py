@@ -54,32 +54,41 @@ def test_the_reduced_sine_keeps_its_precision_next_to_its_zeros():
     torch.testing.assert_close(sin_pi(r, N), torch.sin(want), rtol=1e-15, atol=0)  # sin x = x to 1e-26 here
 
 
-def test_the_map_is_built_once_per_batch_scope_and_shared_by_the_layers():
-    """Inside one `batch_length` scope every layer reads the same G; a new scope (a new batch) builds it again."""
+def test_the_map_is_built_once_per_batch_scope_and_shared_by_the_layers(monkeypatch):
+    """Inside one `batch_length` scope every layer reads the same G, built once; a new scope (a new batch) builds
+    it again, for its own length; a length other than the scope's is not served the scope's map."""
+    from models import liquid_reference
     from models.padding import batch_length
 
+    builds = []
+    monkeypatch.setattr(liquid_reference, "kb_tap_map", lambda L0, L, t: builds.append(int(L0)) or kb_tap_map_ref(L0, L))
     k1 = torch.randn(2, 41, dtype=torch.float64)
+    k1[:, 31:] = 0
     net = torch.nn.Module()
-    with batch_length(net, torch.tensor(30)):
-        torch.testing.assert_close(padded_kb_spectrum_kernel(k1, torch.tensor(30), 40, False),
-                                   two_sided_by_ffts(k1, 30, 40), rtol=0, atol=1e-12)
-        first = padded_kb_spectrum_kernel(k1, torch.tensor(30), 40, False)
-        assert torch.equal(padded_kb_spectrum_kernel(k1, torch.tensor(30), 40, False), first)
-    with batch_length(net, torch.tensor(12)):
+    for L0 in (torch.tensor(30), torch.tensor(12)):
+        with batch_length(net, L0):
+            for _ in range(3):  # three layers
+                got = padded_kb_spectrum_kernel(k1, L0, 40, False)
+                torch.testing.assert_close(got, two_sided_by_ffts(k1, int(L0), 40), rtol=0, atol=1e-12)
+            other = torch.tensor(7)
+            padded_kb_spectrum_kernel(k1, other, 40, False)
         k1[:, 13:] = 0
-        torch.testing.assert_close(padded_kb_spectrum_kernel(k1, torch.tensor(12), 40, False),
-                                   two_sided_by_ffts(k1, 12, 40), rtol=0, atol=1e-12)
+    assert builds == [30, 7, 12, 7]
+    padded_kb_spectrum_kernel(k1, torch.tensor(12), 40, False)  # outside a scope: built at each call
+    padded_kb_spectrum_kernel(k1, torch.tensor(12), 40, False)
+    assert builds[4:] == [12, 12]
 
 
 def test_cpu_lengths_take_the_pytorch_map():
+    assert not kb_taps_triton.supported(torch.tensor(5.0), 9)
+    assert not kb_taps_triton.supported(torch.tensor(5), kb_taps_triton.MAX_L + 1)
     if not INTERPRET:
         assert not kb_taps_triton.supported(torch.tensor(5), 9)
-    assert not kb_taps_triton.supported(torch.tensor(5.0), 9)
-    assert torch.equal(kb_tap_map(torch.tensor(5), 9, use_triton=False), kb_tap_map_ref(torch.tensor(5), 9))
+        assert torch.equal(kb_tap_map(torch.tensor(5), 9, use_triton=True), kb_tap_map_ref(torch.tensor(5), 9))
 
 
 INTERPRETED_CHECK = """
-import json, torch
+import json, torch, triton
 from models.liquid_reference import kb_tap_map_ref
 from models.ops import kb_taps_triton
 out = {}
@@ -88,7 +97,14 @@ for L, L0 in ((8, 1), (40, 33), (40, 40), (130, 129), (130, 3)):
     assert kb_taps_triton.supported(L0, L)
     a, b = kb_taps_triton.kb_tap_map(L0, L), kb_tap_map_ref(L0, L)
     out[f"{L}/{int(L0)}"] = float((a - b).abs().max() / b.abs().max())
-print(json.dumps(out))
+# the longest length the kernel takes, where its int32 phases come closest to 2^31: rows 0..15 only
+L, cols = kb_taps_triton.MAX_L, [0, 1, 4097, 15446, 16383, 16384]
+rows = {}
+for L0 in (15447, 16384):
+    G = torch.zeros(16, L + 1, dtype=torch.float64)
+    kb_taps_triton._kb_taps[(16, triton.cdiv(L + 1, 256))](G, torch.tensor([L0]), L, BLOCK_N=256)
+    rows[L0] = G[:, cols].tolist()
+print(json.dumps({"err": out, "rows": rows, "cols": cols}))
 """
 
 
@@ -98,8 +114,15 @@ def test_the_triton_map_is_its_twin_under_the_interpreter():
     proc = subprocess.run([sys.executable, "-c", INTERPRETED_CHECK], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for case, err in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for case, err in result["err"].items():
         assert err < 1e-12, (case, err)
+    L, cols = kb_taps_triton.MAX_L, result["cols"]
+    for L0, got in result["rows"].items():  # column n of G is the two-sided kernel of the unit tap e_n
+        units = torch.zeros(len(cols), L + 1, dtype=torch.float64)
+        units[range(len(cols)), cols] = 1.0
+        want = two_sided_by_ffts(units, int(L0), L)[:, :16].t()
+        torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), want, rtol=0, atol=1e-13)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
