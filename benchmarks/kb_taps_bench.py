@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -21,23 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.liquid_reference import kb_tap_map_ref  # noqa: E402
 from models.ops import kb_taps_triton  # noqa: E402
+from benchmarks.triton_check import time_ms  # noqa: E402
 
 CONFIGS = [(256, 4), (128, 4), (512, 4), (1024, 8), (64, 2)]  # (BLOCK_N, num_warps)
-
-
-def time_ms(fn, repeats: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def main() -> None:

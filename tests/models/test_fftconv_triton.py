@@ -9,19 +9,12 @@ PyTorch path's error + 1e-7 (the kernel adds no error of its own).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from models.ops import fftconv_triton
 from models.ops.fftconv import fft_conv
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.models.triton_interpreter import run_interpreted
 
 CHECK = """
 import json, torch
@@ -56,11 +49,7 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(fftconv_triton.triton is None, reason="triton is not installed")
 def test_backward_kernel_matches_float64_under_the_interpreter():
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", CHECK], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_interpreted(CHECK)
     for case, errs in results.items():
         assert errs.pop("calls") == 1, case  # the backward did run the kernel
         for tensor, (tri, plain) in errs.items():

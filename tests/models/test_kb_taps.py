@@ -5,20 +5,14 @@ kernel's first L0 + 1 taps, for an L0 given as a device tensor."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from models.liquid_reference import kb_tap_map, kb_tap_map_ref, padded_kb_spectrum_kernel, sin_pi
 from models.ops import kb_taps_triton
 from models.ops._triton import INTERPRET
+from tests.models.triton_interpreter import run_interpreted
 
-ROOT = Path(__file__).resolve().parents[2]
 needs_triton = pytest.mark.skipif(kb_taps_triton.triton is None, reason="triton is not installed")
 
 
@@ -110,11 +104,7 @@ print(json.dumps({"err": out, "rows": rows, "cols": cols}))
 
 @needs_triton
 def test_the_triton_map_is_its_twin_under_the_interpreter():
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", INTERPRETED_CHECK], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_interpreted(INTERPRETED_CHECK)
     for case, err in result["err"].items():
         assert err < 1e-12, (case, err)
     L, cols = kb_taps_triton.MAX_L, result["cols"]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from models.padding import batch_norm_first, batch_norm_first_ref
+from tests.models.triton_interpreter import run_interpreted
 
 
 def _bn(affine: bool, momentum: float | None = 0.1, channels: int = 5) -> nn.BatchNorm1d:
@@ -109,18 +110,7 @@ print(json.dumps(out))
 def test_the_triton_kernels_are_the_masked_batch_norm_under_the_interpreter():
     """models/ops/masked_norm_triton.py against the plain twin in float32 (output, input and parameter gradients,
     running statistics): within 1e-5 of the largest value, batch lengths shorter than, equal to and far below L."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-c", TRITON_CHECK], env=env, cwd=root, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for case, got in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+    for case, got in run_interpreted(TRITON_CHECK, timeout=600).items():
         assert got["supported"], case
         assert got["err"] < 1e-5, (case, got)
 

@@ -9,12 +9,6 @@ at most 1e-4 or at most twice the fp32 PyTorch path's.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -25,8 +19,8 @@ from models.ops.vandermonde import vandermonde
 from models.liquid import LiquidS4
 from models.s4 import S4
 from models.s4d import S4D
+from tests.models.triton_interpreter import run_interpreted
 
-ROOT = Path(__file__).resolve().parents[2]
 needs_triton = pytest.mark.skipif(vandermonde_triton.triton is None, reason="triton is not installed")
 
 
@@ -113,11 +107,7 @@ print(json.dumps(out))
 
 @needs_triton
 def test_triton_kernels_match_float64_under_the_interpreter():
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", INTERPRETED_CHECK], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_interpreted(INTERPRETED_CHECK)
     for kernel, errs in results.items():
         for tensor, (tri, plain) in errs.items():
             assert triton_ok(tri, plain), (kernel, tensor, tri, plain)
