@@ -96,7 +96,8 @@ L, cols = kb_taps_triton.MAX_L, [0, 1, 4097, 15446, 16383, 16384]
 rows = {}
 for L0 in (15447, 16384):
     G = torch.zeros(16, L + 1, dtype=torch.float64)
-    kb_taps_triton._kb_taps[(16, triton.cdiv(L + 1, 256))](G, torch.tensor([L0]), L, BLOCK_N=256)
+    B = kb_taps_triton.BLOCK_N
+    kb_taps_triton._kb_taps[(16, triton.cdiv(L + 1, B))](G, torch.tensor([L0]), L, BLOCK_N=B)
     rows[L0] = G[:, cols].tolist()
 print(json.dumps({"err": out, "rows": rows, "cols": cols}))
 """
@@ -115,11 +116,10 @@ def test_the_triton_map_is_its_twin_under_the_interpreter():
         torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), want, rtol=0, atol=1e-13)
 
 
+@needs_triton
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("L,L0", [(2048, 1900), (2048, 2048), (512, 1), (768, 700)])
 def test_the_triton_map_is_its_twin_on_the_gpu(L, L0):
-    if kb_taps_triton.triton is None:
-        pytest.skip("triton is not installed")
     L0 = torch.tensor(L0, device="cuda")
     assert kb_taps_triton.supported(L0, L)
     a, b = kb_taps_triton.kb_tap_map(L0, L), kb_tap_map_ref(L0, L)
