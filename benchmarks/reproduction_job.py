@@ -10,6 +10,7 @@ For each RUN (a name from RUNS below), one after the other on the same GPU:
 Each trains with `--time-limit` until SECONDS after this script started (less a margin for the export), then is
 exported with `suite export` and packed as DIR/RUN.tar.00, .01, ... (parts of 15 MiB; `cat RUN.tar.* | tar -x -C
 results/reproduction/listops` unpacks the bundle). A finished run is exported and left alone. One line per run.
+With --parallel the runs train at the same time instead: on a machine with several GPUs, run i on GPU i mod N.
 """
 
 from __future__ import annotations
@@ -40,17 +41,19 @@ RUNS = {
 EXPORT_MARGIN_S = 25.0  # what the export and the process start need after the run stops
 
 
-def suite(*args: str, capture: bool = False, log: Path | None = None) -> subprocess.CompletedProcess:
-    """`suite ARGS` in a subprocess; its output to this terminal, or appended to `log`."""
+def suite(*args: str, capture: bool = False, log: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`suite ARGS` in a subprocess (environment `env`, else this one's); its output to this terminal, or
+    appended to `log`."""
     cmd = [sys.executable, "-m", "suite.cli", *args]
     print("$ suite " + " ".join(args), flush=True)
     if log is None:
-        return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+        return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None, env=env)
     with log.open("a") as f:
         f.write("$ suite " + " ".join(args) + "\n")
         f.flush()
         return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else f,
-                              stderr=subprocess.STDOUT if not capture else f)
+                              stderr=subprocess.STDOUT if not capture else f, env=env)
 
 
 def find_run(name: str) -> tuple[str, str] | None:
@@ -78,7 +81,7 @@ def pack(out: Path, name: str, part_bytes: int = 15 * 2**20) -> None:
 
 
 def job(name: str, deadline: float, out: Path, bundles: Path, preset: str, sets: list[str],
-        log: Path | None = None) -> int:
+        log: Path | None = None, env: dict[str, str] | None = None) -> int:
     model, extra = RUNS[name]
     left = deadline - time.monotonic() - EXPORT_MARGIN_S
     if left < 60:
@@ -94,10 +97,10 @@ def job(name: str, deadline: float, out: Path, bundles: Path, preset: str, sets:
     if found is None:
         code = suite("run", "--task", "listops", "--model", model, "--preset", preset, "--run-name", name,
                      "--time-limit", limit, *[a for o in GENERATED + extra + sets for a in ("--set", o)],
-                     log=log).returncode
+                     log=log, env=env).returncode
         found = find_run(name)
     elif found[1] != "FINISHED":
-        code = suite("run", "--resume", found[0], "--time-limit", limit, log=log).returncode
+        code = suite("run", "--resume", found[0], "--time-limit", limit, log=log, env=env).returncode
     else:
         code = 0
     if found is not None and suite("export", found[0], str(out / name), log=log).returncode == 0:
@@ -116,19 +119,24 @@ def main() -> int:
     p.add_argument("--preset", default="paper", help="the recipe preset (smoke: a dry run of this script on a CPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for a new run")
     p.add_argument("--parallel", action="store_true",
-                   help="train the runs at the same time (sharing the GPU through a CUDA MPS daemon the suite starts, "
-                        "suite/mps.py), each run's output in DIR/RUN.log")
+                   help="train the runs at the same time, one per GPU when there are several (suite/gpus.py), else "
+                        "sharing the GPU through a CUDA MPS daemon the suite starts (suite/mps.py); each run's "
+                        "output in DIR/RUN.log")
     args = p.parse_args()
     deadline = time.monotonic() + args.deadline
     args.out.mkdir(parents=True, exist_ok=True)
     if args.parallel and len(args.runs) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        from suite import gpus
         from suite.mps import mps_for_workers
 
+        ids = gpus.visible_gpu_ids()
+        print(gpus.spread_note(len(args.runs), ids) or f"{len(args.runs)} runs at a time", flush=True)
         with mps_for_workers(len(args.runs), "auto"), ThreadPoolExecutor(len(args.runs)) as pool:
-            codes = list(pool.map(lambda name: job(name, deadline, args.out, args.bundles, args.preset, args.set,
-                                                   log=args.out / f"{name}.log"), args.runs))
+            codes = list(pool.map(lambda i: job(args.runs[i], deadline, args.out, args.bundles, args.preset, args.set,
+                                                log=args.out / f"{args.runs[i]}.log", env=gpus.worker_env(i, ids)),
+                                  range(len(args.runs))))
     else:
         codes = [job(name, deadline, args.out, args.bundles, args.preset, args.set) for name in args.runs]
     return 0 if all(c in (0, 75) for c in codes) else 1

@@ -86,7 +86,8 @@ def run(family: str, models: list[str] | None, preset: str, seeds: list[int], da
         from suite.mps import mps_for_workers
 
         with mps_for_workers(min(workers, len(plan)), mps):
-            unfinished = _in_parallel(plan, commands, workers, _logs_dir(family, tracking_uri))
+            unfinished = _in_parallel(plan, commands, min(workers, len(plan)), _logs_dir(family, tracking_uri),
+                                      spread=_one_device_each(extra))
     if unfinished is None:
         print("interrupted: the batch stops here", file=sys.stderr)
         return INTERRUPTED
@@ -166,34 +167,62 @@ def _logs_dir(family: str, tracking_uri: str | None) -> Path:
     return (db.parent if db is not None else RESULTS_DIR) / "logs" / f"batch-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _one_device_each(extra: list[str]) -> bool:
+    """Whether the runs train on one device each (`trainer.devices`, as the batch's --set gives it; auto is one),
+    so that they can be spread over the GPUs, one per worker slot."""
+    from suite.gpus import devices_per_machine
+
+    value = "auto"
+    for flag, kv in zip(extra, extra[1:]):
+        if flag == "--set" and kv.split("=", 1)[0].strip() == "trainer.devices":
+            value = kv.split("=", 1)[-1].strip()
+    try:
+        return devices_per_machine(value) == 1
+    except ValueError:  # a bad value: each run refuses it with a clear error; nothing to spread
+        return False
+
+
 def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,
-                 logs: Path) -> list[tuple[Planned, int]] | None:
+                 logs: Path, spread: bool = True) -> list[tuple[Planned, int]] | None:
     """`workers` runs at a time, each writing to its own log file in `logs`; the runs that did not finish, with
     their exit status. None when interrupted (the running ones are sent SIGINT, so they stop as after Ctrl-C:
-    checkpoint saved, run resumable)."""
+    checkpoint saved, run resumable). With several GPUs and `spread` (runs of one device each), worker slot k
+    trains on GPU k mod N (suite/gpus.py)."""
+    from suite import gpus
+
     logs.mkdir(parents=True, exist_ok=True)
     print(f"{workers} runs at a time; one log per run in {logs}", file=sys.stderr, flush=True)
+    ids = gpus.visible_gpu_ids() if spread else []
+    note = gpus.spread_note(workers, ids)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     waiting = list(enumerate(zip(plan, commands), 1))
-    running: dict[int, tuple[subprocess.Popen, Planned, Path, float]] = {}
+    free = list(range(workers))  # worker slots
+    running: dict[int, tuple[subprocess.Popen, Planned, Path, float, int]] = {}
     unfinished = []
     try:
         while waiting or running:
-            while waiting and len(running) < workers:
+            while waiting and free:
                 i, (p, cmd) = waiting.pop(0)
+                slot = free.pop(0)
+                gpu = gpus.worker_gpu(slot, ids)
                 log = logs / f"{i:03d}-{p.task}-{p.model}" f"{'' if p.seed is None else f'-seed{p.seed}'}.log"
                 with log.open("w") as f:
                     # a session of its own: a Ctrl-C on the terminal reaches only this process, which passes
                     # one SIGINT on below (a second one would stop a run at once, without its checkpoint)
                     proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-                running[i] = (proc, p, log, time.monotonic())
-                print(f"[{i}/{len(plan)}] started: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
+                                            start_new_session=True, env=gpus.worker_env(slot, ids))
+                running[i] = (proc, p, log, time.monotonic(), slot)
+                print(f"[{i}/{len(plan)}] started{'' if gpu is None else f' on GPU {gpu}'}: {' '.join(cmd[3:])}",
+                      file=sys.stderr, flush=True)
             time.sleep(0.5)
-            for i, (proc, p, log, t0) in list(running.items()):
+            for i, (proc, p, log, t0, slot) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
                 del running[i]
+                free.append(slot)
+                free.sort()
                 took = time.monotonic() - t0
                 state = "finished" if code == 0 else f"{STOPPED.get(code, 'FAILED').upper()} (exit {code})"
                 print(f"[{i}/{len(plan)}] {state} after "

@@ -310,7 +310,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="MLflow experiment (default: the task's family: lra, scifar, speech, bidmc)")
     p.add_argument("--run-name", help="MLflow run name (default: task-model-preset-seed)")
     p.add_argument("--accelerator", help="cpu, gpu or auto")
-    p.add_argument("--devices", type=_int_or_str, help="number of devices per node, or 'auto' (2+ = DDP)")
+    p.add_argument("--devices", type=_int_or_str,
+                   help="devices per node: auto (the default) is one GPU, as the recipes train; 2+ or -1 (every GPU) "
+                        "is data-parallel (DDP), the batch per GPU")
     p.add_argument("--num-nodes", type=int, help="machines taking part (multi-node DDP; default 1)")
     p.add_argument("--strategy", help="Lightning strategy: auto, ddp, ddp_spawn, ... (default auto)")
     p.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed, ...")
@@ -380,7 +382,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="trials to run in this invocation (default: the file's budget)")
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite next to the MLflow store)")
     p.add_argument("--study", help="study name (default: the file's)")
-    p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="trial processes on this machine (default 1); with several GPUs, worker k on GPU k mod N")
     p.add_argument("--mps", choices=["auto", "on", "off"], default="auto", help=MPS_HELP.format(what="workers"))
 
 
@@ -407,7 +410,8 @@ def _batch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="*", metavar="SEED", help="seeds (default: each recipe's own)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override passed to every run")
     p.add_argument("--workers", type=int, default=1, metavar="K",
-                   help="runs at a time (default 1); with K > 1 each run writes its own log under results/logs/")
+                   help="runs at a time (default 1); with K > 1 each run writes its own log under results/logs/, and "
+                        "on a machine with several GPUs run k trains on GPU k mod N")
     p.add_argument("--mps", choices=["auto", "on", "off"], default="auto", help=MPS_HELP.format(what="runs"))
 
 

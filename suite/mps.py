@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from suite.errors import ConfigError
+from suite.gpus import visible_gpu_ids
 
 CONTROL = "nvidia-cuda-mps-control"
 MODES = ("auto", "on", "off")
@@ -39,17 +40,8 @@ MODES = ("auto", "on", "off")
 
 def visible_gpus() -> int:
     """GPUs this process would see, without initialising CUDA in it (the workers must create their contexts
-    after the daemon starts): CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    after the daemon starts): suite/gpus.py."""
+    return len(visible_gpu_ids())
 
 
 def why_not(workers: int) -> str | None:
@@ -60,7 +52,7 @@ def why_not(workers: int) -> str | None:
     if gpus == 0:
         return "no GPU"
     if gpus > 1:
-        return f"{gpus} GPUs visible (MPS here is for several runs sharing one GPU)"
+        return f"{gpus} GPUs visible: the runs are spread over them (MPS here is for runs sharing one GPU)"
     if shutil.which(CONTROL) is None:
         return f"{CONTROL} not found on the PATH (it ships with the NVIDIA driver)"
     return None
@@ -80,7 +72,7 @@ def mps_for_workers(workers: int, mode: str = "auto") -> Iterator[str]:
     if reason is not None:
         if mode == "on":
             raise ConfigError(f"--mps on, but MPS cannot be used here: {reason}.", hint="use --mps auto or off")
-        if workers > 1 and mode == "auto":
+        if workers > 1 and mode == "auto" and visible_gpus() <= 1:  # several GPUs: gpus.spread_note says it
             print(f"note: {workers} workers without CUDA MPS ({reason}): on one GPU they take turns",
                   file=sys.stderr)
         yield "off"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from suite.gpus import devices_per_machine
+
 RUN_ID_ENV = "SUITE_RUN_ID"
 
 
@@ -22,9 +24,7 @@ def _int(name: str) -> int:
 
 def is_distributed(trainer_cfg) -> bool:
     """Whether the trainer settings ask for more than one process."""
-    devices = trainer_cfg.devices
-    many = (isinstance(devices, int) and devices > 1) or devices in ("auto", -1, "-1") or (
-        isinstance(devices, str) and "," in devices)
+    many = devices_per_machine(trainer_cfg.devices) != 1  # auto: one device (suite/gpus.py); -1: every GPU
     return trainer_cfg.num_nodes > 1 or many or "ddp" in str(trainer_cfg.strategy)
 
 

@@ -9,6 +9,7 @@ budget. A trial killed with its worker is failed by the heartbeat check and re-q
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
@@ -102,10 +103,13 @@ def run_worker(ctx: Context, tag: str = "") -> int:
     return ran
 
 
-def _worker_entry(ctx: Context, index: int) -> None:
-    """Body of a spawned worker process."""
+def _worker_entry(ctx: Context, index: int, env: dict[str, str] | None = None) -> None:
+    """Body of a spawned worker process; `env`: its environment when the workers are spread over several GPUs
+    (suite/gpus.py `worker_env`), set before anything here initialises CUDA."""
     from suite.errors import USER_ERRORS
 
+    if env is not None:
+        os.environ.update(env)
     try:
         run_worker(ctx, tag=f"[worker {index}] ")
     except KeyboardInterrupt:
@@ -122,12 +126,18 @@ def run_workers(ctx: Context, workers: int) -> None:
         return
     import multiprocessing as mp
 
+    from suite import gpus
+
+    ids = gpus.visible_gpu_ids()
     spawn = mp.get_context("spawn")
-    procs = [spawn.Process(target=_worker_entry, args=(ctx, i), name=f"suite-sweep-worker-{i}")
-             for i in range(workers)]
+    procs = [spawn.Process(target=_worker_entry, args=(ctx, i, gpus.worker_env(i, ids)),
+                           name=f"suite-sweep-worker-{i}") for i in range(workers)]
     for p in procs:
         p.start()
     print(f"started {workers} worker processes: pids {', '.join(str(p.pid) for p in procs)}", file=sys.stderr)
+    note = gpus.spread_note(workers, ids)
+    if note:
+        print(note, file=sys.stderr)
     try:
         for p in procs:
             p.join()

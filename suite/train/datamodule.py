@@ -8,6 +8,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from suite.gpus import devices_per_machine
 from tasks.base import TaskData
 
 
@@ -17,8 +18,10 @@ def runs_on_gpu(accelerator: str) -> bool:
 
 
 def local_processes(devices: int | str) -> int:
-    """Training processes on this machine for `trainer.devices` on GPUs: the number given, else every GPU."""
-    return devices if isinstance(devices, int) else max(torch.cuda.device_count(), 1)
+    """Training processes on this machine for `trainer.devices` on GPUs, as Lightning reads it: auto is one
+    (suite/gpus.py), -1 every GPU, "2" two, "0,3" and "1," a list of GPUs."""
+    n = devices_per_machine(devices)
+    return n if n > 0 else max(torch.cuda.device_count(), 1)
 
 
 def loader_workers(setting: int | str, on_gpu: bool, processes: int = 1) -> int:

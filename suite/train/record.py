@@ -19,6 +19,7 @@ from pathlib import Path
 
 from suite import __version__, registry
 from suite.config import RunConfig, dump, recipe_source, run_params
+from suite.gpus import ENV as GPUS_ENV
 from suite.paths import checkpoints_dir
 from suite.ranks import RUN_ID_ENV
 from suite.tracking import liveness, provenance, store, ui, uris
@@ -61,6 +62,8 @@ def reopened(cfg: RunConfig, run_id: str, ckpt_path: Path | None) -> RunRecord:
     record = _record(cfg, run_id)
     record.already_logged = {(k, step) for k, h in store.metric_histories(record.uri, run_id).items()
                              for step, _ in h}
+    if os.environ.get(GPUS_ENV) is not None:  # this session's GPU (the first session's is replaced)
+        store.set_tags(record.uri, run_id, {"suite.cuda_visible_devices": os.environ[GPUS_ENV]})
     print(f"resuming run {run_id} ({record.name}) in {uris.mask(record.uri)} from "
           f"{ckpt_path or 'the start (no checkpoint was saved)'}", file=sys.stderr)
     return record
@@ -84,6 +87,8 @@ def run_tags(cfg: RunConfig, data_source: str, parent_run_id: str | None = None,
         ui.NOTE_TAG: describe_run(cfg, data_source),
         **(extra_tags or {}),
     }
+    if os.environ.get(GPUS_ENV) is not None:  # which GPU of a shared machine (suite/gpus.py)
+        tags["suite.cuda_visible_devices"] = os.environ[GPUS_ENV]
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     return tags

@@ -10,6 +10,7 @@ validation `ModelCheckpoint` (best.ckpt), the learning-rate monitor, `Throughput
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from suite.config import RunConfig, TrainerConfig, to_dict
@@ -63,12 +64,24 @@ def _callbacks(t: TrainerConfig, record: RunRecord, rank_zero: bool, resumed: bo
     return progress, lines
 
 
+def _note_one_gpu(batch_size: int) -> None:
+    """One line when `trainer.devices: auto` leaves GPUs unused (suite/gpus.py: the recipes train on one)."""
+    from suite.gpus import visible_gpu_ids
+
+    n = len(visible_gpu_ids())
+    if n > 1:
+        print(f"note: {n} GPUs visible; this run trains on one (trainer.devices: auto), at the recipe's batch of "
+              f"{batch_size}. --devices {n} trains data-parallel, {batch_size} per GPU ({batch_size * n} a step); "
+              f"`suite batch --workers {n}` trains {n} runs at once, one per GPU", file=sys.stderr)
+
+
 def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, point, *, rank_zero: bool,
              resumed: bool, callbacks: list | None = None) -> Fit:
     """The Trainer, LightningModule and data module of the run, with every callback (module docstring)."""
     import lightning.pytorch as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from suite.gpus import training_devices
     from suite.tracking.lightning import FlushMetrics, ResumedMLFlowLogger, SilentLogger
     from suite.train.datamodule import TaskDataModule, loader_workers, local_processes, runs_on_gpu
     from suite.train.guards import DivergenceGuard
@@ -81,6 +94,8 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
                                  mode="max" if higher else "min", enable_version_counter=False)
     on_gpu = runs_on_gpu(t.accelerator)
     workers = loader_workers(t.num_workers, on_gpu, local_processes(t.devices) if on_gpu else 1)
+    if on_gpu and t.devices == "auto" and rank_zero:
+        _note_one_gpu(t.batch_size)
     datamodule = TaskDataModule(data, t.batch_size, t.eval_batch_size, workers, pin_memory=on_gpu, seed=cfg.seed)
     eval_rate = {split: r * cfg.model.rate for split, r in data.eval_rate.items()}
     module = SequenceModule(model, data.problem, cfg.optim, datamodule.eval_splits,
@@ -93,7 +108,7 @@ def make_fit(cfg: RunConfig, data, model, record: RunRecord, ckpt_dir: Path, poi
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
         accelerator=t.accelerator,
-        devices=t.devices,
+        devices=training_devices(t.devices),
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=t.precision,

@@ -129,6 +129,32 @@ def test_batch_with_two_workers_trains_each_run_in_its_own_process_and_log(tmp_p
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
+def test_with_several_gpus_each_worker_slot_trains_on_its_own(tmp_path):
+    """Two workers over the GPUs "3,5" (named, not present: on this CPU machine the runs train on the CPU): run k
+    gets GPU k mod 2 through its own CUDA_VISIBLE_DEVICES, which its MLflow run records."""
+    store = tmp_path / "store" / "mlflow.db"
+    r = run_suite("batch", "lra", "--preset", "smoke", "--models", "s4d", "--seeds", "1", "2", "--workers", "2",
+                  "--tracking-uri", f"sqlite:///{store}", "--data-dir", str(tmp_path / "data"),
+                  *[x for kv in FAST.split() for x in ("--set", kv)], env={"CUDA_VISIBLE_DEVICES": "3,5"},
+                  timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 runs at a time over 2 GPUs (3,5): one per GPU" in r.stderr
+    assert "without CUDA MPS" not in r.stderr  # spread, not shared: MPS is not the question
+    started = [line for line in r.stderr.splitlines() if "] started" in line]
+    assert len(started) >= 2 and "] started on GPU 3: " in started[0] and "] started on GPU 5: " in started[1]
+    assert all("] started on GPU 3: " in line or "] started on GPU 5: " in line for line in started)
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == len(started)
+    assert {run.data.tags["suite.cuda_visible_devices"] for run in runs} == {"3", "5"}
+
+
+def test_a_batch_spreads_only_runs_of_one_device_each():
+    assert batch._one_device_each([]) and batch._one_device_each(["--set", "trainer.devices=1", "--set", "seed=3"])
+    assert not batch._one_device_each(["--set", "trainer.devices=2"])
+    assert not batch._one_device_each(["--set", "trainer.devices=0,1"])
+    assert not batch._one_device_each(["--set", "trainer.devices=many"])  # refused by each run, with its own error
+
 def test_runs_that_stop_at_their_time_limit_are_resumable_not_failed(tmp_path):
     """A run that stops cleanly (exit 75 at --time-limit, 130 after a SIGINT of its own) is not a failure: the
     summary lists it as stopped and resumable, and the batch exits with that status, not 1."""

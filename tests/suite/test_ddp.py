@@ -52,3 +52,7 @@ def test_rank_detection(monkeypatch):
     monkeypatch.delenv("NODE_RANK")
     monkeypatch.setenv("SLURM_PROCID", "3")  # independent sweep workers under `srun -n 4` each own their runs
     assert process_rank(single) == 0 and process_rank(ddp) == 3
+    # the default devices (auto) is one GPU (suite/gpus.py): a default run under srun owns its run too
+    assert process_rank(TrainerConfig()) == 0 and not is_distributed(TrainerConfig())
+    assert [is_distributed(TrainerConfig(devices=d)) for d in ("2", "0,3", "1,", -1, "-1")] == [True, True, False,
+                                                                                                   True, True]

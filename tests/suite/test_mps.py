@@ -35,7 +35,7 @@ def test_without_a_gpu_auto_falls_back_with_one_note_and_on_is_an_error(capsys, 
 
 def test_visible_gpus_follows_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert mps.visible_gpus() == 2 and mps.why_not(4).startswith("2 GPUs visible")
+    assert mps.visible_gpus() == 2 and mps.why_not(4).startswith("2 GPUs visible: the runs are spread over them")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert mps.visible_gpus() == 0
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")

@@ -101,9 +101,9 @@ def assert_accounted(trials, children) -> None:
             assert "suite.failure" not in run.data.tags
 
 
-def start_sweep(*args: str) -> subprocess.Popen:
+def start_sweep(*args: str, env: dict | None = None) -> subprocess.Popen:
     """`suite sweep ...` in the background (the entry point of conftest.run_suite), output merged."""
-    return start_suite("sweep", *args, merge_output=True)
+    return start_suite("sweep", *args, merge_output=True, env=env)
 
 
 class TrialGate:
@@ -239,10 +239,12 @@ def test_a_sweep_is_one_study_run_with_a_child_run_per_trial_and_a_rerun_resumes
 
 
 def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
+    """... and, on a machine with two GPUs (named "3,5"; absent here: the trials train on the CPU), each worker
+    trains its trials on a GPU of its own."""
     uri, storage = store(tmp_path)
     spec = write_sweep(tmp_path, "pair", study="pair", trials=4)
     gate = TrialGate(sweep_storage.resolve_storage(None, uri), "pair")  # both workers line up before trial 0
-    proc = start_sweep(str(spec), "--workers", "2", "--data-dir", str(data_dir))
+    proc = start_sweep(str(spec), "--workers", "2", "--data-dir", str(data_dir), env={"CUDA_VISIBLE_DEVICES": "3,5"})
     try:
         gate.open_when_waiting(2, [proc])
         out, _ = proc.communicate(timeout=600)
@@ -258,6 +260,8 @@ def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
     _, children = runs_of(uri, "pair")
     assert_accounted(trials, children)
+    assert "2 runs at a time over 2 GPUs (3,5): one per GPU" in out
+    assert {run.data.tags["suite.cuda_visible_devices"] for run in children.values()} == {"3", "5"}
 
 
 def kill_mid_trial(rdb, trial, epochs: int) -> bool:
