@@ -170,16 +170,13 @@ def _logs_dir(family: str, tracking_uri: str | None) -> Path:
 def _one_device_each(extra: list[str]) -> bool:
     """Whether the runs train on one device each (`trainer.devices`, as the batch's --set gives it; auto is one),
     so that they can be spread over the GPUs, one per worker slot."""
-    from suite.gpus import devices_per_machine
+    from suite.gpus import one_device
 
     value = "auto"
     for flag, kv in zip(extra, extra[1:]):
         if flag == "--set" and kv.split("=", 1)[0].strip() == "trainer.devices":
             value = kv.split("=", 1)[-1].strip()
-    try:
-        return devices_per_machine(value) == 1
-    except ValueError:  # a bad value: each run refuses it with a clear error; nothing to spread
-        return False
+    return one_device(value)
 
 
 def _in_parallel(plan: list[Planned], commands: list[list[str]], workers: int,

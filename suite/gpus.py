@@ -74,6 +74,15 @@ def devices_per_machine(devices: int | str) -> int:
     return d
 
 
+def one_device(devices: int | str) -> bool:
+    """Whether runs of this `trainer.devices` train on one device each, so that several of them can be spread
+    over the GPUs; a bad value is not (each run refuses it with its own error)."""
+    try:
+        return devices_per_machine(devices) == 1
+    except ValueError:
+        return False
+
+
 def worker_gpu(slot: int, ids: list[str]) -> str | None:
     """The GPU of worker slot `slot` (0-based), or None when there is at most one GPU to choose from."""
     return ids[slot % len(ids)] if len(ids) > 1 else None

@@ -119,6 +119,15 @@ def _worker_entry(ctx: Context, index: int, env: dict[str, str] | None = None) -
         sys.exit(exc.exit_code)
 
 
+def one_device_per_trial(spec: StudySpec) -> bool:
+    """Whether every trial trains on one device (`trainer.devices`: auto or 1, not searched), so that the workers
+    can be spread over the GPUs (suite/gpus.py)."""
+    from suite.gpus import one_device
+
+    devices = spec.fixed.get("trainer", {}).get("devices", "auto")
+    return one_device(devices) and not any(p.key == "trainer.devices" for p in spec.space)
+
+
 def run_workers(ctx: Context, workers: int) -> None:
     """One worker in this process, or `workers` spawned processes (each with its own CUDA context)."""
     if workers <= 1:
@@ -128,7 +137,7 @@ def run_workers(ctx: Context, workers: int) -> None:
 
     from suite import gpus
 
-    ids = gpus.visible_gpu_ids()
+    ids = gpus.visible_gpu_ids() if one_device_per_trial(load(ctx.file)) else []
     spawn = mp.get_context("spawn")
     procs = [spawn.Process(target=_worker_entry, args=(ctx, i, gpus.worker_env(i, ids)),
                            name=f"suite-sweep-worker-{i}") for i in range(workers)]

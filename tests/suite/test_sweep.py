@@ -264,6 +264,20 @@ def test_two_workers_on_one_sqlite_storage_lose_no_trial(tmp_path, data_dir):
     assert {run.data.tags["suite.cuda_visible_devices"] for run in children.values()} == {"3", "5"}
 
 
+def test_workers_are_spread_over_the_gpus_only_for_trials_of_one_device(tmp_path):
+    from suite.sweep.worker import one_device_per_trial
+
+    def spec(**fixed):
+        return sweep_spec.load(write_sweep(tmp_path, "d", fixed=fixed))
+
+    assert one_device_per_trial(spec()) and one_device_per_trial(spec(**{"trainer.devices": 1}))
+    assert not one_device_per_trial(spec(**{"trainer.devices": 2, "trainer.strategy": "ddp"}))
+    searched = yaml.safe_load(write_sweep(tmp_path, "s").read_text())
+    searched["space"]["trainer.devices"] = {"type": "categorical", "choices": [1, 2]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(searched))
+    assert not one_device_per_trial(sweep_spec.load(tmp_path / "s.yaml"))
+
+
 def kill_mid_trial(rdb, trial, epochs: int) -> bool:
     """SIGKILL the worker of `trial` if, stopped (SIGSTOP), it is still training that trial; else let it go on.
 
