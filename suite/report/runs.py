@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from suite.errors import TrackingError, UnknownNameError
+from suite.gpus import one_device
 from suite.tracking import probe, store, uris
 
 
@@ -137,8 +138,8 @@ def bundle_record(b) -> RunRecord:
 # the evaluation batch size (evaluation is per sample), CUDA graphs (a replay of the same network),
 # torch.compile (the same network, fused kernels: tests/suite/test_compile.py), the SSM's kernel backend
 # (the same computation: tests/models/test_fast_paths.py) and n_params (follows from the configuration).
-# Everything else, including trainer.devices and num_nodes (the effective batch size under DDP) and
-# precision, splits rows.
+# Everything else, including trainer.devices (1 and auto read the same: one GPU) and num_nodes (the effective
+# batch size under DDP) and precision, splits rows.
 IGNORED_PARAMS = frozenset({
     "seed", "n_params", "data.root", "trainer.progress_bar", "trainer.progress_every_seconds",
     "trainer.num_workers", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
@@ -163,6 +164,8 @@ def run_config(run: RunRecord) -> dict[str, str] | None:
         key, _, value = change.partition("=")
         if counts(key):
             cfg[key] = value
+    if one_device(cfg.get("trainer.devices", "")):  # 1, "1," and auto (the default) are one GPU (suite/gpus.py)
+        cfg["trainer.devices"] = "auto"
     return cfg
 
 

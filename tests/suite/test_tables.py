@@ -255,6 +255,9 @@ def test_what_splits_a_row_and_what_does_not():
                                                                    "trainer.progress_bar=false"])) == ()
     assert config_diff(_record("listops", "s4d", overrides=["trainer.devices=2", "optim.lr=0.0123"])) == \
         ("optim.lr=0.0123", "trainer.devices=2")
+    # --devices 1 is what the default (auto) means: one GPU (suite/gpus.py), the same row
+    assert config_diff(_record("listops", "s4d", overrides=["trainer.devices=1"])) == ()
+    assert config_diff(_record("listops", "s4d", overrides=["trainer.devices=-1"])) == ("trainer.devices=-1",)
     # `suite run --resume ID --max-epochs 6`: the params keep the first value, the tag has the change
     assert config_diff(_record("listops", "s4d", resume_changes="trainer.max_epochs=6")) == \
         ("trainer.max_epochs=6",)
