@@ -44,11 +44,12 @@ def visible_gpus() -> int:
     return len(visible_gpu_ids())
 
 
-def why_not(workers: int) -> str | None:
-    """Why MPS does not apply to `workers` processes here, or None when it does."""
+def why_not(workers: int, gpus: int | None = None) -> str | None:
+    """Why MPS does not apply to `workers` processes here (`gpus` visible: counted when not given), or None
+    when it does."""
     if workers <= 1:
         return "one worker"
-    gpus = visible_gpus()
+    gpus = visible_gpus() if gpus is None else gpus
     if gpus == 0:
         return "no GPU"
     if gpus > 1:
@@ -68,11 +69,12 @@ def mps_for_workers(workers: int, mode: str = "auto") -> Iterator[str]:
     Yields what was done: 'started', 'running' (a daemon of the user's), or 'off'."""
     if mode not in MODES:
         raise ConfigError(f"--mps {mode!r} is not one of {', '.join(MODES)}.", hint="use --mps auto, on or off")
-    reason = "turned off (--mps off)" if mode == "off" else why_not(workers)
+    gpus = visible_gpus() if workers > 1 and mode != "off" else 0  # counted once (nvidia-smi)
+    reason = "turned off (--mps off)" if mode == "off" else why_not(workers, gpus)
     if reason is not None:
         if mode == "on":
             raise ConfigError(f"--mps on, but MPS cannot be used here: {reason}.", hint="use --mps auto or off")
-        if workers > 1 and mode == "auto" and visible_gpus() <= 1:  # several GPUs: gpus.spread_note says it
+        if workers > 1 and mode == "auto" and gpus <= 1:  # several GPUs: gpus.spread_note says it
             print(f"note: {workers} workers without CUDA MPS ({reason}): on one GPU they take turns",
                   file=sys.stderr)
         yield "off"

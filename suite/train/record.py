@@ -62,11 +62,18 @@ def reopened(cfg: RunConfig, run_id: str, ckpt_path: Path | None) -> RunRecord:
     record = _record(cfg, run_id)
     record.already_logged = {(k, step) for k, h in store.metric_histories(record.uri, run_id).items()
                              for step, _ in h}
-    if os.environ.get(GPUS_ENV) is not None:  # this session's GPU (the first session's is replaced)
-        store.set_tags(record.uri, run_id, {"suite.cuda_visible_devices": os.environ[GPUS_ENV]})
+    if gpu := gpu_tag():  # this session's GPU (the first session's is replaced)
+        store.set_tags(record.uri, run_id, gpu)
     print(f"resuming run {run_id} ({record.name}) in {uris.mask(record.uri)} from "
           f"{ckpt_path or 'the start (no checkpoint was saved)'}", file=sys.stderr)
     return record
+
+
+def gpu_tag() -> dict[str, str]:
+    """The GPU of a shared machine this process was given (CUDA_VISIBLE_DEVICES, suite/gpus.py) as a run tag;
+    {} when the variable is not set."""
+    value = os.environ.get(GPUS_ENV)
+    return {} if value is None else {"suite.cuda_visible_devices": value}
 
 
 def run_tags(cfg: RunConfig, data_source: str, parent_run_id: str | None = None,
@@ -85,10 +92,9 @@ def run_tags(cfg: RunConfig, data_source: str, parent_run_id: str | None = None,
         "suite.device": provenance.device_name(cfg.trainer.accelerator),
         **liveness.owner_tags(),
         ui.NOTE_TAG: describe_run(cfg, data_source),
+        **gpu_tag(),
         **(extra_tags or {}),
     }
-    if os.environ.get(GPUS_ENV) is not None:  # which GPU of a shared machine (suite/gpus.py)
-        tags["suite.cuda_visible_devices"] = os.environ[GPUS_ENV]
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     return tags
